@@ -157,16 +157,16 @@ type fileHandle struct {
 
 // Stats are counters of a region.
 type Stats struct {
-	Writes        int64 `json:"writes"`
-	Points        int64 `json:"points"`
-	Deletes       int64 `json:"deletes"`
-	Flushes       int64 `json:"flushes"`
-	Files         int   `json:"files"`
-	FileBytes     int64 `json:"file_bytes"`
-	MemtableBytes int64 `json:"memtable_bytes"`
-	WALBytes      int64 `json:"wal_bytes"`
-	PinnedWAL     int64 `json:"pinned_wal_bytes"`
-	PinnedFiles   int64 `json:"pinned_file_bytes"`
+	Writes        int64  `json:"writes"`
+	Points        int64  `json:"points"`
+	Deletes       int64  `json:"deletes"`
+	Flushes       int64  `json:"flushes"`
+	Files         int    `json:"files"`
+	FileBytes     int64  `json:"file_bytes"`
+	MemtableBytes int64  `json:"memtable_bytes"`
+	WALBytes      int64  `json:"wal_bytes"`
+	PinnedWAL     int64  `json:"pinned_wal_bytes"`
+	PinnedFiles   int64  `json:"pinned_file_bytes"`
 	LastIndex     uint64 `json:"last_index"`
 	FlushedIndex  uint64 `json:"flushed_index"`
 }

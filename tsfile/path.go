@@ -173,27 +173,35 @@ func (p Pattern) MayMatchDevice(device string) bool {
 }
 
 // matchNodes matches pattern nodes against path nodes; "\x00" in path stands for any single node.
+// It runs in O(len(pn)·len(dn)) time: a row of the table "pn[:i] matches dn[:j]" per pattern node
+// (plain backtracking over several "**" is exponential).
 func matchNodes(pn, dn []string) bool {
-	for len(pn) > 0 {
-		switch pn[0] {
-		case "**":
-			// one or more nodes
-			for k := 1; k <= len(dn); k++ {
-				if matchNodes(pn[1:], dn[k:]) {
-					return true
-				}
+	n := len(dn)
+	var stack [2][32]bool
+	cur, next := stack[0][:], stack[1][:]
+	if n+1 > len(cur) {
+		cur, next = make([]bool, n+1), make([]bool, n+1)
+	}
+	cur, next = cur[:n+1], next[:n+1]
+	cur[0] = true
+	for _, p := range pn {
+		switch p {
+		case "**": // one or more nodes
+			seen := false
+			for j := 0; j <= n; j++ {
+				next[j] = seen
+				seen = seen || cur[j]
 			}
-			return false
 		case "*":
-			if len(dn) == 0 {
-				return false
-			}
+			next[0] = false
+			copy(next[1:], cur[:n])
 		default:
-			if len(dn) == 0 || (dn[0] != pn[0] && dn[0] != "\x00") {
-				return false
+			next[0] = false
+			for j := 1; j <= n; j++ {
+				next[j] = cur[j-1] && (dn[j-1] == p || dn[j-1] == "\x00")
 			}
 		}
-		pn, dn = pn[1:], dn[1:]
+		cur, next = next, cur
 	}
-	return len(dn) == 0
+	return cur[n]
 }

@@ -43,7 +43,9 @@ type Generator struct {
 }
 
 // Device returns the path of device i.
-func (g *Generator) Device(i int) string { return fmt.Sprintf("%s.line%d.dev%03d", g.Database, i%10, i) }
+func (g *Generator) Device(i int) string {
+	return fmt.Sprintf("%s.line%d.dev%03d", g.Database, i%10, i)
+}
 
 // PointsPerTablet returns how many points one tablet holds.
 func (g *Generator) PointsPerTablet() int { return g.RowsPerTablet * len(g.cols()) }
