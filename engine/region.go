@@ -141,6 +141,8 @@ type Region struct {
 	listeners   map[int]func(FileInfo)
 	nextID      int
 	walPins     map[int]*Pin
+	progress    map[uint32]uint64
+	times       []indexTime
 	stats       Stats
 
 	flushCh chan struct{}
@@ -183,7 +185,7 @@ func Open(opts Options) (*Region, error) {
 	}
 	r := &Region{
 		opts: opts, log: opts.Logger.With("region", opts.Name), mem: opts.Allocator,
-		files: map[string]*fileHandle{}, listeners: map[int]func(FileInfo){}, walPins: map[int]*Pin{},
+		files: map[string]*fileHandle{}, progress: map[uint32]uint64{}, listeners: map[int]func(FileInfo){}, walPins: map[int]*Pin{},
 		ackedCh: make(chan struct{}), flushCh: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	r.cond = sync.NewCond(&r.mu)
@@ -245,6 +247,7 @@ func (r *Region) openFiles() error {
 		}
 		r.files[fi.Name] = &fileHandle{info: fi, rd: rd}
 		keep = append(keep, fi)
+		mergeProgress(r.progress, fi.Progress)
 		if fi.Version >= r.man.NextVersion {
 			r.man.NextVersion = fi.Version + 1
 		}
@@ -324,6 +327,9 @@ func (r *Region) replay() error {
 		}
 		if epoch >= r.man.NextVersion {
 			r.man.NextVersion = epoch + 1
+		}
+		if e.OriginIndex > r.progress[e.Origin] {
+			r.progress[e.Origin] = e.OriginIndex
 		}
 		r.lastIndex = e.Index
 		return nil
@@ -439,6 +445,7 @@ func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uin
 		return 0, fmt.Errorf("write: %w", err)
 	}
 	r.lastIndex = idx
+	r.noteWriteLocked(origin, originIndex)
 	r.live.insert(nt, idx, origin, originIndex)
 	nt.Retain()
 	r.addRecent(Entry{Index: idx, Origin: origin, OriginIndex: originIndex, Epoch: r.live.version, Kind: KindTablet, Tablet: nt, size: int64(len(payload))})
@@ -518,6 +525,15 @@ func (r *Region) kickFlush() {
 // Delete hides the points of series matching p in [minT, maxT]: at once in the live
 // memtable, and by a tombstone for everything older.
 func (r *Region) Delete(p tsfile.Pattern, minT, maxT int64) (uint64, error) {
+	return r.deleteWith(p, minT, maxT, r.opts.Origin, 0)
+}
+
+// DeleteReplicated applies a deletion that another replica took, keeping its origin and index.
+func (r *Region) DeleteReplicated(origin uint32, originIndex uint64, p tsfile.Pattern, minT, maxT int64) (uint64, error) {
+	return r.deleteWith(p, minT, maxT, origin, originIndex)
+}
+
+func (r *Region) deleteWith(p tsfile.Pattern, minT, maxT int64, origin uint32, originIndex uint64) (uint64, error) {
 	if p.IsZero() {
 		return 0, errors.New("delete: empty pattern")
 	}
@@ -533,18 +549,22 @@ func (r *Region) Delete(p tsfile.Pattern, minT, maxT int64) (uint64, error) {
 		return 0, err
 	}
 	idx := r.lastIndex + 1
+	if origin == r.opts.Origin && originIndex == 0 {
+		originIndex = idx
+	}
 	binary.LittleEndian.PutUint64(payload, r.live.version)
-	commit, err := r.wal.Append(wal.Entry{Kind: KindDelete, Origin: r.opts.Origin, Index: idx, OriginIndex: idx, Payload: payload})
+	commit, err := r.wal.Append(wal.Entry{Kind: KindDelete, Origin: origin, Index: idx, OriginIndex: originIndex, Payload: payload})
 	if err != nil {
 		r.failLocked(err)
 		r.mu.Unlock()
 		return 0, fmt.Errorf("delete: %w", err)
 	}
 	r.lastIndex = idx
+	r.noteWriteLocked(origin, originIndex)
 	r.live.deleteInPlace(r.mem, p, minT, maxT)
-	r.live.noteIndex(idx, r.opts.Origin, idx)
+	r.live.noteIndex(idx, origin, originIndex)
 	r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: p, MinTime: minT, MaxTime: maxT, Version: r.live.version, Index: idx})
-	r.addRecent(Entry{Index: idx, Origin: r.opts.Origin, OriginIndex: idx, Epoch: r.live.version, Kind: KindDelete, Deletion: &d, size: int64(len(payload))})
+	r.addRecent(Entry{Index: idx, Origin: origin, OriginIndex: originIndex, Epoch: r.live.version, Kind: KindDelete, Deletion: &d, size: int64(len(payload))})
 	r.stats.Deletes++
 	r.mu.Unlock()
 	if err := commit.Wait(); err != nil {

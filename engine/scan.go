@@ -196,6 +196,8 @@ func (r *Region) scanDevice(s *snapshot, fileDevs []map[string]tsfile.DeviceInde
 			}
 		}
 	}
+	// resolution order: by version; tablets of one memtable keep their write order
+	sort.SliceStable(srcs, func(i, j int) bool { return srcs[i].ver < srcs[j].ver })
 	var cols []tsfile.Column
 	if len(q.Measurements) > 0 {
 		for _, name := range q.Measurements {
@@ -252,7 +254,10 @@ func (r *Region) Digest() (Digest, error) {
 
 // HashRecord feeds every non-null point of rec into h, row by row and column by column, and
 // returns how many points it hashed. Columns must be sorted by name (as Scan gives them).
+// The device is hashed without its database (root.db), so a copy of a database into another
+// one has the same digest.
 func HashRecord(h io.Writer, bufp *[]byte, dev string, rec arrow.Record) int64 {
+	dev = dev[len(tsfile.Database(dev)):]
 	ts := rec.Column(0).(*array.Int64).Int64Values()
 	fs := rec.Schema().Fields()
 	var n int64

@@ -1,0 +1,172 @@
+package engine
+
+import (
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/weir-dev/weir/tsfile"
+)
+
+type indexTime struct {
+	idx uint64
+	ms  int64
+}
+
+const maxIndexTimes = 4096
+
+func mergeProgress(dst, src map[uint32]uint64) {
+	for o, v := range src {
+		if v > dst[o] {
+			dst[o] = v
+		}
+	}
+}
+
+// noteWriteLocked records a write's origin progress and samples the wall-clock time of
+// indexes (for lag in seconds). Caller holds r.mu.
+func (r *Region) noteWriteLocked(origin uint32, originIndex uint64) {
+	if originIndex > r.progress[origin] {
+		r.progress[origin] = originIndex
+	}
+	now := time.Now().UnixMilli()
+	if n := len(r.times); n == 0 || now-r.times[n-1].ms >= 20 {
+		if n >= maxIndexTimes {
+			r.times = append(r.times[:0], r.times[n/2:]...)
+		}
+		r.times = append(r.times, indexTime{idx: r.lastIndex, ms: now})
+	}
+}
+
+// IndexTime returns (approximately, to 20 ms) the wall-clock time in unix ms at which the
+// write with index idx was taken, or 0 when unknown (before this process opened the region).
+func (r *Region) IndexTime(idx uint64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := sort.Search(len(r.times), func(i int) bool { return r.times[i].idx >= idx })
+	if i == len(r.times) {
+		if idx <= r.lastIndex {
+			return time.Now().UnixMilli()
+		}
+		return 0
+	}
+	if i == 0 && idx < r.times[0].idx {
+		return 0
+	}
+	return r.times[i].ms
+}
+
+// Progress returns, per origin, the highest index of that origin's writes the region holds
+// (in files, memtables or the WAL). A receiver skips what this covers.
+func (r *Region) Progress() map[uint32]uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[uint32]uint64, len(r.progress))
+	mergeProgress(out, r.progress)
+	return out
+}
+
+// Origin returns the origin id of the region's local writes.
+func (r *Region) Origin() uint32 { return r.opts.Origin }
+
+// LoadFile adds a TsFile received from another replica: the file is checked, copied into
+// the region (CRC32C computed on the way), the live memtable is sealed, and the file gets a
+// version above everything the region holds, so it is the final state of its epoch; writes
+// after it win over it. progress is what the file covers, per origin.
+func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, error) {
+	rd, err := tsfile.OpenFile(src)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	}
+	meta := rd.Meta()
+	rd.Close()
+	in, err := os.Open(src)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	}
+	defer in.Close()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return FileInfo{}, ErrClosed
+	}
+	// reserve a version: seal what the live memtable holds, then give the (empty) live
+	// memtable's version to the file and the live memtable a newer one.
+	r.sealLocked()
+	version := r.live.version
+	r.live.version = r.nextVersion
+	r.nextVersion++
+	r.mu.Unlock()
+
+	name := fileName(version)
+	final := filepath.Join(r.opts.Dir, name)
+	tmp := final + ".tmp"
+	f, err := r.opts.FS.Create(tmp)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	}
+	h := crc32.New(castagnoli)
+	n, err := io.Copy(f, io.TeeReader(in, h))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.opts.FS.Rename(tmp, final)
+	}
+	if err == nil {
+		err = r.opts.FS.SyncDir(r.opts.Dir)
+	}
+	if err != nil {
+		_ = r.opts.FS.Remove(tmp)
+		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	}
+	info := FileInfo{
+		Name: name, Size: n, CRC32C: h.Sum32(), Version: version, Epoch: version,
+		MinTime: meta.MinTime, MaxTime: meta.MaxTime, Rows: meta.Rows, Points: meta.Points,
+		Progress: copyProgress(progress),
+	}
+	nrd, err := tsfile.OpenFile(final)
+	if err != nil {
+		return FileInfo{}, fmt.Errorf("load %s: reopen: %w", src, err)
+	}
+	r.mu.Lock()
+	for _, c := range meta.Columns {
+		if have, ok := r.man.Schema[c.Name]; ok && have != c.Type {
+			r.mu.Unlock()
+			nrd.Close()
+			_ = r.opts.FS.Remove(final)
+			return FileInfo{}, fmt.Errorf("load %s: %w", src, &TypeConflictError{Device: "(file)", Measurement: c.Name, Have: have, Got: c.Type})
+		}
+	}
+	for _, c := range meta.Columns {
+		r.man.Schema[c.Name] = c.Type
+	}
+	r.man.Files = append(r.man.Files, info)
+	if r.nextVersion > r.man.NextVersion {
+		r.man.NextVersion = r.nextVersion
+	}
+	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
+		r.man.Files = r.man.Files[:len(r.man.Files)-1]
+		r.mu.Unlock()
+		nrd.Close()
+		return FileInfo{}, err
+	}
+	r.files[name] = &fileHandle{info: info, rd: nrd}
+	mergeProgress(r.progress, progress)
+	listeners := make([]func(FileInfo), 0, len(r.listeners))
+	for _, l := range r.listeners {
+		listeners = append(listeners, l)
+	}
+	r.mu.Unlock()
+	for _, l := range listeners {
+		l(info)
+	}
+	return info, nil
+}

@@ -1,0 +1,96 @@
+package pipe
+
+import (
+	"sync"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// Kind says what an event carries.
+type Kind uint8
+
+// Event kinds.
+const (
+	KindTablet    Kind = iota + 1 // a tablet of fresh writes (from the WAL)
+	KindTsFile                    // a sealed TsFile; rows are read only when asked
+	KindDeletion                  // a deletion (pattern, time range)
+	KindHeartbeat                 // liveness and lag, no data
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindTablet:
+		return "tablet"
+	case KindTsFile:
+		return "tsfile"
+	case KindDeletion:
+		return "deletion"
+	case KindHeartbeat:
+		return "heartbeat"
+	}
+	return "unknown"
+}
+
+// Event is the unit that flows through a pipe. CommitID orders events of one task; the
+// task commits them in that order and advances the durable progress over the contiguous
+// acknowledged prefix only.
+type Event struct {
+	Kind     Kind
+	CommitID uint64
+	Region   string
+	// Progress is what the receiver has seen once it applied this event: origin → index.
+	Progress ProgressIndex
+	// Origin and OriginIndex identify a tablet or deletion at the replica that first took it.
+	Origin      uint32
+	OriginIndex uint64
+	// Index is the local WAL index range the event covers (one index for a tablet).
+	MinIndex, MaxIndex uint64
+	Epoch              uint64
+	Tablet             *tsfile.Tablet   // KindTablet
+	File               *FileRef         // KindTsFile
+	Deletion           *engine.Deletion // KindDeletion
+	// EventTime is the wall-clock time (unix ms) the data was written or sealed, for lag.
+	EventTime int64
+	// Bytes is the event's size for rates and lag in bytes.
+	Bytes int64
+
+	once    sync.Once
+	release []func()
+}
+
+// OnRelease adds fn to run when the event is released (after its commit): for pins.
+func (e *Event) OnRelease(fn func()) { e.release = append(e.release, fn) }
+
+// Release frees what the event holds (tablet reference, pins). Safe to call twice.
+func (e *Event) Release() {
+	e.once.Do(func() {
+		if e.Tablet != nil {
+			e.Tablet.Release()
+		}
+		for _, fn := range e.release {
+			fn()
+		}
+	})
+}
+
+// Points counts the data points the event carries (a file's from its metadata).
+func (e *Event) Points() int64 {
+	switch e.Kind {
+	case KindTablet:
+		return int64(e.Tablet.Points())
+	case KindTsFile:
+		return e.File.Info.Points
+	}
+	return 0
+}
+
+// FileRef is a pinned sealed TsFile. Its rows are read lazily: a processor that does not
+// look at rows passes the file through untouched.
+type FileRef struct {
+	Path string
+	Info engine.FileInfo
+}
+
+// Open opens the file for reading its rows.
+func (f *FileRef) Open() (*tsfile.Reader, error) { return tsfile.OpenFile(f.Path) }
