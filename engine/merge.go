@@ -35,6 +35,9 @@ type tomb struct {
 	MaxTime int64          `json:"max_time"`
 	Version uint64         `json:"version"`
 	Index   uint64         `json:"index"`
+	// Origin and OriginIndex identify the deletion at the replica that first took it.
+	Origin      uint32 `json:"origin,omitempty"`
+	OriginIndex uint64 `json:"origin_index,omitempty"`
 }
 
 const maxOutRows = 65536

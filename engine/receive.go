@@ -170,3 +170,49 @@ func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, err
 	}
 	return info, nil
 }
+
+// IndexedDeletion is a deletion with the WAL index and origin it was taken at.
+type IndexedDeletion struct {
+	Deletion
+	Index       uint64
+	Origin      uint32
+	OriginIndex uint64
+}
+
+// Deletions lists the region's deletions with local index in (after, upTo], in index order.
+func (r *Region) Deletions(after, upTo uint64) []IndexedDeletion {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []IndexedDeletion
+	for _, t := range r.man.Tombstones {
+		if t.Index > after && t.Index <= upTo {
+			o, oi := t.Origin, t.OriginIndex
+			if o == 0 {
+				o, oi = r.opts.Origin, t.Index
+			}
+			out = append(out, IndexedDeletion{Deletion: Deletion{Pattern: t.Pattern, MinTime: t.MinTime, MaxTime: t.MaxTime}, Index: t.Index, Origin: o, OriginIndex: oi})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// WALBytesAfter returns the bytes of WAL segments holding entries after index idx: what a
+// consumer at idx still has to read from the WAL.
+func (r *Region) WALBytesAfter(idx uint64) int64 {
+	var n int64
+	for _, s := range r.wal.Segments() {
+		if s.LastIndex > idx {
+			n += s.Size
+		}
+	}
+	return n
+}
+
+// WALFirstIndex returns the first index still held in the WAL (LastIndex+1 when none is).
+func (r *Region) WALFirstIndex() uint64 {
+	if segs := r.wal.Segments(); len(segs) > 0 {
+		return segs[0].FirstIndex
+	}
+	return r.LastIndex() + 1
+}

@@ -136,8 +136,7 @@ type Region struct {
 	recent      []Entry
 	recentBytes int64
 	recentHead  int
-	ackedIndex  uint64
-	ackedCh     chan struct{}
+	closedCh    chan struct{} // closed by Close, wakes subscribers
 	listeners   map[int]func(FileInfo)
 	nextID      int
 	walPins     map[int]*Pin
@@ -186,7 +185,7 @@ func Open(opts Options) (*Region, error) {
 	r := &Region{
 		opts: opts, log: opts.Logger.With("region", opts.Name), mem: opts.Allocator,
 		files: map[string]*fileHandle{}, progress: map[uint32]uint64{}, listeners: map[int]func(FileInfo){}, walPins: map[int]*Pin{},
-		ackedCh: make(chan struct{}), flushCh: make(chan struct{}, 1), done: make(chan struct{}),
+		closedCh: make(chan struct{}), flushCh: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	r.cond = sync.NewCond(&r.mu)
 	man, err := loadManifest(fs, opts.Dir)
@@ -215,7 +214,6 @@ func Open(opts Options) (*Region, error) {
 		r.closeFiles()
 		return nil, fmt.Errorf("open region %s: replay wal: %w", opts.Name, err)
 	}
-	r.ackedIndex = r.lastIndex
 	r.wg.Add(1)
 	go r.flushLoop()
 	if len(r.immutables) > 0 {
@@ -320,7 +318,7 @@ func (r *Region) replay() error {
 			cur.deleteInPlace(r.mem, d.Pattern, d.MinTime, d.MaxTime)
 			cur.noteIndex(e.Index, e.Origin, e.OriginIndex)
 			if !seen[e.Index] {
-				r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: d.Pattern, MinTime: d.MinTime, MaxTime: d.MaxTime, Version: epoch, Index: e.Index})
+				r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: d.Pattern, MinTime: d.MinTime, MaxTime: d.MaxTime, Version: epoch, Index: e.Index, Origin: e.Origin, OriginIndex: e.OriginIndex})
 			}
 		default:
 			return fmt.Errorf("wal entry %d: unknown kind %d", e.Index, e.Kind)
@@ -457,7 +455,6 @@ func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uin
 		r.fail(err)
 		return 0, fmt.Errorf("write: %w", err)
 	}
-	r.publish()
 	return idx, nil
 }
 
@@ -563,7 +560,7 @@ func (r *Region) deleteWith(p tsfile.Pattern, minT, maxT int64, origin uint32, o
 	r.noteWriteLocked(origin, originIndex)
 	r.live.deleteInPlace(r.mem, p, minT, maxT)
 	r.live.noteIndex(idx, origin, originIndex)
-	r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: p, MinTime: minT, MaxTime: maxT, Version: r.live.version, Index: idx})
+	r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: p, MinTime: minT, MaxTime: maxT, Version: r.live.version, Index: idx, Origin: origin, OriginIndex: originIndex})
 	r.addRecent(Entry{Index: idx, Origin: origin, OriginIndex: originIndex, Epoch: r.live.version, Kind: KindDelete, Deletion: &d, size: int64(len(payload))})
 	r.stats.Deletes++
 	r.mu.Unlock()
@@ -571,7 +568,6 @@ func (r *Region) deleteWith(p tsfile.Pattern, minT, maxT int64, origin uint32, o
 		r.fail(err)
 		return 0, fmt.Errorf("delete: %w", err)
 	}
-	r.publish()
 	return idx, nil
 }
 
@@ -792,7 +788,7 @@ func (r *Region) Close() error {
 	}
 	r.closed = true
 	r.cond.Broadcast()
-	close(r.ackedCh)
+	close(r.closedCh)
 	r.mu.Unlock()
 	close(r.done)
 	r.wg.Wait()
@@ -808,6 +804,9 @@ func (r *Region) Close() error {
 	r.mu.Unlock()
 	return err
 }
+
+// WALSyncs returns how many fdatasyncs the WAL has done.
+func (r *Region) WALSyncs() int64 { return r.wal.Syncs() }
 
 // LastIndex returns the index of the last write.
 func (r *Region) LastIndex() uint64 {
@@ -908,17 +907,6 @@ func (r *Region) addRecent(e Entry) {
 	}
 }
 
-// publish makes entries up to the WAL's durable index visible to subscribers.
-func (r *Region) publish() {
-	d := r.wal.DurableIndex()
-	r.mu.Lock()
-	if d > r.ackedIndex && !r.closed {
-		r.ackedIndex = d
-		close(r.ackedCh)
-		r.ackedCh = make(chan struct{})
-	}
-	r.mu.Unlock()
-}
 
 var _ = os.ErrNotExist
 var _ = math.MaxInt64

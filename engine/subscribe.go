@@ -38,15 +38,17 @@ func (r *Region) Subscribe(from uint64) *Subscription {
 func (s *Subscription) Next(ctx context.Context) (Entry, error) {
 	r := s.r
 	for {
+		notify := r.wal.Notify() // taken before reading the durable index
+		acked := r.wal.DurableIndex()
 		r.mu.Lock()
 		if r.closed {
 			r.mu.Unlock()
 			return Entry{}, ErrClosed
 		}
-		acked, ch := r.ackedIndex, r.ackedCh
+		closedCh := r.closedCh
 		if s.next <= acked {
 			win := r.recent[r.recentHead:]
-			if len(win) > 0 && s.next >= win[0].Index {
+			if len(win) > 0 && s.next >= win[0].Index && s.next <= win[len(win)-1].Index {
 				e := win[s.next-win[0].Index]
 				if e.Tablet != nil {
 					e.Tablet.Retain()
@@ -71,7 +73,8 @@ func (s *Subscription) Next(ctx context.Context) (Entry, error) {
 		select {
 		case <-ctx.Done():
 			return Entry{}, ctx.Err()
-		case <-ch:
+		case <-notify:
+		case <-closedCh:
 		}
 	}
 }
@@ -96,6 +99,12 @@ func (s *Subscription) fromDisk() (Entry, error) {
 				return Entry{}, err
 			}
 			s.closeReader()
+			if errors.Is(err, wal.ErrSegmentRemoved) {
+				return Entry{}, fmt.Errorf("read wal at %d: %w", s.next, ErrCompacted)
+			}
+			if errors.Is(err, wal.ErrClosed) {
+				return Entry{}, ErrClosed
+			}
 			return Entry{}, fmt.Errorf("read wal at %d: %w", s.next, err)
 		}
 		if we.Index < s.next {
@@ -244,7 +253,7 @@ func (r *Region) PinnedBytes() (walBytes, fileBytes int64) {
 	r.mu.Unlock()
 	if minFrom > 0 {
 		for _, seg := range r.wal.Segments() {
-			if seg.LastIndex == 0 || seg.LastIndex >= minFrom {
+			if seg.LastIndex >= minFrom {
 				walBytes += seg.Size
 			}
 		}

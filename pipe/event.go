@@ -90,6 +90,19 @@ func (e *Event) Points() int64 {
 type FileRef struct {
 	Path string
 	Info engine.FileInfo
+	// Pattern and the time range select the rows the pipe wants; the zero Pattern and
+	// MinTime=math.MinInt64, MaxTime=math.MaxInt64 mean the whole file.
+	Pattern          tsfile.Pattern
+	MinTime, MaxTime int64
+	// Deletions taken during the file's epoch. A receiver applies those its progress does
+	// not cover before it loads the file: they hide its older data, never the file's rows.
+	Deletions []engine.IndexedDeletion
+}
+
+// Whole reports whether the pipe wants every row of the file (so it may ship it as is).
+func (f *FileRef) Whole() bool {
+	return (f.Pattern.IsZero() || f.Pattern.String() == "root.**") &&
+		f.MinTime <= f.Info.MinTime && f.MaxTime >= f.Info.MaxTime
 }
 
 // Open opens the file for reading its rows.

@@ -201,6 +201,7 @@ type WAL struct {
 	nextSeq    uint64
 
 	syncMu sync.Mutex
+	syncs  atomic.Int64 // fdatasyncs done
 	failed atomic.Bool // a write or sync failed (set under syncMu for syncs)
 
 	segMu    sync.Mutex
@@ -556,8 +557,12 @@ func (w *WAL) syncActive() error {
 		return fmt.Errorf("wal: sync %s: %w", w.activePath, err)
 	}
 	w.synced.Store(target)
+	w.syncs.Add(1)
 	return nil
 }
+
+// Syncs returns how many fdatasyncs the WAL has done (for benchmarks and metrics).
+func (w *WAL) Syncs() int64 { return w.syncs.Load() }
 
 // syncLoop fdatasyncs every interval in Batch and Async mode.
 func (w *WAL) syncLoop() {

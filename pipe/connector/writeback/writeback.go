@@ -1,0 +1,254 @@
+// Package writeback holds the write-back connector: it applies a pipe's events to another
+// local database, idempotently: an event whose progress the target already covers is
+// skipped, so redelivery after a restart is harmless.
+package writeback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+func init() {
+	pipe.RegisterConnector(pipe.PluginInfo{
+		Name: "write-back",
+		Doc:  "Applies events to another local database (devices renamed into it); idempotent by progress.",
+		Params: []pipe.ParamSpec{
+			{Key: "database", Type: pipe.String, Required: true, Doc: "target database, e.g. root.copy"},
+		},
+	}, func() pipe.Connector { return &Connector{} })
+}
+
+// Connector is the write-back connector.
+type Connector struct {
+	db     string
+	target *engine.Region
+	tmp    string
+}
+
+// Open implements pipe.Connector.
+func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
+	c.db = env.Params.String("database")
+	if err := tsfile.ValidateDevice(c.db); err != nil || strings.Count(c.db, ".") != 1 {
+		return fmt.Errorf("sink.database: %q is not a database name like root.copy", c.db)
+	}
+	if env.Databases == nil {
+		return errors.New("sink write-back: no local databases available")
+	}
+	t, err := env.Databases(c.db)
+	if err != nil {
+		return fmt.Errorf("sink.database %s: %w", c.db, err)
+	}
+	if env.Region != nil && t == env.Region {
+		return fmt.Errorf("sink.database %s: is the pipe's own source", c.db)
+	}
+	c.target = t
+	c.tmp = filepath.Join(t.Dir(), "incoming")
+	return os.MkdirAll(c.tmp, 0o755)
+}
+
+// Send implements pipe.Connector.
+func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
+	for _, e := range batch {
+		if err := c.apply(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Connector) covered(origin uint32, idx uint64) bool {
+	return c.target.Progress()[origin] >= idx
+}
+
+// Rename moves device (of any database) into database db.
+func Rename(db, device string) string { return db + device[len(tsfile.Database(device)):] }
+
+// RenamePattern moves a pattern of the source database into database db.
+func RenamePattern(db string, p tsfile.Pattern) (tsfile.Pattern, error) {
+	nodes := strings.Split(p.String(), ".")
+	switch {
+	case len(nodes) < 2:
+		return tsfile.ParsePattern(db + ".**")
+	case nodes[1] == "**":
+		return tsfile.ParsePattern(db + "." + strings.Join(nodes[1:], "."))
+	case len(nodes) == 2:
+		return tsfile.ParsePattern(db)
+	}
+	return tsfile.ParsePattern(db + "." + strings.Join(nodes[2:], "."))
+}
+
+func (c *Connector) apply(e *pipe.Event) error {
+	switch e.Kind {
+	case pipe.KindTablet:
+		if c.covered(e.Origin, e.OriginIndex) {
+			return nil
+		}
+		t := tsfile.NewTablet(Rename(c.db, e.Tablet.Device), e.Tablet.Rec)
+		if _, err := c.target.WriteReplicated(e.Origin, e.OriginIndex, t); err != nil {
+			return fmt.Errorf("write-back %s: %w", c.db, err)
+		}
+	case pipe.KindDeletion:
+		if c.covered(e.Origin, e.OriginIndex) {
+			return nil
+		}
+		p, err := RenamePattern(c.db, e.Deletion.Pattern)
+		if err != nil {
+			return fmt.Errorf("write-back deletion: %w", err)
+		}
+		if _, err := c.target.DeleteReplicated(e.Origin, e.OriginIndex, p, e.Deletion.MinTime, e.Deletion.MaxTime); err != nil {
+			return fmt.Errorf("write-back %s: %w", c.db, err)
+		}
+	case pipe.KindTsFile:
+		if pipe.ProgressIndex(c.target.Progress()).Covers(e.Progress) {
+			return nil
+		}
+		for _, d := range e.File.Deletions {
+			if c.covered(d.Origin, d.OriginIndex) {
+				continue
+			}
+			p, err := RenamePattern(c.db, d.Pattern)
+			if err != nil {
+				return fmt.Errorf("write-back deletion: %w", err)
+			}
+			if _, err := c.target.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
+				return fmt.Errorf("write-back %s: %w", c.db, err)
+			}
+		}
+		return c.loadFile(e)
+	}
+	return nil
+}
+
+// loadFile loads a shipped file into the target: as is when the pipe wants all of it and
+// the database name is the same, else rewritten with the selected rows and renamed devices.
+func (c *Connector) loadFile(e *pipe.Event) error {
+	f := e.File
+	if f.Whole() && len(f.Info.Progress) >= 0 && sameDatabase(c.db, f.Path) {
+		if _, err := c.target.LoadFile(f.Path, e.Progress); err != nil {
+			return fmt.Errorf("write-back load %s: %w", f.Path, err)
+		}
+		return nil
+	}
+	rd, err := f.Open()
+	if err != nil {
+		return fmt.Errorf("write-back open %s: %w", f.Path, err)
+	}
+	defer rd.Close()
+	mem := memory.DefaultAllocator
+	var data []tsfile.DeviceData
+	defer func() {
+		for _, d := range data {
+			d.Rec.Release()
+		}
+	}()
+	for _, di := range rd.Meta().Devices {
+		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
+			continue
+		}
+		var want []string
+		for _, col := range di.Columns {
+			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
+				want = append(want, col.Name)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		var recs []arrow.Record
+		err := rd.ReadDevice(di.Device, want, f.MinTime, f.MaxTime, func(rec arrow.Record) error {
+			rec.Retain()
+			recs = append(recs, rec)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("write-back read %s: %w", f.Path, err)
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		rec, err := concat(mem, recs)
+		for _, r := range recs {
+			r.Release()
+		}
+		if err != nil {
+			return err
+		}
+		data = append(data, tsfile.DeviceData{Device: Rename(c.db, di.Device), Rec: rec})
+	}
+	tmp, err := os.CreateTemp(c.tmp, "load-*.tsfile")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	meta := tsfile.FileMeta{Region: c.target.Name(), Progress: e.Progress}
+	if _, err := tsfile.WriteFile(tmp, meta, data, tsfile.WriteOptions{Compression: "lz4"}); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write-back rewrite %s: %w", f.Path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if _, err := c.target.LoadFile(tmp.Name(), e.Progress); err != nil {
+		return fmt.Errorf("write-back load %s: %w", f.Path, err)
+	}
+	return nil
+}
+
+// sameDatabase reports whether the file's devices already live in db (so no renaming).
+func sameDatabase(db, path string) bool {
+	rd, err := tsfile.OpenFile(path)
+	if err != nil {
+		return false
+	}
+	defer rd.Close()
+	for _, d := range rd.Meta().Devices {
+		if tsfile.Database(d.Device) != db {
+			return false
+		}
+	}
+	return true
+}
+
+func concat(mem memory.Allocator, recs []arrow.Record) (arrow.Record, error) {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	n := int(recs[0].NumCols())
+	cols := make([]arrow.Array, n)
+	var rows int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
+	for i := 0; i < n; i++ {
+		parts := make([]arrow.Array, len(recs))
+		for j, r := range recs {
+			parts[j] = r.Column(i)
+		}
+		a, err := array.Concatenate(parts, mem)
+		if err != nil {
+			return nil, fmt.Errorf("write-back concat: %w", err)
+		}
+		cols[i] = a
+	}
+	out := array.NewRecord(recs[0].Schema(), cols, rows)
+	for _, a := range cols {
+		a.Release()
+	}
+	return out, nil
+}
+
+// Close implements pipe.Connector.
+func (c *Connector) Close() error { return nil }
