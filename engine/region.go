@@ -907,7 +907,6 @@ func (r *Region) addRecent(e Entry) {
 	}
 }
 
-
 var _ = os.ErrNotExist
 var _ = math.MaxInt64
 var _ context.Context

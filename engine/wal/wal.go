@@ -202,7 +202,7 @@ type WAL struct {
 
 	syncMu sync.Mutex
 	syncs  atomic.Int64 // fdatasyncs done
-	failed atomic.Bool // a write or sync failed (set under syncMu for syncs)
+	failed atomic.Bool  // a write or sync failed (set under syncMu for syncs)
 
 	segMu    sync.Mutex
 	segs     []segment

@@ -2,9 +2,9 @@ package extractor
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"math/rand"
 	"os"
 	"sync/atomic"
