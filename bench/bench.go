@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -49,6 +50,7 @@ type IngestConfig struct {
 	Durability    wal.Durability
 	RowsPerTablet int // default 1000
 	Writers       int // default 2
+	Rounds        int // default 3; figures are medians over rounds
 	Progress      func(points int64)
 }
 
@@ -79,10 +81,59 @@ func Ingest(cfg IngestConfig) ([]Result, error) {
 		}
 	}()
 	total := int64(n) * per
-	regionDir := filepath.Join(cfg.Dir, "region")
-	r, err := engine.Open(engine.Options{Dir: regionDir, Durability: cfg.Durability, FlushAge: -1})
+	var payloads [][]byte
+	for _, t := range tablets {
+		b := make([]byte, 8, 64<<10)
+		b = tsfile.AppendTablet(b, t)
+		payloads = append(payloads, b)
+	}
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 3
+	}
+	var regionD, rawD []time.Duration
+	for round := 0; round < cfg.Rounds; round++ {
+		unix.Sync() // start each side with no dirty pages of the other
+		d, syncs, err := ingestRound(filepath.Join(cfg.Dir, fmt.Sprintf("region%d", round)), cfg, tablets, per)
+		if err != nil {
+			return nil, err
+		}
+		regionD = append(regionD, d)
+		unix.Sync()
+		var base time.Duration
+		raw := filepath.Join(cfg.Dir, "raw.log")
+		switch cfg.Durability {
+		case wal.Sync:
+			// the same number of fdatasyncs, each covering as many payloads as a group did
+			every := len(payloads)
+			if syncs > 0 {
+				every = max(1, int(int64(len(payloads))/syncs))
+			}
+			base, err = rawAppend(raw, payloads, every, 0)
+		case wal.Batch:
+			// writes acked once written; an fdatasync every sync interval in the background
+			base, err = rawAppend(raw, payloads, 0, 10*time.Millisecond)
+		default:
+			base, err = rawAppend(raw, payloads, 0, 0)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rawD = append(rawD, base)
+	}
+	elapsed, base := median(regionD), median(rawD)
+	v := float64(total) / elapsed.Seconds()
+	bv := float64(total) / base.Seconds()
+	name := "ingest-" + cfg.Durability.String()
+	return []Result{
+		result(name, "points_per_second", "points/s", "raw file append, same bytes and fsync cadence", v, bv),
+	}, nil
+}
+
+func ingestRound(dir string, cfg IngestConfig, tablets []*tsfile.Tablet, per int64) (time.Duration, int64, error) {
+	defer os.RemoveAll(dir)
+	r, err := engine.Open(engine.Options{Dir: dir, Durability: cfg.Durability, FlushAge: -1})
 	if err != nil {
-		return nil, err
+		return 0, 0, err
 	}
 	start := time.Now()
 	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
@@ -106,66 +157,65 @@ func Ingest(cfg IngestConfig) ([]Result, error) {
 	close(ch)
 	if err := p.Wait(); err != nil {
 		r.Close()
-		return nil, err
+		return 0, 0, err
 	}
 	elapsed := time.Since(start)
 	syncs := r.WALSyncs()
-	if err := r.Close(); err != nil {
-		return nil, err
-	}
-	// baseline: the same payload bytes appended to a plain file
-	var payloads [][]byte
-	for _, t := range tablets {
-		b := make([]byte, 8, 64<<10)
-		b = tsfile.AppendTablet(b, t)
-		payloads = append(payloads, b)
-	}
-	every := 0
-	switch cfg.Durability {
-	case wal.Sync:
-		if syncs > 0 {
-			every = max(1, int(int64(len(payloads))/syncs))
-		}
-	case wal.Batch:
-		// one fdatasync per 10 ms of the measured run
-		k := int64(elapsed / (10 * time.Millisecond))
-		every = max(1, int(int64(len(payloads))/max(k, 1)))
-	}
-	base, err := rawAppend(filepath.Join(cfg.Dir, "raw.log"), payloads, every)
-	if err != nil {
-		return nil, err
-	}
-	v := float64(total) / elapsed.Seconds()
-	bv := float64(total) / base.Seconds()
-	name := "ingest-" + cfg.Durability.String()
-	return []Result{
-		result(name, "points_per_second", "points/s", "raw file append, same bytes and fsync cadence", v, bv),
-	}, nil
+	return elapsed, syncs, r.Close()
 }
 
-// rawAppend writes each payload with a 28-byte frame header stand-in and fdatasyncs every
-// `every` payloads (0 = never).
-func rawAppend(path string, payloads [][]byte, every int) (time.Duration, error) {
+// rawAppend writes each payload behind a 25-byte header (the WAL frame's size) to a plain
+// file: with every > 0 an fdatasync after every `every` payloads, with interval > 0 an
+// fdatasync every interval from a background goroutine, and a final one in both cases.
+func rawAppend(path string, payloads [][]byte, every int, interval time.Duration) (time.Duration, error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return 0, err
 	}
 	defer os.Remove(path)
 	defer f.Close()
-	hdr := make([]byte, 25)
+	fd := int(f.Fd())
+	stop := make(chan struct{})
+	syncer := pool.New().WithErrors()
+	if interval > 0 {
+		syncer.Go(func() error {
+			t := time.NewTicker(interval)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return nil
+				case <-t.C:
+					if err := unix.Fdatasync(fd); err != nil {
+						return err
+					}
+				}
+			}
+		})
+	}
+	buf := make([]byte, 0, 128<<10)
 	start := time.Now()
 	for i, p := range payloads {
-		if _, err := f.Write(append(hdr[:25:25], p...)); err != nil {
+		buf = append(append(buf[:0], make([]byte, 25)...), p...)
+		if _, err := f.Write(buf); err != nil {
+			close(stop)
+			syncer.Wait()
 			return 0, err
 		}
 		if every > 0 && (i+1)%every == 0 {
-			if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			if err := unix.Fdatasync(fd); err != nil {
+				close(stop)
+				syncer.Wait()
 				return 0, err
 			}
 		}
 	}
+	close(stop)
+	if err := syncer.Wait(); err != nil {
+		return 0, err
+	}
 	if every > 0 {
-		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		if err := unix.Fdatasync(fd); err != nil {
 			return 0, err
 		}
 	}
@@ -177,80 +227,107 @@ type FlushConfig struct {
 	Dir         string
 	Points      int64
 	Compression tsfile.Compression
+	Rounds      int // default 3; each figure is the median over rounds
 }
 
 // Flush writes Points into one memtable, times Region.Flush, then times a plain Arrow IPC
-// file write of the same record batches (read back from the TsFile) with the same compression.
-// It also times a full Region.Scan of the file against a plain IPC read of every batch.
+// file write of the same record batches (read back from the TsFile) with the same
+// compression and an fsync, like the flush. It also times a full Region.Scan of the file
+// against a plain IPC read of every batch. Rounds alternate the two sides; each figure is
+// the median over rounds (the disk here is shared and noisy).
 func Flush(cfg FlushConfig) ([]Result, error) {
 	if cfg.Compression == "" {
-		cfg.Compression = "zstd"
+		cfg.Compression = "lz4"
 	}
-	regionDir := filepath.Join(cfg.Dir, "region")
-	r, err := engine.Open(engine.Options{Dir: regionDir, Durability: wal.Async, FlushAge: -1, MemtableSize: 1 << 40, MaxImmutable: 4, Compression: cfg.Compression})
+	if cfg.Rounds <= 0 {
+		cfg.Rounds = 3
+	}
+	var flushD, rawD, scanD, readD []time.Duration
+	var total, scanned int64
+	for round := 0; round < cfg.Rounds; round++ {
+		f, rw, sc, rd, n, sn, err := flushRound(filepath.Join(cfg.Dir, fmt.Sprintf("round%d", round)), cfg)
+		if err != nil {
+			return nil, err
+		}
+		flushD, rawD, scanD, readD = append(flushD, f), append(rawD, rw), append(scanD, sc), append(readD, rd)
+		total, scanned = n, sn
+	}
+	name := string(cfg.Compression)
+	return []Result{
+		result("flush-"+name, "points_per_second", "points/s", "raw Arrow IPC file write, same records and compression", float64(total)/median(flushD).Seconds(), float64(total)/median(rawD).Seconds()),
+		result("scan-"+name, "points_per_second", "points/s", "raw Arrow IPC file read of the same file", float64(scanned)/median(scanD).Seconds(), float64(total)/median(readD).Seconds()),
+	}, nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
+func flushRound(dir string, cfg FlushConfig) (flushDur, rawDur, scanDur, readDur time.Duration, total, scanned int64, err error) {
+	defer os.RemoveAll(dir)
+	r, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "region"), Durability: wal.Async, FlushAge: -1, MemtableSize: 1 << 40, MaxImmutable: 4, Compression: cfg.Compression})
 	if err != nil {
-		return nil, err
+		return
 	}
 	defer r.Close()
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1, Step: 1}
 	per := int64(gen.PointsPerTablet())
-	var total int64
 	for total < cfg.Points {
 		t := gen.Next()
-		if _, err := r.Write(t); err != nil {
-			return nil, err
-		}
+		_, err = r.Write(t)
 		t.Release()
+		if err != nil {
+			return
+		}
 		total += per
 	}
-	start := time.Now()
-	if err := r.Flush(); err != nil {
-		return nil, err
+	if err = r.SyncWAL(); err != nil { // the WAL's own fsync is not part of a flush
+		return
 	}
-	flushDur := time.Since(start)
+	start := time.Now()
+	if err = r.Flush(); err != nil {
+		return
+	}
+	flushDur = time.Since(start)
 	files := r.Files()
 	if len(files) != 1 {
-		return nil, fmt.Errorf("expected one file after flush, got %d", len(files))
+		err = fmt.Errorf("expected one file after flush, got %d", len(files))
+		return
 	}
 	path := r.FilePath(files[0].Name)
-	// the same batches, written by a plain IPC file writer
 	recs, schema, err := readBatches(path)
 	if err != nil {
-		return nil, err
+		return
 	}
 	defer func() {
 		for _, rec := range recs {
 			rec.Release()
 		}
 	}()
-	rawDur, err := rawIPCWrite(filepath.Join(cfg.Dir, "raw.arrow"), schema, recs, cfg.Compression)
-	if err != nil {
-		return nil, err
+	if rawDur, err = rawIPCWrite(filepath.Join(dir, "raw.arrow"), schema, recs, cfg.Compression); err != nil {
+		return
 	}
-	// scan: region scan of the file vs plain IPC read of every batch
 	sstart := time.Now()
-	var scanned int64
-	if err := r.Scan(engine.Query{}, func(_ string, rec arrow.Record) error {
+	err = r.Scan(engine.Query{}, func(_ string, rec arrow.Record) error {
 		scanned += rec.NumRows() * (rec.NumCols() - 1)
 		return nil
-	}); err != nil {
-		return nil, err
+	})
+	if err != nil {
+		return
 	}
-	scanDur := time.Since(sstart)
+	scanDur = time.Since(sstart)
 	rstart := time.Now()
 	rawRecs, _, err := readBatches(path)
 	if err != nil {
-		return nil, err
+		return
 	}
-	rawRead := time.Since(rstart)
+	readDur = time.Since(rstart)
 	for _, rec := range rawRecs {
 		rec.Release()
 	}
-	name := "flush-" + string(cfg.Compression)
-	return []Result{
-		result(name, "points_per_second", "points/s", "raw Arrow IPC file write, same records and compression", float64(total)/flushDur.Seconds(), float64(total)/rawDur.Seconds()),
-		result("scan-"+string(cfg.Compression), "points_per_second", "points/s", "raw Arrow IPC file read of the same file", float64(scanned)/scanDur.Seconds(), float64(total)/rawRead.Seconds()),
-	}, nil
+	return
 }
 
 func readBatches(path string) ([]arrow.Record, *arrow.Schema, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -21,9 +22,30 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure Weir against raw baselines run on the same machine in the same run",
 	}
 	var asJSON bool
+	var cpuprofile string
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print one JSON object per result line")
+	cmd.PersistentFlags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	var profFile *os.File
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if cpuprofile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		profFile = f
+		return pprof.StartCPUProfile(f)
+	}
+	cmd.PersistentPostRun = func(*cobra.Command, []string) {
+		if profFile != nil {
+			pprof.StopCPUProfile()
+			profFile.Close()
+		}
+	}
 
 	var points int64
+	var writers int
 	var durability, dir string
 	ingest := &cobra.Command{
 		Use:   "ingest",
@@ -37,13 +59,16 @@ func newBenchCmd() *cobra.Command {
 			if points <= 0 {
 				return fmt.Errorf("--points must be > 0")
 			}
+			if writers <= 0 || writers > 1024 {
+				return fmt.Errorf("--writers must be in 1..1024, got %d", writers)
+			}
 			tmp, cleanup, err := benchDir(dir)
 			if err != nil {
 				return err
 			}
 			defer cleanup()
-			prog := newProgress(cmd.ErrOrStderr(), points, "ingest "+durability)
-			res, err := bench.Ingest(bench.IngestConfig{Dir: tmp, Points: points, Durability: d, Progress: prog.add})
+			prog := newProgress(cmd.ErrOrStderr(), 3*points, "ingest "+durability+" (3 rounds)")
+			res, err := bench.Ingest(bench.IngestConfig{Dir: tmp, Points: points, Durability: d, Writers: writers, Progress: prog.add})
 			prog.finish()
 			if err != nil {
 				return err
@@ -53,6 +78,7 @@ func newBenchCmd() *cobra.Command {
 	}
 	ingest.Flags().Int64Var(&points, "points", 10_000_000, "points to write")
 	ingest.Flags().StringVar(&durability, "durability", "batch", "WAL durability: sync|batch|async")
+	ingest.Flags().IntVar(&writers, "writers", 4, "concurrent writers (they share the WAL's group commit)")
 	ingest.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
 
 	var fpoints int64
@@ -82,7 +108,7 @@ func newBenchCmd() *cobra.Command {
 		},
 	}
 	flush.Flags().Int64Var(&fpoints, "points", 5_000_000, "points in the memtable to flush")
-	flush.Flags().StringVar(&comp, "compression", "zstd", "zstd|lz4|none")
+	flush.Flags().StringVar(&comp, "compression", "lz4", "zstd|lz4|none")
 	flush.Flags().StringVar(&fdir, "dir", "", "scratch directory (default: a temporary one)")
 	cmd.AddCommand(ingest, flush)
 	return cmd

@@ -53,7 +53,7 @@ func newDemoCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "data directory (default: a new temporary directory)")
 	cmd.Flags().Int64Var(&points, "points", 2_000_000, "number of points to write")
-	cmd.Flags().StringVar(&compression, "compression", "zstd", "TsFile compression: zstd|lz4|none")
+	cmd.Flags().StringVar(&compression, "compression", "lz4", "TsFile compression: zstd|lz4|none")
 	cmd.Flags().StringVar(&durability, "durability", "sync", "WAL durability: sync|batch|async")
 	return cmd
 }

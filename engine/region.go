@@ -50,7 +50,7 @@ type Options struct {
 	WALSegmentSize int64              // default 64 MiB
 	MemtableSize   int64              // flush threshold in bytes; default 64 MiB
 	FlushAge       time.Duration      // flush a memtable older than this; default 10m, <0 disables
-	Compression    tsfile.Compression // TsFile compression; default zstd
+	Compression    tsfile.Compression // TsFile compression; default lz4 (as IoTDB)
 	MaxImmutable   int                // sealed memtables awaiting flush before writes wait; default 2
 	RecentBytes    int64              // recent entries kept in memory for subscribers; default 64 MiB
 	Repair         bool               // open despite a corrupt WAL middle or TsFile, dropping the damage
@@ -79,7 +79,7 @@ func (o *Options) fill() error {
 		o.FlushAge = DefaultFlushAge
 	}
 	if o.Compression == "" {
-		o.Compression = "zstd"
+		o.Compression = "lz4"
 	}
 	if _, err := tsfile.ParseCompression(string(o.Compression)); err != nil {
 		return fmt.Errorf("region options: compression: %w", err)
@@ -804,6 +804,9 @@ func (r *Region) Close() error {
 	r.mu.Unlock()
 	return err
 }
+
+// SyncWAL makes every write so far durable (an fdatasync of the WAL).
+func (r *Region) SyncWAL() error { return r.wal.Sync() }
 
 // WALSyncs returns how many fdatasyncs the WAL has done.
 func (r *Region) WALSyncs() int64 { return r.wal.Syncs() }
