@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"log/slog"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
 	"github.com/weir-dev/weir/workload"
 )
@@ -68,11 +70,45 @@ type demoConfig struct {
 func runDemo(cmd *cobra.Command, c demoConfig) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Weir demo: one region in %s (durability %s, compression %s)\n", c.dir, c.dur, c.comp)
-	r, err := engine.Open(engine.Options{Dir: c.dir, Name: "root.demo/0", Durability: c.dur, Compression: c.comp})
+	r, err := engine.Open(engine.Options{Dir: c.dir, Name: "root.demo/0", Durability: c.dur, Compression: c.comp, MemtableSize: 8 << 20})
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	// a second database that a hybrid pipe keeps equal to the first (origin 2: its own writes
+	// would be told apart from replicated ones)
+	base := filepath.Dir(c.dir)
+	cp, err := engine.Open(engine.Options{Dir: filepath.Join(base, "root.copy-0"), Name: "root.copy/0", Origin: 2, Durability: c.dur, Compression: c.comp})
+	if err != nil {
+		return err
+	}
+	defer cp.Close()
+	mgr, err := pipe.NewManager(pipe.ManagerOptions{
+		Dir:           filepath.Join(base, "pipes"),
+		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{r}, nil },
+		Databases: func(name string) (*engine.Region, error) {
+			if name == "root.copy" {
+				return cp, nil
+			}
+			return nil, fmt.Errorf("no database %s in the demo (root.copy only)", name)
+		},
+		Logger: slog.Default(),
+	})
+	if err != nil {
+		return err
+	}
+	defer mgr.Close()
+	spec, err := pipe.ParseSpec([]byte(demoPipe))
+	if err != nil {
+		return err
+	}
+	if err := mgr.Create(spec, true); err != nil {
+		return err
+	}
+	if err := mgr.Start("demo-copy"); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "pipe demo-copy: hybrid source on root.demo → write-back into root.copy\n")
 
 	gen := &workload.Generator{Database: "root.demo", Devices: 100, RowsPerTablet: 1000, Start: 1_732_530_000_000, Step: 1000}
 	per := int64(gen.PointsPerTablet())
@@ -116,6 +152,10 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 	}
 	flushDur := time.Since(fstart)
 
+	// the pipe catches up: wait (bounded) for lag 0
+	if err := waitCaughtUp(mgr, "demo-copy", r, 2*time.Minute); err != nil {
+		return err
+	}
 	// query one device back
 	dev := gen.Device(7)
 	pat, _ := tsfile.ParsePattern(dev)
@@ -157,13 +197,63 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 	} else {
 		fmt.Fprintf(tw, "  verify\t%d problems: %v\n", len(errs), errs)
 	}
-	fmt.Fprintf(tw, "  data dir\t%s\n", c.dir)
+	cd, err := cp.Digest()
+	if err != nil {
+		return err
+	}
+	same := "equal"
+	if cd != d {
+		same = "DIFFERENT"
+	}
+	fmt.Fprintf(tw, "  root.copy digest\t%s (%d points): %s\n", cd.Hash, cd.Points, same)
+	fmt.Fprintf(tw, "  data dir\t%s\n", base)
 	tw.Flush()
+	ps, _ := mgr.Describe("demo-copy")
+	fmt.Fprintln(out, "\npipes")
+	printPipeTable(out, []pipe.Status{ps})
+	for _, rs := range ps.Regions {
+		if rs.LastSwitch != "" {
+			fmt.Fprintf(out, "  last carrier switch: %s\n", rs.LastSwitch)
+		}
+	}
+	if cd != d {
+		return fmt.Errorf("the copy's digest differs from the source's")
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("verify failed: %v", errs[0])
 	}
 	fmt.Fprintf(out, "\nInspect a file: go run ./cmd/pipectl tsfile inspect %s\n", filepath.Join(c.dir, firstFile(r)))
 	return nil
+}
+
+// demoPipe is the demo's pipe: low selector thresholds so that bursts of writes make it
+// degrade to files and come back.
+const demoPipe = `
+name: demo-copy
+source:
+  plugin: hybrid
+  pattern: root.demo.**
+  selector.max-pending-events: 64
+sink:
+  plugin: write-back
+  database: root.copy
+`
+
+// waitCaughtUp waits until the pipe has committed everything the region holds.
+func waitCaughtUp(m *pipe.Manager, name string, r *engine.Region, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		st, err := m.Describe(name)
+		if err != nil {
+			return err
+		}
+		if len(st.Regions) > 0 && st.LagEvents == 0 && st.InFlightEvents == 0 && st.CommittedEvents > 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	st, _ := m.Describe(name)
+	return fmt.Errorf("pipe %s did not catch up in %s (lag %d events, last error %q)", name, limit, st.LagEvents, st.LastError)
 }
 
 func firstFile(r *engine.Region) string {

@@ -30,8 +30,9 @@ type Extractor interface {
 	Open(ctx context.Context, env *Env) error
 	// Next blocks until the next event or ctx ends.
 	Next(ctx context.Context) (*Event, error)
-	// Committed is called in commit order once an event's effect is durable at the sink and
-	// in the pipe's progress; it returns the extractor state to save with the progress.
+	// Committed is called in commit order once the sink acknowledged an event, just before
+	// the checkpoint that covers it is saved; it returns the extractor state to save with the
+	// progress. Pins an event holds are released (Event.OnRelease) only after that save.
 	Committed(e *Event) []byte
 	// Status reports the extractor's carrier and pins.
 	Status() ExtractorStatus

@@ -209,6 +209,24 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 
 // Next implements pipe.Extractor.
 func (x *Extractor) Next(ctx context.Context) (*pipe.Event, error) {
+	e, err := x.next(ctx)
+	if e != nil {
+		// the WAL pin moves only once the event's commit is durable (events are released then)
+		upTo := e.MaxIndex
+		e.OnRelease(func() { x.advancePin(upTo + 1) })
+	}
+	return e, err
+}
+
+func (x *Extractor) advancePin(from uint64) {
+	x.mu.Lock()
+	if x.walPin != nil {
+		x.walPin.Advance(from)
+	}
+	x.mu.Unlock()
+}
+
+func (x *Extractor) next(ctx context.Context) (*pipe.Event, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -512,7 +530,8 @@ func tabletBytes(t *tsfile.Tablet) int64 {
 	return n
 }
 
-// Committed implements pipe.Extractor: it advances the committed position and the WAL pin.
+// Committed implements pipe.Extractor: it advances the committed position and returns the
+// state to save with the pipe's progress.
 func (x *Extractor) Committed(e *pipe.Event) []byte {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -521,9 +540,6 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	}
 	if e.Progress != nil {
 		x.commitProg = e.Progress
-	}
-	if x.walPin != nil {
-		x.walPin.Advance(x.committed + 1)
 	}
 	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg})
 	return b

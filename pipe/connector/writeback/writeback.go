@@ -24,9 +24,9 @@ func init() {
 	pipe.RegisterConnector(pipe.PluginInfo{
 		Name: "write-back",
 		Doc:  "Applies events to another local database (devices renamed into it); idempotent by progress.",
-		Params: []pipe.ParamSpec{
+		Params: append([]pipe.ParamSpec{
 			{Key: "database", Type: pipe.String, Required: true, Doc: "target database, e.g. root.copy"},
-		},
+		}, pipe.SinkRuntimeParams...),
 	}, func() pipe.Connector { return &Connector{} })
 }
 

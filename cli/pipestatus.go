@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/weir-dev/weir/pipe"
+)
+
+// printPipeTable prints pipes as a table: one row per pipe and region.
+func printPipeTable(w io.Writer, sts []pipe.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tREGION\tSOURCE\tSINK\tCARRIER\tSWITCHES\tCOMMITTED\tLAG EVENTS\tLAG S\tEVENTS/S\tPINNED WAL\tLAST ERROR")
+	for _, s := range sts {
+		if len(s.Regions) == 0 {
+			fmt.Fprintf(tw, "%s\t%s\t-\t%s\t%s\t-\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, s.Source, s.Sink, s.Switches, s.CommittedEvents, s.LagEvents, s.LagSeconds, s.EventsPerSec, humanBytes(s.PinnedWALBytes), short(s.LastError))
+			continue
+		}
+		for _, r := range s.Regions {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, r.Region, s.Source, s.Sink, r.Carrier, r.Switches, r.CommittedEvents, r.LagEvents, r.LagSeconds, r.EventsPerSec, humanBytes(r.PinnedWALBytes), short(r.LastError))
+		}
+	}
+	tw.Flush()
+}
+
+func short(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}
