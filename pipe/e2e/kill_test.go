@@ -29,9 +29,12 @@ func child() {
 
 type fatalT struct{ testing.TB }
 
-func (fatalT) Fatal(args ...any)                 { fmt.Fprintln(os.Stderr, args...); os.Exit(3) }
-func (fatalT) Fatalf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...); os.Exit(3) }
-func (fatalT) Helper()                           {}
+func (fatalT) Fatal(args ...any) { fmt.Fprintln(os.Stderr, args...); os.Exit(3) }
+func (fatalT) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(3)
+}
+func (fatalT) Helper() {}
 
 // TestKilledProcessResumes kills a process running a pipe at random moments; after each
 // kill the pipe resumes from its durable progress and the copy converges to the source.
