@@ -110,7 +110,31 @@ func newBenchCmd() *cobra.Command {
 	flush.Flags().Int64Var(&fpoints, "points", 5_000_000, "points in the memtable to flush")
 	flush.Flags().StringVar(&comp, "compression", "lz4", "zstd|lz4|none")
 	flush.Flags().StringVar(&fdir, "dir", "", "scratch directory (default: a temporary one)")
-	cmd.AddCommand(ingest, flush)
+	var ppoints int64
+	var pdir string
+	pipeCmd := &cobra.Command{
+		Use:   "pipe",
+		Short: "Ingest rate with a do-nothing pipe (wal, tsfile, hybrid) running, and each pipe's drain rate, vs ingest alone",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ppoints <= 0 {
+				return fmt.Errorf("--points must be > 0")
+			}
+			tmp, cleanup, err := benchDir(pdir)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			res, err := bench.Pipe(bench.PipeConfig{Dir: tmp, Points: ppoints})
+			if err != nil {
+				return err
+			}
+			return printResults(cmd.OutOrStdout(), res, asJSON)
+		},
+	}
+	pipeCmd.Flags().Int64Var(&ppoints, "points", 10_000_000, "points to write")
+	pipeCmd.Flags().StringVar(&pdir, "dir", "", "scratch directory (default: a temporary one)")
+	cmd.AddCommand(ingest, flush, pipeCmd)
 	return cmd
 }
 

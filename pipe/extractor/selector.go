@@ -53,7 +53,8 @@ func (a Always) Select(in SelectorInput) (Carrier, string) {
 }
 
 // Threshold is the default adaptive policy: it degrades to files when the consumer falls
-// behind (too many pending events, too many WAL bytes behind, or too much lag) and returns
+// behind (too many pending events, too many WAL bytes behind, or too much lag) and a sealed
+// file holds the next position (else files cannot help yet), and returns
 // to tablets once no sealed file is waiting and the queue has drained below ResumeRatio of
 // its limit (hysteresis).
 type Threshold struct {
@@ -69,6 +70,10 @@ func (t Threshold) Select(in SelectorInput) (Carrier, string) {
 		return File, "history is no longer in the WAL"
 	}
 	if in.Current == Tablet {
+		if !in.FileReady {
+			// the backlog is all in the live memtable: no sealed file could replace it
+			return Tablet, ""
+		}
 		switch {
 		case t.MaxPendingEvents > 0 && in.PendingEvents >= t.MaxPendingEvents:
 			return File, fmt.Sprintf("pending events %d ≥ %d", in.PendingEvents, t.MaxPendingEvents)
