@@ -307,6 +307,7 @@ func (x *Extractor) maybeSelect(force bool) {
 	}
 	in.WALBytesBehind = x.r.WALBytesAfter(committed)
 	_, in.FileReady = x.fileCovering(x.pos + 1)
+	_, in.BacklogSealed = x.fileCovering(committed + 1)
 	in.Compacted = x.pos+1 <= last && x.pos+1 < x.r.WALFirstIndex()
 	next, reason := x.sel.Select(in)
 	if next != cur {

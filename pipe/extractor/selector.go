@@ -28,7 +28,8 @@ type SelectorInput struct {
 	LagEvents      int64   // writes not yet committed by the pipe
 	WALBytesBehind int64   // WAL bytes from the committed position on (what the pipe pins)
 	LagSeconds     float64 // age of the oldest uncommitted write
-	FileReady      bool    // a sealed file covers the next position
+	FileReady      bool    // a sealed file covers the next position to extract
+	BacklogSealed  bool    // a sealed file covers the first uncommitted position
 	Compacted      bool    // the next position is no longer in the WAL
 }
 
@@ -53,8 +54,8 @@ func (a Always) Select(in SelectorInput) (Carrier, string) {
 }
 
 // Threshold is the default adaptive policy: it degrades to files when the consumer falls
-// behind (too many pending events, too many WAL bytes behind, or too much lag) and a sealed
-// file holds the next position (else files cannot help yet), and returns
+// behind (too many pending events, too many WAL bytes behind, or too much lag) and part of
+// its backlog is already sealed in a file (else files cannot help yet), and returns
 // to tablets once no sealed file is waiting and the queue has drained below ResumeRatio of
 // its limit (hysteresis).
 type Threshold struct {
@@ -70,7 +71,7 @@ func (t Threshold) Select(in SelectorInput) (Carrier, string) {
 		return File, "history is no longer in the WAL"
 	}
 	if in.Current == Tablet {
-		if !in.FileReady {
+		if !in.BacklogSealed {
 			// the backlog is all in the live memtable: no sealed file could replace it
 			return Tablet, ""
 		}
