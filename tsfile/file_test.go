@@ -737,3 +737,72 @@ func TestFileStatsMinMax(t *testing.T) {
 		}
 	})
 }
+
+// TestFileSlicedInput writes records that are slices of larger ones (non-zero array offsets,
+// bitmaps not byte-aligned): stats and contents must be those of the slice.
+func TestFileSlicedInput(t *testing.T) {
+	devs, _ := fileSample(t, 2, 50, WriteOptions{})
+	var data []DeviceData
+	for i, d := range devs {
+		full := d.record(t)
+		lo, hi := int64(3+i), int64(41+i)
+		data = append(data, DeviceData{Device: d.name, Rec: full.NewSlice(lo, hi)})
+		full.Release()
+		d.times, d.rows = d.times[lo:hi], d.rows[lo:hi]
+	}
+	var buf bytes.Buffer
+	m, err := WriteFile(&buf, FileMeta{}, data, WriteOptions{MaxBatchRows: 16})
+	for _, d := range data {
+		d.Rec.Release()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want := fileWrite(t, devs, FileMeta{}, WriteOptions{MaxBatchRows: 16}) // from fresh records
+	if !reflect.DeepEqual(m.Devices, want.Devices) {
+		t.Fatalf("stats of sliced input differ:\n%+v\n%+v", m.Devices, want.Devices)
+	}
+	r := fileOpen(t, buf.Bytes())
+	defer r.Close()
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range devs {
+		gt, gn, gv := fileCollect(t, r, d.name, nil, math.MinInt64, math.MaxInt64)
+		wt, wn, wv := fileExpect(d, nil, math.MinInt64, math.MaxInt64)
+		fileCompare(t, d.name, gt, gn, gv, wt, wn, wv)
+	}
+}
+
+// TestFileConcurrentReads reads all devices from several goroutines at once (run with -race).
+func TestFileConcurrentReads(t *testing.T) {
+	devs, b := fileSample(t, 4, 300, WriteOptions{MaxBatchRows: 64})
+	r := fileOpen(t, b)
+	defer r.Close()
+	errs := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			d := devs[g%len(devs)]
+			n := 0
+			err := r.ReadDevice(d.name, nil, math.MinInt64, math.MaxInt64, func(rec arrow.Record) error {
+				n += int(rec.NumRows())
+				return nil
+			})
+			if err == nil && n != len(d.times) {
+				err = fmt.Errorf("%s: %d rows, want %d", d.name, n, len(d.times))
+			}
+			if err == nil {
+				var rec arrow.Record
+				if rec, err = r.ReadBatch(g); err == nil {
+					rec.Release()
+				}
+			}
+			errs <- err
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -71,7 +72,9 @@ type Reader struct {
 	size      int64
 	dataStart int64 // offset of the first dictionary or record batch (or of the footer)
 	alloc     *limitAlloc
-	fr        *ipc.FileReader
+	fr        *ipc.FileReader // the reader opened first: schema and metadata
+	frMu      sync.Mutex
+	frFree    []*ipc.FileReader // idle decoders (an ipc.FileReader must not decode concurrently)
 	meta      FileMeta
 	schema    *arrow.Schema
 	colIdx    map[string]int // measurement → column of the file schema
@@ -154,11 +157,12 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 	// Every allocation arrow-go makes while reading is a message read from the file (at most
 	// size bytes) or an uncompressed buffer (at most maxBuf bytes, padded).
 	alloc := &limitAlloc{limit: int(max(size, maxBuf)) + 256, mem: memory.DefaultAllocator}
-	fr, err := ipc.NewFileReader(io.NewSectionReader(ra, 0, size), ipc.WithAllocator(alloc), ipc.WithFooterOffset(size))
+	fr, err := openArrow(ra, size, alloc)
 	if err != nil {
 		return nil, formatErr(name, "footer", err)
 	}
-	r = &Reader{name: name, ra: ra, size: size, dataStart: size - 10 - flen, alloc: alloc, fr: fr, schema: fr.Schema()}
+	r = &Reader{name: name, ra: ra, size: size, dataStart: size - 10 - flen, alloc: alloc, fr: fr, schema: fr.Schema(),
+		frFree: []*ipc.FileReader{fr}}
 	for _, blk := range append(fi.dicts, fi.recs...) {
 		r.dataStart = min(r.dataStart, blk.Offset)
 	}
@@ -189,6 +193,41 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 	return r, nil
 }
 
+func openArrow(ra io.ReaderAt, size int64, alloc memory.Allocator) (*ipc.FileReader, error) {
+	return ipc.NewFileReader(io.NewSectionReader(ra, 0, size), ipc.WithAllocator(alloc), ipc.WithFooterOffset(size))
+}
+
+// maxIdleDecoders bounds the idle Arrow readers a Reader keeps for concurrent reads.
+const maxIdleDecoders = 4
+
+// recordAt decodes batch i with an idle Arrow reader, opening another one when all are busy:
+// arrow-go's FileReader.RecordAt is not safe for concurrent use (its dictionary mapper hashes
+// with shared state).
+func (r *Reader) recordAt(i int) (arrow.Record, error) {
+	r.frMu.Lock()
+	var fr *ipc.FileReader
+	if n := len(r.frFree); n > 0 {
+		fr, r.frFree = r.frFree[n-1], r.frFree[:n-1]
+	}
+	r.frMu.Unlock()
+	if fr == nil {
+		var err error
+		if fr, err = openArrow(r.ra, r.size, r.alloc); err != nil {
+			return nil, err
+		}
+	}
+	defer func() {
+		r.frMu.Lock()
+		if len(r.frFree) < maxIdleDecoders {
+			r.frFree = append(r.frFree, fr)
+		} else if fr != r.fr {
+			fr.Close()
+		}
+		r.frMu.Unlock()
+	}()
+	return fr.RecordAt(i)
+}
+
 // Name returns the name the reader was opened with.
 func (r *Reader) Name() string { return r.name }
 
@@ -206,6 +245,14 @@ func (r *Reader) NumBatches() int { return len(r.devOf) }
 
 // Close releases the reader and closes the file OpenFile opened.
 func (r *Reader) Close() error {
+	r.frMu.Lock()
+	for _, fr := range r.frFree {
+		if fr != r.fr {
+			fr.Close()
+		}
+	}
+	r.frFree = nil
+	r.frMu.Unlock()
 	r.fr.Close()
 	if r.closer != nil {
 		return r.closer.Close()
@@ -234,7 +281,7 @@ func (r *Reader) readBatch(i int) (rec arrow.Record, err error) {
 			rec, err = nil, formatErr(r.name, fmt.Sprintf("batch %d", i), fmt.Errorf("undecodable: %v", p))
 		}
 	}()
-	rec, err = r.fr.RecordAt(i)
+	rec, err = r.recordAt(i)
 	if err != nil {
 		return nil, formatErr(r.name, fmt.Sprintf("batch %d", i), err)
 	}
