@@ -695,13 +695,10 @@ func (r *Region) flushMemtable(m *memtable) error {
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
+	// WriteFile coalesces its small writes itself; large buffers go straight to the file
 	cw := &crcWriter{w: f}
-	bw := newBufWriter(cw)
 	meta := tsfile.FileMeta{Region: r.opts.Name, Version: m.version, Epoch: m.version, Progress: m.progress, MinIndex: m.minIndex, MaxIndex: m.maxIndex}
-	meta, err = tsfile.WriteFile(bw, meta, data, tsfile.WriteOptions{Compression: r.opts.Compression, CompressConcurrency: 2})
-	if err == nil {
-		err = bw.Flush()
-	}
+	meta, err = tsfile.WriteFile(cw, meta, data, tsfile.WriteOptions{Compression: r.opts.Compression, CompressConcurrency: 2})
 	if err == nil {
 		err = f.Sync()
 	}

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bufio"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -36,7 +35,6 @@ func sortColumns(cols []tsfile.Column) {
 	sort.Slice(cols, func(i, j int) bool { return cols[i].Name < cols[j].Name })
 }
 
-func newBufWriter(w io.Writer) *bufio.Writer { return bufio.NewWriterSize(w, 1<<20) }
 
 // snapshot is a consistent view of a region for one scan.
 type snapshot struct {
