@@ -378,6 +378,15 @@ func (d *devInput) prepareRows() error {
 
 // firstUnsorted returns the first i > 0 with ts[i] <= ts[i-1], or 0.
 func firstUnsorted(ts []int64) int {
+	bad := 0 // branch-free count of violations
+	for i := 1; i < len(ts); i++ {
+		if ts[i] <= ts[i-1] {
+			bad++
+		}
+	}
+	if bad == 0 {
+		return 0
+	}
 	for i := 1; i < len(ts); i++ {
 		if ts[i] <= ts[i-1] {
 			return i

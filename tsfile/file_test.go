@@ -470,6 +470,7 @@ func TestWriteFileRejects(t *testing.T) {
 		{"reserved", []DeviceData{rec("root.a.b", []Column{{"time", Int64}}, []int64{1}, int64(1))}, WriteOptions{}, "reserved"},
 		{"nan", []DeviceData{rec("root.a.b", []Column{{"x", Double}}, []int64{1}, math.NaN())}, WriteOptions{}, "not finite"},
 		{"inf", []DeviceData{rec("root.a.b", []Column{{"x", Float}}, []int64{1}, float32(math.Inf(1)))}, WriteOptions{}, "not finite"},
+		{"utf8", []DeviceData{rec("root.a.b", []Column{{"x", Text}}, []int64{1}, "ok\xff")}, WriteOptions{}, "not valid UTF-8"},
 		{"compression", []DeviceData{rec("root.a.b", x, []int64{1}, int64(1))}, WriteOptions{Compression: "gzip"}, "unknown compression"},
 	}
 	for _, c := range cases {

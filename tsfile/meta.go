@@ -61,32 +61,83 @@ func decodeStat(t DataType, b json.RawMessage) (any, error) {
 	if len(b) == 0 || bytes.Equal(b, []byte("null")) {
 		return nil, nil
 	}
-	var err error
+	// b is one valid JSON value (the decoder checked it)
 	switch t {
 	case Boolean:
-		var v bool
-		if err = json.Unmarshal(b, &v); err == nil {
-			return v, nil
+		switch string(b) {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
 		}
 	case Int32, Int64:
-		var v int64
-		if err = json.Unmarshal(b, &v); err == nil {
+		if v, err := strconv.ParseInt(string(b), 10, 64); err == nil {
 			return v, nil
 		}
 	case Float, Double:
-		var v float64
-		if err = json.Unmarshal(b, &v); err == nil {
-			return v, nil
+		if b[0] != '"' {
+			if v, err := strconv.ParseFloat(string(b), 64); err == nil {
+				return v, nil
+			}
 		}
 	case Text:
-		var v string
-		if err = json.Unmarshal(b, &v); err == nil {
-			return v, nil
+		if b[0] == '"' {
+			if bytes.IndexByte(b, '\\') < 0 {
+				return string(b[1 : len(b)-1]), nil
+			}
+			var v string
+			if err := json.Unmarshal(b, &v); err == nil {
+				return v, nil
+			}
 		}
 	default:
 		return nil, fmt.Errorf("unknown type %s", t)
 	}
-	return nil, err
+	return nil, fmt.Errorf("%.40s is not a %s value", b, t)
+}
+
+// deviceJSON and statsJSON decode the device index in one pass (ColumnStats.UnmarshalJSON
+// would have each stats object scanned twice).
+type deviceJSON struct {
+	Device      string       `json:"device"`
+	Batches     []int        `json:"batches"`
+	BatchRanges []BatchRange `json:"batch_ranges"`
+	MinTime     int64        `json:"min_time"`
+	MaxTime     int64        `json:"max_time"`
+	Rows        int64        `json:"rows"`
+	Columns     []statsJSON  `json:"columns"`
+}
+
+type statsJSON struct {
+	Name  string          `json:"name"`
+	Type  DataType        `json:"type"`
+	Count int64           `json:"count"`
+	Min   json.RawMessage `json:"min"`
+	Max   json.RawMessage `json:"max"`
+}
+
+func decodeDevices(s string) ([]DeviceIndex, error) {
+	var raw []deviceJSON
+	if err := json.Unmarshal([]byte(s), &raw); err != nil {
+		return nil, err
+	}
+	out := make([]DeviceIndex, len(raw))
+	for i, d := range raw {
+		out[i] = DeviceIndex{Device: d.Device, Batches: d.Batches, BatchRanges: d.BatchRanges, MinTime: d.MinTime,
+			MaxTime: d.MaxTime, Rows: d.Rows, Columns: make([]ColumnStats, len(d.Columns))}
+		for k, c := range d.Columns {
+			lo, err := decodeStat(c.Type, c.Min)
+			if err != nil {
+				return nil, fmt.Errorf("device %s: column %q: min: %w", d.Device, c.Name, err)
+			}
+			hi, err := decodeStat(c.Type, c.Max)
+			if err != nil {
+				return nil, fmt.Errorf("device %s: column %q: max: %w", d.Device, c.Name, err)
+			}
+			out[i].Columns[k] = ColumnStats{Name: c.Name, Type: c.Type, Count: c.Count, Min: lo, Max: hi}
+		}
+	}
+	return out, nil
 }
 
 // metaError is a metadata check failure: which key and why.
@@ -232,7 +283,7 @@ func decodeMeta(schema *arrow.Schema, nbatches int) (FileMeta, error) {
 	if err != nil {
 		return m, err
 	}
-	if err := json.Unmarshal([]byte(ds), &m.Devices); err != nil {
+	if m.Devices, err = decodeDevices(ds); err != nil {
 		return m, metaError(MetaDevices, "bad JSON: %v", err)
 	}
 	if err := checkIndex(&m, nbatches); err != nil {

@@ -322,10 +322,8 @@ func (r *Reader) checkBatch(i int, rec arrow.Record) error {
 		return errors.New("device column has nulls")
 	}
 	want := r.devOf[i]
-	for _, v := range ia.Int32Values() {
-		if v != want {
-			return fmt.Errorf("device column holds device #%d, index says #%d (%s)", v, want, dev.Device)
-		}
+	if i := firstOther(ia.Int32Values(), want); i >= 0 {
+		return fmt.Errorf("device column holds device #%d, index says #%d (%s)", ia.Value(i), want, dev.Device)
 	}
 	if err := r.checkDict(dc); err != nil {
 		return err
@@ -341,10 +339,8 @@ func (r *Reader) checkBatch(i int, rec arrow.Record) error {
 		return errors.New("time column has nulls")
 	}
 	ts := tc.Int64Values()
-	for k := 1; k < len(ts); k++ {
-		if ts[k] <= ts[k-1] {
-			return fmt.Errorf("times not strictly increasing at row %d (%d after %d)", k, ts[k], ts[k-1])
-		}
+	if k := firstUnsorted(ts); k > 0 {
+		return fmt.Errorf("times not strictly increasing at row %d (%d after %d)", k, ts[k], ts[k-1])
 	}
 	if n > 0 && (ts[0] != br.MinTime || ts[n-1] != br.MaxTime) {
 		return fmt.Errorf("times span [%d, %d], index says [%d, %d]", ts[0], ts[n-1], br.MinTime, br.MaxTime)
@@ -359,6 +355,23 @@ func (r *Reader) checkBatch(i int, rec arrow.Record) error {
 		}
 	}
 	return nil
+}
+
+// firstOther returns the index of the first value of vs other than want, or -1.
+func firstOther(vs []int32, want int32) int {
+	var acc int32 // branch-free: OR of the differences
+	for _, v := range vs {
+		acc |= v ^ want
+	}
+	if acc == 0 {
+		return -1
+	}
+	for i, v := range vs {
+		if v != want {
+			return i
+		}
+	}
+	return -1
 }
 
 // checkDict checks (once) that the dictionary of the device column is the device list.

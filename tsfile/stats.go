@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -97,6 +98,9 @@ func (s *statAcc) add(a arrow.Array) error {
 		if !ok {
 			return fmt.Errorf("array %T is not TEXT", a)
 		}
+		if bad := firstInvalidUTF8(c, bm, off); bad >= 0 {
+			return fmt.Errorf("row %d: TEXT value %q is not valid UTF-8", bad, c.Value(bad))
+		}
 		var lo, hi string
 		set := false
 		for i := 0; i < n; i++ {
@@ -124,6 +128,35 @@ func (s *statAcc) add(a arrow.Array) error {
 		return fmt.Errorf("unknown type %s", s.typ)
 	}
 	return nil
+}
+
+// firstInvalidUTF8 returns the first valid (non-null) value of c that is not valid UTF-8, or -1.
+// Fast path: the values' bytes are valid UTF-8 as a whole and every non-empty value starts a
+// rune.
+func firstInvalidUTF8(c *array.String, bm []byte, off int) int {
+	offs := c.ValueOffsets()
+	var vb []byte
+	if b := c.Data().Buffers()[2]; b != nil {
+		vb = b.Bytes()
+	}
+	if utf8.Valid(vb[offs[0]:offs[len(offs)-1]]) {
+		ok := true
+		for i := 0; i+1 < len(offs); i++ {
+			if offs[i] < offs[i+1] && !utf8.RuneStart(vb[offs[i]]) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return -1
+		}
+	}
+	for i := 0; i < c.Len(); i++ {
+		if (bm == nil || bitutil.BitIsSet(bm, off+i)) && !utf8.ValidString(c.Value(i)) {
+			return i
+		}
+	}
+	return -1
 }
 
 func (s *statAcc) mergeInt(lo, hi int64, first bool) {
