@@ -28,7 +28,8 @@
 //	<m>...   one nullable column per measurement: bool, int32, int64, float32, float64 or utf8
 //	         (BOOLEAN, INT32, INT64, FLOAT, DOUBLE, TEXT), sorted by name
 //
-// The measurement columns are the union of the measurements of all the file's devices; a device
+// Floating values are finite and TEXT values valid UTF-8 (WriteFile refuses others, as
+// Tablet.Validate does). The measurement columns are the union of the measurements of all the file's devices; a device
 // without a measurement has nulls in that column. The file has exactly one dictionary: the
 // sorted list of all its devices (arrow-go's file writer refuses a dictionary that changes
 // between batches), so a device's dictionary index is its position in that list and in the

@@ -807,3 +807,14 @@ func TestFileConcurrentReads(t *testing.T) {
 		}
 	}
 }
+
+func TestTabletValidateUTF8(t *testing.T) {
+	tb := NewTabletBuilder(nil, "root.a.b", []Column{{"s", Text}})
+	defer tb.Release()
+	tb.AppendRow(1, "fine")
+	tb.AppendRow(2, nil)
+	tb.AppendRow(3, "bad\xc3")
+	if _, err := tb.Build(); err == nil || !strings.Contains(err.Error(), `measurement "s": row 2: value "bad\xc3" is not valid UTF-8`) {
+		t.Fatalf("got %v", err)
+	}
+}

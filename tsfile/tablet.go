@@ -92,8 +92,9 @@ func (t *Tablet) Sorted() bool {
 }
 
 // Validate checks the device path, the schema (time first, non-null int64; measurement names
-// valid, unique, of the six types), that the tablet is not empty, and that floating values are
-// finite (NaN and ±Inf are refused).
+// valid, unique, of the six types), that the tablet is not empty, that floating values are
+// finite (NaN and ±Inf are refused) and that TEXT values are valid UTF-8 (as Arrow utf8 and
+// the TsFile format require).
 func (t *Tablet) Validate() error {
 	if err := ValidateDevice(t.Device); err != nil {
 		return err
@@ -141,6 +142,14 @@ func checkFinite(col arrow.Array) error {
 			if c.IsValid(i) && (math.IsNaN(v) || math.IsInf(v, 0)) {
 				return fmt.Errorf("row %d: value %v is not finite", i, v)
 			}
+		}
+	case *array.String:
+		var bm []byte
+		if c.NullN() > 0 {
+			bm = c.NullBitmapBytes()
+		}
+		if i := firstInvalidUTF8(c, bm, c.Data().Offset()); i >= 0 {
+			return fmt.Errorf("row %d: value %q is not valid UTF-8", i, c.Value(i))
 		}
 	}
 	return nil
