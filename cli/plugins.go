@@ -6,4 +6,5 @@ import (
 	_ "github.com/weir-dev/weir/pipe/connector/builtin"
 	_ "github.com/weir-dev/weir/pipe/connector/writeback"
 	_ "github.com/weir-dev/weir/pipe/extractor"
+	_ "github.com/weir-dev/weir/pipe/processor"
 )

@@ -109,6 +109,10 @@ type ParamSpec struct {
 	Min      *float64 // for Int, Float, Duration (seconds), Bytes
 	Required bool
 	Doc      string
+	// Check, if set, validates a value further once it has passed the type and minimum
+	// checks (e.g. an expression's syntax, a duration that must be positive); its error is
+	// the message shown after the key.
+	Check func(string) error `json:"-"`
 }
 
 // PluginInfo describes a registered plugin.
@@ -323,8 +327,19 @@ func ParseTime(s string) (int64, error) {
 	return t.UnixMilli(), nil
 }
 
-// CheckValue validates a raw value against the spec, returning a message without the key.
+// CheckValue validates a raw value against the spec, returning a message without the key:
+// its type, then its minimum, then the spec's Check.
 func (s ParamSpec) CheckValue(v string) error {
+	if err := s.checkType(v); err != nil {
+		return err
+	}
+	if s.Check != nil {
+		return s.Check(v)
+	}
+	return nil
+}
+
+func (s ParamSpec) checkType(v string) error {
 	fail := func(format string, a ...any) error { return fmt.Errorf(format, a...) }
 	var num float64
 	switch s.Type {

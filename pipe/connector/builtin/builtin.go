@@ -1,6 +1,7 @@
-// Package builtin registers the simplest plugins: the do-nothing and stdout connectors and
-// the do-nothing processor. They register through the public registry, exactly as a user's
-// plugins do; import the package for its side effects:
+// Package builtin registers the simplest sinks: the do-nothing and stdout connectors (the
+// do-nothing processor lives with the other processors, in pipe/processor). They register
+// through the public registry, exactly as a user's plugins do; import the package for its
+// side effects:
 //
 //	import _ "github.com/weir-dev/weir/pipe/connector/builtin"
 package builtin
@@ -41,10 +42,6 @@ func init() {
 				Doc: "json: one JSON object per event; summary: one line per event without the rows"},
 		}, pipe.SinkRuntimeParams...),
 	}, func() pipe.Connector { return &stdout{} })
-	pipe.RegisterProcessor(pipe.PluginInfo{
-		Name: "do-nothing",
-		Doc:  "Passes every event through unchanged.",
-	}, func() pipe.Processor { return doNothingProcessor{} })
 }
 
 type doNothing struct{}
@@ -52,16 +49,6 @@ type doNothing struct{}
 func (*doNothing) Open(context.Context, *pipe.Env) error     { return nil }
 func (*doNothing) Send(context.Context, []*pipe.Event) error { return nil }
 func (*doNothing) Close() error                              { return nil }
-
-type doNothingProcessor struct{}
-
-func (doNothingProcessor) Open(context.Context, *pipe.Env) error { return nil }
-func (doNothingProcessor) Close() error                          { return nil }
-
-func (doNothingProcessor) Process(_ context.Context, e *pipe.Event, emit func(*pipe.Event)) error {
-	emit(e)
-	return nil
-}
 
 type stdout struct {
 	summary bool

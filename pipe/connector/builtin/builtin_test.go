@@ -11,6 +11,7 @@ import (
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
+	_ "github.com/weir-dev/weir/pipe/processor" // the do-nothing processor
 	"github.com/weir-dev/weir/tsfile"
 )
 
