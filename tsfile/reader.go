@@ -120,14 +120,14 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 		return nil, formatErr(name, "footer", fmt.Errorf("file too small (%d bytes) to be an Arrow IPC file", size))
 	}
 	var head [8]byte
-	if _, err := ra.ReadAt(head[:], 0); err != nil {
+	if err := readFull(ra, head[:], 0); err != nil {
 		return nil, formatErr(name, "header", err)
 	}
 	if !bytes.Equal(head[:6], arrowMagic) {
 		return nil, formatErr(name, "header", errors.New("not an Arrow IPC file (bad leading magic)"))
 	}
 	var tail [10]byte
-	if _, err := ra.ReadAt(tail[:], size-10); err != nil {
+	if err := readFull(ra, tail[:], size-10); err != nil {
 		return nil, formatErr(name, "footer", err)
 	}
 	if !bytes.Equal(tail[4:], arrowMagic) {
@@ -138,7 +138,7 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 		return nil, formatErr(name, "footer", fmt.Errorf("footer length %d does not fit a %d-byte file", flen, size))
 	}
 	fb := make([]byte, flen)
-	if _, err := ra.ReadAt(fb, size-10-flen); err != nil {
+	if err := readFull(ra, fb, size-10-flen); err != nil {
 		return nil, formatErr(name, "footer", err)
 	}
 	fi, err := parseFooter(fb, size-10-flen)
@@ -159,7 +159,7 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 	alloc := &limitAlloc{limit: int(max(size, maxBuf)) + 256, mem: memory.DefaultAllocator}
 	fr, err := openArrow(ra, size, alloc)
 	if err != nil {
-		return nil, formatErr(name, "footer", err)
+		return nil, formatErr(name, "footer and dictionary", err)
 	}
 	r = &Reader{name: name, ra: ra, size: size, dataStart: size - 10 - flen, alloc: alloc, fr: fr, schema: fr.Schema(),
 		frFree: []*ipc.FileReader{fr}}
@@ -191,6 +191,18 @@ func OpenReaderAt(ra io.ReaderAt, size int64, name string) (r *Reader, err error
 		}
 	}
 	return r, nil
+}
+
+// readFull reads len(b) bytes at off (io.EOF after a complete read is no error).
+func readFull(ra io.ReaderAt, b []byte, off int64) error {
+	n, err := ra.ReadAt(b, off)
+	if n == len(b) {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 func openArrow(ra io.ReaderAt, size int64, alloc memory.Allocator) (*ipc.FileReader, error) {
@@ -483,7 +495,7 @@ func (r *Reader) checkLeadingSchema() (err error) {
 		return fmt.Errorf("no room for a schema message before offset %d", r.dataStart)
 	}
 	buf := make([]byte, n)
-	if _, err := r.ra.ReadAt(buf, 8); err != nil {
+	if err := readFull(r.ra, buf, 8); err != nil {
 		return err
 	}
 	if binary.LittleEndian.Uint32(buf) != 0xFFFFFFFF {
