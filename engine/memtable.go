@@ -2,11 +2,13 @@ package engine
 
 import (
 	"math"
+	"runtime"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/sourcegraph/conc/pool"
 
 	"github.com/weir-dev/weir/tsfile"
 )
@@ -115,35 +117,60 @@ func (m *memtable) release() {
 	}
 }
 
-// deviceData merges the memtable into one sorted record per device, for a flush.
+// deviceData merges the memtable into one sorted record per device, for a flush. Devices
+// are merged in parallel, one worker per core.
 func (m *memtable) deviceData(mem memory.Allocator, schema map[string]tsfile.DataType) ([]tsfile.DeviceData, error) {
-	out := make([]tsfile.DeviceData, 0, len(m.devices))
-	for dev, d := range m.devices {
-		cols := unionColumns(d.tablets, schema)
-		srcs := d.sources(0)
-		var recs []arrow.Record
-		err := mergeDevice(mem, dev, srcs, nil, cols, math.MinInt64, math.MaxInt64, func(r arrow.Record) error {
-			r.Retain()
-			recs = append(recs, r)
-			return nil
+	devs := make([]string, 0, len(m.devices))
+	for dev := range m.devices {
+		devs = append(devs, dev)
+	}
+	out := make([]tsfile.DeviceData, len(devs))
+	p := pool.New().WithErrors().WithMaxGoroutines(runtime.GOMAXPROCS(0))
+	for i, dev := range devs {
+		d := m.devices[dev]
+		p.Go(func() error {
+			rec, err := mergeMemDevice(mem, dev, d, schema)
+			out[i] = tsfile.DeviceData{Device: dev, Rec: rec}
+			return err
 		})
-		releaseSources(srcs)
-		if err != nil {
-			return nil, err
-		}
-		if len(recs) == 0 {
+	}
+	err := p.Wait()
+	kept := out[:0]
+	for _, dd := range out {
+		if dd.Rec == nil {
 			continue
 		}
-		rec, err := concatRecords(mem, recs)
+		if err != nil {
+			dd.Rec.Release()
+			continue
+		}
+		kept = append(kept, dd)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return kept, nil
+}
+
+func mergeMemDevice(mem memory.Allocator, dev string, d *memDevice, schema map[string]tsfile.DataType) (arrow.Record, error) {
+	cols := unionColumns(d.tablets, schema)
+	srcs := d.sources(0)
+	defer releaseSources(srcs)
+	var recs []arrow.Record
+	err := mergeDevice(mem, dev, srcs, nil, cols, math.MinInt64, math.MaxInt64, func(r arrow.Record) error {
+		r.Retain()
+		recs = append(recs, r)
+		return nil
+	})
+	defer func() {
 		for _, r := range recs {
 			r.Release()
 		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, tsfile.DeviceData{Device: dev, Rec: rec})
+	}()
+	if err != nil || len(recs) == 0 {
+		return nil, err
 	}
-	return out, nil
+	return concatRecords(mem, recs)
 }
 
 func releaseSources(srcs []source) {
