@@ -1,0 +1,103 @@
+package kafka
+
+import (
+	"testing"
+
+	"github.com/weir-dev/weir/pipe"
+	_ "github.com/weir-dev/weir/pipe/extractor"
+)
+
+func TestParseConfigNamesTheKey(t *testing.T) {
+	for _, tc := range []struct {
+		kv   []string
+		want string
+	}{
+		{[]string{"brokers", ""}, "sink.brokers: no broker"},
+		{[]string{"brokers", "localhost"}, `sink.brokers: "localhost" is not host:port`},
+		{[]string{"brokers", "127.0.0.1:0"}, `sink.brokers: "127.0.0.1:0" is not host:port`},
+		{[]string{"topic", "x.{databse}"}, "sink.topic: \"x.{databse}\": unknown field {databse} (known: {database}, {device}, {region}, {pipe})"},
+		{[]string{"topic", "x/{database}"}, "sink.topic: \"x/{database}\": character '/' is not allowed"},
+		{[]string{"topic", "x.{database"}, "sink.topic: \"x.{database\": '{' without '}'"},
+		{[]string{"compression", "brotli"}, `sink.compression: "brotli" is not one of none, gzip, snappy, lz4, zstd`},
+		{[]string{"delivery", "twice"}, `sink.delivery: "twice" is not one of at-least-once, exactly-once`},
+		{[]string{"format", "csv"}, `sink.format: "csv" is not one of json, arrow`},
+		{[]string{"max-message-bytes", "12x"}, `sink.max-message-bytes: "12x" is not a byte size`},
+		{[]string{"max-message-bytes", "10"}, `sink.max-message-bytes: 10 is below the minimum 1024`},
+		{[]string{"topic.partitions", "0"}, "sink.topic.partitions: 0 is neither -1"},
+		{[]string{"progress.topic", "a b"}, "sink.progress.topic: topic name \"a b\": character ' ' is not allowed"},
+		{[]string{"deletions", "send", "topic", "{device}"}, "sink.deletions: send needs a topic template without {device}"},
+		{[]string{"sasl.mechanism", "plain"}, "sink.sasl.username: missing, required by sasl.mechanism plain"},
+		{[]string{"sasl.username", "u"}, "sink.sasl.username: is set but sasl.mechanism is none"},
+		{[]string{"tls.ca-file", "/x"}, "sink.tls.ca-file: is set but tls.enable is false"},
+		{[]string{"tls.enable", "true", "tls.ca-file", "/nonexistent/ca.pem"}, "sink.tls.ca-file: open /nonexistent/ca.pem"},
+		{[]string{"tls.enable", "true", "tls.cert-file", "/x"}, "sink.tls.key-file: missing, required by tls.cert-file"},
+	} {
+		_, err := ParseConfig(params("127.0.0.1:9092", tc.kv...))
+		if !contains(err, tc.want) {
+			t.Errorf("%v: got %v, want %q", tc.kv, err, tc.want)
+		}
+	}
+	// every problem is reported, not just the first
+	_, err := ParseConfig(params("127.0.0.1:9092", "compression", "x", "topic", "{y}"))
+	if !contains(err, "sink.compression") || !contains(err, "sink.topic") {
+		t.Errorf("both problems not reported: %v", err)
+	}
+}
+
+func TestParseConfigDefaultsAndSpec(t *testing.T) {
+	c, err := ParseConfig(pipe.NewParams(map[string]string{"brokers": "127.0.0.1:9092, 127.0.0.2:9093"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Brokers) != 2 || c.Topic.String() != DefaultTopic || c.Key != "device" || c.Format != FormatJSON ||
+		c.ExactlyOnce || c.MaxMessageBytes != DefaultMaxMessageBytes || c.ProgressTopic != DefaultProgressTopic {
+		t.Fatalf("defaults: %+v", c)
+	}
+	// a spec with the sink validates against the declared parameters and normalizes
+	s, err := pipe.ParseSpec([]byte(`
+name: export
+source: {plugin: wal}
+sink: {plugin: kafka, brokers: ["127.0.0.1:9092", "127.0.0.1:9093"], delivery: exactly-once, batch: {max-bytes: 1MiB}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err = ParseConfig(n.ParamsOf(pipe.RoleSink, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.ExactlyOnce || len(c.Brokers) != 2 || c.TxnTimeout != DefaultTxnTimeout {
+		t.Fatalf("from spec: %+v", c)
+	}
+	bad, _ := pipe.ParseSpec([]byte("name: x\nsink: {plugin: kafka, brokers: a:1, compression: brotli, formt: json}\n"))
+	errs := bad.Validate()
+	if len(errs) != 2 {
+		t.Fatalf("want 2 problems, got %v", errs)
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	tm, err := ParseTemplate("weir.{database}.{device}-{region}.{pipe}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tm.Render(TemplateValues{Database: "root.db", Device: "root.db.d1", Region: "r0", Pipe: "p"})
+	if err != nil || got != "weir.root.db.root.db.d1-r0.p" {
+		t.Fatalf("render: %q %v", got, err)
+	}
+	if !tm.Uses("device") || !tm.Uses("pipe") {
+		t.Fatal("Uses")
+	}
+	if _, err := (&Template{parts: []tmplPart{{field: "region"}}}).Render(TemplateValues{Region: "a b"}); err == nil {
+		t.Fatal("an invalid rendered name passed")
+	}
+	for _, bad := range []string{"", "}", "{", "{x}", "a:b"} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

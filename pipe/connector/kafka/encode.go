@@ -1,0 +1,427 @@
+package kafka
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// Header keys of every message.
+const (
+	HeaderDatabase = "weir.database"
+	HeaderDevice   = "weir.device"
+	HeaderRegion   = "weir.region"
+	HeaderProgress = "weir.progress"
+	HeaderKind     = "weir.kind" // "deletion" on deletion messages only
+)
+
+// recordOverhead bounds what a record adds to its value in a record batch (lengths,
+// offsets, timestamps) and what the batch header takes, with room to spare.
+const recordOverhead = 256
+
+// Encoder turns pipe events into Kafka records: the topic from the template, the key,
+// the headers and the value in the configured format. An Encoder is not safe for
+// concurrent use.
+type Encoder struct {
+	cfg          *Config
+	pipe, region string
+	topics       map[[2]string]string // (database, device) → topic
+	mem          memory.Allocator
+	ipcBuf       bytes.Buffer
+}
+
+// NewEncoder returns an encoder for the records of one task.
+func NewEncoder(cfg *Config, pipeName, region string) *Encoder {
+	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator}
+}
+
+// Counts are what encoding an event produced.
+type Counts struct {
+	Records int64 // messages
+	Bytes   int64 // key and value bytes
+	Points  int64 // non-null measurement values
+	Rows    int64
+}
+
+func (c *Counts) add(o Counts) {
+	c.Records += o.Records
+	c.Bytes += o.Bytes
+	c.Points += o.Points
+	c.Rows += o.Rows
+}
+
+// Topic returns the topic of a device's rows.
+func (en *Encoder) Topic(database, device string) (string, error) {
+	k := [2]string{database, device}
+	if !en.cfg.Topic.Uses("device") {
+		k[1] = ""
+	}
+	if t, ok := en.topics[k]; ok {
+		return t, nil
+	}
+	t, err := en.cfg.Topic.Render(TemplateValues{Database: database, Device: device, Region: en.region, Pipe: en.pipe})
+	if err != nil {
+		return "", pipe.Permanent(fmt.Errorf("sink.topic: %w", err))
+	}
+	if len(en.topics) > 100_000 { // a bound for templates with {device} over very many devices
+		clear(en.topics)
+	}
+	en.topics[k] = t
+	return t, nil
+}
+
+// Event encodes e and calls emit with each record, in order. A TsFile's rows are read
+// batch by batch, never whole. Heartbeats make no records, and deletions none unless the
+// sink sends them.
+func (en *Encoder) Event(e *pipe.Event, emit func(*kgo.Record) error) (Counts, error) {
+	var n Counts
+	switch e.Kind {
+	case pipe.KindTablet:
+		if e.Tablet == nil {
+			return n, nil
+		}
+		return en.Rows(e.Tablet.Device, e.Tablet.Rec, e.Progress.String(), emit)
+	case pipe.KindTsFile:
+		return en.file(e, emit)
+	case pipe.KindDeletion:
+		if !en.cfg.SendDeletions || e.Deletion == nil {
+			return n, nil
+		}
+		return en.deletion(e, emit)
+	}
+	return n, nil
+}
+
+func (en *Encoder) file(e *pipe.Event, emit func(*kgo.Record) error) (Counts, error) {
+	var n Counts
+	f := e.File
+	rd, err := f.Open()
+	if err != nil {
+		return n, fmt.Errorf("open %s: %w", f.Path, err)
+	}
+	defer rd.Close()
+	progress := e.Progress.String()
+	if en.cfg.SendDeletions {
+		// deletions taken during the file's epoch hide older data: they go first
+		for _, d := range f.Deletions {
+			dd := d.Deletion
+			c, err := en.deletion(&pipe.Event{Kind: pipe.KindDeletion, Deletion: &dd,
+				Progress: pipe.ProgressIndex{d.Origin: d.OriginIndex}}, emit)
+			n.add(c)
+			if err != nil {
+				return n, err
+			}
+		}
+	}
+	for _, di := range rd.Meta().Devices {
+		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
+			continue
+		}
+		var want []string
+		for _, col := range di.Columns {
+			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
+				want = append(want, col.Name)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		err := rd.ReadDevice(di.Device, want, f.MinTime, f.MaxTime, func(rec arrow.Record) error {
+			c, err := en.Rows(di.Device, rec, progress, emit)
+			n.add(c)
+			return err
+		})
+		if err != nil {
+			return n, fmt.Errorf("read %s: %w", f.Path, err)
+		}
+	}
+	return n, nil
+}
+
+// headers returns the headers of a device's messages (shared by them: read-only).
+func (en *Encoder) headers(database, device, progress string) []kgo.RecordHeader {
+	return []kgo.RecordHeader{
+		{Key: HeaderDatabase, Value: []byte(database)},
+		{Key: HeaderDevice, Value: []byte(device)},
+		{Key: HeaderRegion, Value: []byte(en.region)},
+		{Key: HeaderProgress, Value: []byte(progress)},
+	}
+}
+
+func (en *Encoder) key(database, device string) []byte {
+	switch en.cfg.Key {
+	case "database":
+		return []byte(database)
+	case "none":
+		return nil
+	}
+	return []byte(device)
+}
+
+// Rows encodes a record of one device's rows ("time" first, then measurements): one JSON
+// message per row, or Arrow IPC stream messages of as many rows as fit in max-message-bytes.
+func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit func(*kgo.Record) error) (Counts, error) {
+	var n Counts
+	rows := int(rec.NumRows())
+	if rows == 0 || rec.NumCols() < 1 {
+		return n, nil
+	}
+	db := tsfile.Database(device)
+	topic, err := en.Topic(db, device)
+	if err != nil {
+		return n, err
+	}
+	hdr := en.headers(db, device, progress)
+	key := en.key(db, device)
+	limit := en.cfg.MaxMessageBytes - recordOverhead - len(key) - len(device)*2 - len(db) - len(en.region) - len(progress) - 64
+	for i := 1; i < int(rec.NumCols()); i++ {
+		c := rec.Column(i)
+		n.Points += int64(c.Len() - c.NullN())
+	}
+	n.Rows = int64(rows)
+	if en.cfg.Format == FormatArrow {
+		err := en.arrowMessages(rec, limit, func(val []byte) error {
+			n.Records++
+			n.Bytes += int64(len(val) + len(key))
+			return emit(&kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr})
+		})
+		if err != nil {
+			return n, fmt.Errorf("device %s: %w", device, err)
+		}
+		return n, nil
+	}
+	enc, err := newRowEncoder(device, rec)
+	if err != nil {
+		return n, err
+	}
+	buf := make([]byte, 0, rows*enc.estimate())
+	recs := make([]kgo.Record, rows)
+	for r := 0; r < rows; r++ {
+		start := len(buf)
+		buf = enc.appendRow(buf, r)
+		val := buf[start:len(buf):len(buf)]
+		if len(val) > limit {
+			return n, pipe.Permanent(fmt.Errorf("device %s time %d: a %d-byte row does not fit in max-message-bytes %d", device, enc.time[r], len(val), en.cfg.MaxMessageBytes))
+		}
+		if cap(buf)-len(buf) < enc.estimate() && r+1 < rows {
+			// the values already cut out keep the old array; continue in a new one
+			buf = make([]byte, 0, (rows-r-1)*enc.estimate()+enc.estimate())
+		}
+		recs[r] = kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr}
+		n.Records++
+		n.Bytes += int64(len(val) + len(key))
+		if err := emit(&recs[r]); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// arrowMessages emits rec as Arrow IPC streams (schema, one batch, end) of at most limit
+// bytes each, halving the rows until each fits.
+func (en *Encoder) arrowMessages(rec arrow.Record, limit int, emit func([]byte) error) error {
+	en.ipcBuf.Reset()
+	w := ipc.NewWriter(&en.ipcBuf, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(en.mem))
+	if err := w.Write(rec); err != nil {
+		w.Close()
+		return fmt.Errorf("arrow encode: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("arrow encode: %w", err)
+	}
+	if en.ipcBuf.Len() <= limit {
+		return emit(bytes.Clone(en.ipcBuf.Bytes()))
+	}
+	rows := rec.NumRows()
+	if rows <= 1 {
+		return pipe.Permanent(fmt.Errorf("one row takes %d bytes in Arrow IPC, more than max-message-bytes allows (%d)", en.ipcBuf.Len(), limit))
+	}
+	for _, half := range [][2]int64{{0, rows / 2}, {rows / 2, rows}} {
+		s := rec.NewSlice(half[0], half[1])
+		err := en.arrowMessages(s, limit, emit)
+		s.Release()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (en *Encoder) deletion(e *pipe.Event, emit func(*kgo.Record) error) (Counts, error) {
+	var n Counts
+	d := e.Deletion
+	pat := d.Pattern.String()
+	db := tsfile.Database(pat)
+	topic, err := en.Topic(db, "")
+	if err != nil {
+		return n, fmt.Errorf("deletion of %s: %w", pat, err)
+	}
+	progress := e.Progress.String()
+	b := []byte(`{"kind":"deletion","database":`)
+	b = appendJSONString(b, db)
+	b = append(b, `,"pattern":`...)
+	b = appendJSONString(b, pat)
+	b = append(b, `,"min_time":`...)
+	b = strconv.AppendInt(b, d.MinTime, 10)
+	b = append(b, `,"max_time":`...)
+	b = strconv.AppendInt(b, d.MaxTime, 10)
+	b = append(b, `,"progress":`...)
+	b = appendJSONString(b, progress)
+	b = append(b, '}')
+	hdr := append(en.headers(db, pat, progress), kgo.RecordHeader{Key: HeaderKind, Value: []byte("deletion")})
+	key := en.key(db, pat)
+	n.Records, n.Bytes = 1, int64(len(b)+len(key))
+	return n, emit(&kgo.Record{Topic: topic, Key: key, Value: b, Headers: hdr})
+}
+
+// rowEncoder writes one record's rows as JSON objects.
+type rowEncoder struct {
+	prefix []byte // {"device":"...","time":
+	time   []int64
+	cols   []colEncoder
+	est    int
+}
+
+type colEncoder struct {
+	name  []byte // ,"name":
+	nulls bool
+	arr   arrow.Array
+	b     *array.Boolean
+	i32   []int32
+	i64   []int64
+	f32   []float32
+	f64   []float64
+	s     *array.String
+}
+
+func newRowEncoder(device string, rec arrow.Record) (*rowEncoder, error) {
+	tc, ok := rec.Column(0).(*array.Int64)
+	if !ok || rec.Schema().Field(0).Name != tsfile.TimeColumn {
+		return nil, fmt.Errorf("device %s: the first column is not an int64 %q column", device, tsfile.TimeColumn)
+	}
+	en := &rowEncoder{time: tc.Int64Values()}
+	en.prefix = append(en.prefix, `{"device":`...)
+	en.prefix = appendJSONString(en.prefix, device)
+	en.prefix = append(en.prefix, `,"time":`...)
+	en.est = len(en.prefix) + 22
+	fs := rec.Schema().Fields()
+	for i := 1; i < len(fs); i++ {
+		c := colEncoder{arr: rec.Column(i), nulls: rec.Column(i).NullN() > 0}
+		c.name = append(c.name, ',')
+		c.name = appendJSONString(c.name, fs[i].Name)
+		c.name = append(c.name, ':')
+		switch a := rec.Column(i).(type) {
+		case *array.Boolean:
+			c.b = a
+		case *array.Int32:
+			c.i32 = a.Int32Values()
+		case *array.Int64:
+			c.i64 = a.Int64Values()
+		case *array.Float32:
+			c.f32 = a.Float32Values()
+		case *array.Float64:
+			c.f64 = a.Float64Values()
+		case *array.String:
+			c.s = a
+		default:
+			return nil, fmt.Errorf("device %s: column %s has type %s, not a Weir measurement type", device, fs[i].Name, fs[i].Type)
+		}
+		en.est += len(c.name) + 24
+		en.cols = append(en.cols, c)
+	}
+	return en, nil
+}
+
+func (en *rowEncoder) estimate() int { return en.est }
+
+func (en *rowEncoder) appendRow(b []byte, r int) []byte {
+	b = append(b, en.prefix...)
+	b = strconv.AppendInt(b, en.time[r], 10)
+	for i := range en.cols {
+		c := &en.cols[i]
+		if c.nulls && c.arr.IsNull(r) {
+			continue
+		}
+		b = append(b, c.name...)
+		switch {
+		case c.f64 != nil:
+			b = appendFloat(b, c.f64[r], 64)
+		case c.i64 != nil:
+			b = strconv.AppendInt(b, c.i64[r], 10)
+		case c.i32 != nil:
+			b = strconv.AppendInt(b, int64(c.i32[r]), 10)
+		case c.f32 != nil:
+			b = appendFloat(b, float64(c.f32[r]), 32)
+		case c.b != nil:
+			b = strconv.AppendBool(b, c.b.Value(r))
+		case c.s != nil:
+			b = appendJSONString(b, c.s.Value(r))
+		default:
+			b = append(b, "null"...)
+		}
+	}
+	return append(b, '}')
+}
+
+// appendFloat writes a JSON number (NaN and infinities, which JSON lacks, as null).
+func appendFloat(b []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, bits)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
