@@ -1,0 +1,220 @@
+// Package api holds the types of the node's HTTP JSON API (version 1, under /v1), shared by
+// the node (package node) and its Go client (package node/client). docs/node.md describes
+// every route.
+package api
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
+)
+
+// Error codes of Error.Code.
+const (
+	CodeBadRequest   = "bad_request"    // malformed request: bad JSON, a bad parameter
+	CodeBadLines     = "bad_lines"      // line format errors (see Error.Lines); good lines were written
+	CodeTypeConflict = "type_conflict"  // a measurement written with another type than stored
+	CodeInvalidSpec  = "invalid_spec"   // a pipe spec or statement with problems (see Error.Problems)
+	CodeNotFound     = "not_found"      // no such pipe, database or route
+	CodeConflict     = "conflict"       // the pipe (or database) already exists, or has another shape
+	CodeTooLarge     = "body_too_large" // the body is over the node's limit (HTTP 413)
+	CodeMethod       = "method_not_allowed"
+	CodeUnavailable  = "unavailable" // the node is stopping
+	CodeInternal     = "internal"
+)
+
+// Error is the body of every error response: a code and a message, and for some codes
+// details. It is also the error the client returns (with Status set).
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the request field or parameter at fault, when there is one.
+	Field string `json:"field,omitempty"`
+	// Problems lists the problems of a pipe spec (CodeInvalidSpec).
+	Problems []Problem `json:"problems,omitempty"`
+	// Write is what a write with bad lines (CodeBadLines), a type conflict or too large a
+	// body still accepted.
+	Write *WriteResult `json:"write,omitempty"`
+}
+
+func (e *Error) Error() string {
+	s := e.Message
+	if e.Status != 0 {
+		s = fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, e.Code)
+	}
+	return s
+}
+
+// Problem is one problem of a pipe spec: the key it is about and where it was written.
+type Problem struct {
+	Key     string `json:"key,omitempty"`
+	Message string `json:"message"`
+	Line    int    `json:"line,omitempty"`
+	Column  int    `json:"column,omitempty"`
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	if p.Line > 0 {
+		fmt.Fprintf(&b, "%d:%d: ", p.Line, p.Column)
+	}
+	b.WriteString(p.Message)
+	return b.String()
+}
+
+// WriteResult is the answer to a write: how many points, lines and tablets were written,
+// and the bad lines of a line-format body (first 100; Omitted counts the rest).
+type WriteResult struct {
+	Points     int64       `json:"points"`
+	Lines      int64       `json:"lines,omitempty"`
+	Tablets    int64       `json:"tablets"`
+	Databases  []string    `json:"databases,omitempty"`
+	LineErrors []LineError `json:"line_errors,omitempty"`
+	Omitted    int         `json:"omitted,omitempty"`
+}
+
+// LineError is a bad line of a line-format write (1-based line and column).
+type LineError struct {
+	Line    int    `json:"line"`
+	Column  int    `json:"column,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e LineError) String() string {
+	if e.Column > 0 {
+		return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Message)
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Message)
+}
+
+// Tablets is the JSON body of a tablet write (Content-Type application/json).
+type Tablets struct {
+	Tablets []Tablet `json:"tablets"`
+}
+
+// Tablet is one device's rows in a JSON write: Values holds one array per column, each as
+// long as Times, with null for a missing value. INT64 values beyond 2^53 may be written as
+// strings of digits.
+type Tablet struct {
+	Device  string   `json:"device"`
+	Columns []Column `json:"columns"`
+	Times   []int64  `json:"times"`
+	Values  [][]any  `json:"values"`
+}
+
+// Column names a measurement and its type (BOOLEAN, INT32, INT64, FLOAT, DOUBLE, TEXT).
+type Column struct {
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// Query selects points: series matching Pattern, optionally only the named measurements,
+// in [Start, End] (unix ms, inclusive; both zero: all time).
+type Query struct {
+	Pattern      string   `json:"pattern"`
+	Measurements []string `json:"measurements,omitempty"`
+	Start        int64    `json:"start,omitempty"`
+	End          int64    `json:"end,omitempty"`
+	// Limit stops after this many rows (0: no limit).
+	Limit int64 `json:"limit,omitempty"`
+}
+
+// QueryResult is the JSON answer to a query (streamed in this shape).
+type QueryResult struct {
+	Series []Series `json:"series"`
+	Rows   int64    `json:"rows"`
+	Points int64    `json:"points"`
+	// Error is set when the query failed after the answer had started.
+	Error string `json:"error,omitempty"`
+}
+
+// Series is one device's rows: Columns[0] is "time"; each row has one value per column.
+type Series struct {
+	Device  string   `json:"device"`
+	Columns []string `json:"columns"`
+	Types   []string `json:"types"`
+	Rows    [][]any  `json:"rows"`
+}
+
+// Delete removes the points of series matching Pattern in [Start, End] (unix ms,
+// inclusive; both zero: all time).
+type Delete struct {
+	Pattern string `json:"pattern"`
+	Start   int64  `json:"start,omitempty"`
+	End     int64  `json:"end,omitempty"`
+}
+
+// DeleteResult tells which databases a delete reached.
+type DeleteResult struct {
+	Databases []string `json:"databases"`
+	Regions   int      `json:"regions"`
+}
+
+// Digest is a database's digest: a stable hash of all its live points, the same for two
+// databases holding the same points whatever their regions, files and names.
+type Digest struct {
+	Database string         `json:"database"`
+	Digest   string         `json:"digest"`
+	Points   int64          `json:"points"`
+	Regions  []RegionDigest `json:"regions,omitempty"`
+}
+
+// RegionDigest is one region's digest.
+type RegionDigest struct {
+	Region string `json:"region"`
+	Digest string `json:"digest"`
+	Points int64  `json:"points"`
+}
+
+// Database describes a database of the node.
+type Database struct {
+	Name    string `json:"name"`
+	Regions int    `json:"regions"`
+}
+
+// CreateDatabase is the body of POST /v1/databases.
+type CreateDatabase struct {
+	Name string `json:"name"`
+	// Regions is the number of regions (0: the node's default).
+	Regions int `json:"regions,omitempty"`
+}
+
+// Region describes one region: its database, index, origin and counters.
+type Region struct {
+	Database string       `json:"database"`
+	Region   string       `json:"region"`
+	Index    int          `json:"index"`
+	Origin   uint32       `json:"origin"`
+	Dir      string       `json:"dir"`
+	Stats    engine.Stats `json:"stats"`
+}
+
+// Status describes the node.
+type Status struct {
+	ID        uint32     `json:"id"`
+	HTTP      string     `json:"http"`
+	Flight    string     `json:"flight,omitempty"`
+	Data      string     `json:"data"`
+	Databases []Database `json:"databases"`
+	Pipes     int        `json:"pipes"`
+	Uptime    float64    `json:"uptime_seconds"`
+}
+
+// Pipe is a pipe's status and its normalized spec.
+type Pipe struct {
+	pipe.Status
+	Spec *pipe.Spec `json:"spec,omitempty"`
+}
+
+// SQLResult is the answer to POST /v1/sql: the statement's kind and name, and the pipes
+// it concerns (the created one; every pipe for SHOW PIPES, one for SHOW PIPE name).
+type SQLResult struct {
+	Statement string        `json:"statement"`
+	Name      string        `json:"name,omitempty"`
+	Pipes     []pipe.Status `json:"pipes,omitempty"`
+	// Done is false when IF EXISTS / IF NOT EXISTS made the statement do nothing.
+	Done bool `json:"done"`
+}

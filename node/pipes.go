@@ -1,0 +1,232 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/pipe"
+)
+
+// specError turns the problems of a spec or statement into a 400 invalid_spec answer.
+func specError(errs []error) *api.Error {
+	e := &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidSpec}
+	for _, err := range errs {
+		for _, p := range pipe.Problems(err) {
+			pr := api.Problem{Message: p.Error()}
+			var prob *pipe.Problem
+			var se *pipe.SyntaxError
+			switch {
+			case errors.As(p, &prob):
+				pr.Key, pr.Message = prob.Key, prob.Error()
+			case errors.As(p, &se):
+				pr.Message = se.Msg
+			}
+			if pos, ok := pipe.PositionOf(p); ok {
+				pr.Line, pr.Column = pos.Line, pos.Column
+			}
+			e.Problems = append(e.Problems, pr)
+		}
+	}
+	switch len(e.Problems) {
+	case 0:
+		e.Message = "invalid spec"
+	case 1:
+		e.Message = e.Problems[0].String()
+	default:
+		e.Message = fmt.Sprintf("%d problems; first: %s", len(e.Problems), e.Problems[0])
+	}
+	return e
+}
+
+func (n *Node) describe(name string) (api.Pipe, error) {
+	st, err := n.mgr.Describe(name)
+	if err != nil {
+		return api.Pipe{}, err
+	}
+	spec, err := n.mgr.Spec(name)
+	if err != nil {
+		return api.Pipe{}, err
+	}
+	return api.Pipe{Status: st, Spec: spec}, nil
+}
+
+func (n *Node) handleListPipes(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.mgr.List())
+}
+
+func (n *Node) handleDescribePipe(w http.ResponseWriter, r *http.Request) {
+	p, err := n.describe(r.PathValue("name"))
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// handleCreatePipe creates a pipe from a YAML or JSON spec; ?start=true starts it,
+// ?if_not_exists=true makes an existing pipe of that name no error.
+func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
+	start, err := boolParam(r, "start")
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	ine, err := boolParam(r, "if_not_exists")
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	if len(body) == 0 {
+		writeError(w, badRequest("", "empty body: send a pipe spec in YAML or JSON"))
+		return
+	}
+	spec, errs := pipe.CheckSpec(body)
+	if len(errs) > 0 {
+		writeError(w, specError(errs))
+		return
+	}
+	code, err := n.createPipe(spec, ine, start)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	p, err := n.describe(spec.Name)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	writeJSON(w, code, p)
+}
+
+// createPipe creates (and starts) a checked spec; 201, or 200 when it existed and
+// ifNotExists is set.
+func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool) (int, error) {
+	_, existed := n.mgr.Describe(spec.Name)
+	if err := n.mgr.Create(spec, ifNotExists); err != nil {
+		if len(pipe.Problems(err)) > 1 || errors.As(err, new(*pipe.Problem)) {
+			return 0, specError([]error{err})
+		}
+		return 0, err
+	}
+	code := http.StatusCreated
+	if existed == nil {
+		code = http.StatusOK
+	}
+	if start {
+		if err := n.mgr.Start(spec.Name); err != nil {
+			return 0, fmt.Errorf("pipe %s created but not started: %w", spec.Name, err)
+		}
+	}
+	return code, nil
+}
+
+type pipeOp int
+
+const (
+	pipeStart pipeOp = iota
+	pipeStop
+)
+
+func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		var err error
+		if op == pipeStart {
+			err = n.mgr.Start(name)
+		} else {
+			err = n.mgr.Stop(name)
+		}
+		if err != nil {
+			writeError(w, apiError(err))
+			return
+		}
+		p, err := n.describe(name)
+		if err != nil {
+			writeError(w, apiError(err))
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
+	}
+}
+
+// handleDropPipe drops a pipe; ?if_exists=true makes a missing pipe no error.
+func (n *Node) handleDropPipe(w http.ResponseWriter, r *http.Request) {
+	ie, err := boolParam(r, "if_exists")
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	name := r.PathValue("name")
+	err = n.mgr.Drop(name)
+	dropped := err == nil
+	if err != nil && !(ie && errors.Is(err, pipe.ErrPipeNotFound)) {
+		writeError(w, apiError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"name": name, "dropped": dropped})
+}
+
+// handleSQL runs one pipe statement of IoTDB's SQL (CREATE/START/STOP/DROP PIPE, SHOW PIPES).
+func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
+	body, err := readBody(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	st, errs := pipe.CheckSQL(string(body))
+	if len(errs) > 0 {
+		writeError(w, specError(errs))
+		return
+	}
+	res := api.SQLResult{Statement: st.Kind.String(), Name: st.Name, Done: true}
+	switch st.Kind {
+	case pipe.CreatePipe:
+		_, existed := n.mgr.Describe(st.Spec.Name)
+		if _, err := n.createPipe(st.Spec, st.IfNotExists, false); err != nil {
+			writeError(w, apiError(err))
+			return
+		}
+		res.Done = existed != nil
+		ps, _ := n.mgr.Describe(st.Spec.Name)
+		res.Pipes = []pipe.Status{ps}
+	case pipe.StartPipe, pipe.StopPipe:
+		if st.Kind == pipe.StartPipe {
+			err = n.mgr.Start(st.Name)
+		} else {
+			err = n.mgr.Stop(st.Name)
+		}
+		if err != nil {
+			writeError(w, apiError(err))
+			return
+		}
+		ps, _ := n.mgr.Describe(st.Name)
+		res.Pipes = []pipe.Status{ps}
+	case pipe.DropPipe:
+		if err := n.mgr.Drop(st.Name); err != nil {
+			if !(st.IfExists && errors.Is(err, pipe.ErrPipeNotFound)) {
+				writeError(w, apiError(err))
+				return
+			}
+			res.Done = false
+		}
+	case pipe.ShowPipes:
+		if st.Name != "" {
+			ps, err := n.mgr.Describe(st.Name)
+			if err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			res.Pipes = []pipe.Status{ps}
+		} else {
+			res.Pipes = n.mgr.List()
+		}
+	}
+	writeJSON(w, http.StatusOK, res)
+}
