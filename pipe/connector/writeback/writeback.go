@@ -32,44 +32,74 @@ func init() {
 
 // Connector is the write-back connector.
 type Connector struct {
-	db     string
-	target *engine.Region
-	tmp    string
+	Applier
+}
+
+// Applier applies pipe events to a target region idempotently: what the target's progress
+// covers is skipped. Devices move into database DB (empty: they keep their database, as on a
+// replica). Tmp is a scratch directory for rewritten files.
+type Applier struct {
+	Target *engine.Region
+	DB     string
+	Tmp    string
+}
+
+// NewApplier returns an applier into target that keeps device names (a replica).
+func NewApplier(target *engine.Region) (*Applier, error) {
+	tmp := filepath.Join(target.Dir(), "incoming")
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("replica %s: %w", target.Name(), err)
+	}
+	return &Applier{Target: target, Tmp: tmp}, nil
 }
 
 // Open implements pipe.Connector.
 func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
-	c.db = env.Params.String("database")
-	if err := tsfile.ValidateDevice(c.db); err != nil || strings.Count(c.db, ".") != 1 {
-		return fmt.Errorf("sink.database: %q is not a database name like root.copy", c.db)
+	c.DB = env.Params.String("database")
+	if err := tsfile.ValidateDevice(c.DB); err != nil || strings.Count(c.DB, ".") != 1 {
+		return fmt.Errorf("sink.database: %q is not a database name like root.copy", c.DB)
 	}
 	if env.Databases == nil {
 		return errors.New("sink write-back: no local databases available")
 	}
-	t, err := env.Databases(c.db)
+	t, err := env.Databases(c.DB)
 	if err != nil {
-		return fmt.Errorf("sink.database %s: %w", c.db, err)
+		return fmt.Errorf("sink.database %s: %w", c.DB, err)
 	}
 	if env.Region != nil && t == env.Region {
-		return fmt.Errorf("sink.database %s: is the pipe's own source", c.db)
+		return fmt.Errorf("sink.database %s: is the pipe's own source", c.DB)
 	}
-	c.target = t
-	c.tmp = filepath.Join(t.Dir(), "incoming")
-	return os.MkdirAll(c.tmp, 0o755)
+	c.Target = t
+	c.Tmp = filepath.Join(t.Dir(), "incoming")
+	return os.MkdirAll(c.Tmp, 0o755)
 }
 
 // Send implements pipe.Connector.
 func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 	for _, e := range batch {
-		if err := c.apply(e); err != nil {
+		if err := c.Apply(e); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (c *Connector) covered(origin uint32, idx uint64) bool {
-	return c.target.Progress()[origin] >= idx
+func (c *Applier) covered(origin uint32, idx uint64) bool {
+	return c.Target.Progress()[origin] >= idx
+}
+
+func (c *Applier) device(d string) string {
+	if c.DB == "" {
+		return d
+	}
+	return Rename(c.DB, d)
+}
+
+func (c *Applier) pattern(p tsfile.Pattern) (tsfile.Pattern, error) {
+	if c.DB == "" {
+		return p, nil
+	}
+	return RenamePattern(c.DB, p)
 }
 
 // Rename moves device (of any database) into database db.
@@ -89,41 +119,42 @@ func RenamePattern(db string, p tsfile.Pattern) (tsfile.Pattern, error) {
 	return tsfile.ParsePattern(db + "." + strings.Join(nodes[2:], "."))
 }
 
-func (c *Connector) apply(e *pipe.Event) error {
+// Apply applies one event unless the target's progress already covers it.
+func (c *Applier) Apply(e *pipe.Event) error {
 	switch e.Kind {
 	case pipe.KindTablet:
 		if c.covered(e.Origin, e.OriginIndex) {
 			return nil
 		}
-		t := tsfile.NewTablet(Rename(c.db, e.Tablet.Device), e.Tablet.Rec)
-		if _, err := c.target.WriteReplicated(e.Origin, e.OriginIndex, t); err != nil {
-			return fmt.Errorf("write-back %s: %w", c.db, err)
+		t := tsfile.NewTablet(c.device(e.Tablet.Device), e.Tablet.Rec)
+		if _, err := c.Target.WriteReplicated(e.Origin, e.OriginIndex, t); err != nil {
+			return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
 		}
 	case pipe.KindDeletion:
 		if c.covered(e.Origin, e.OriginIndex) {
 			return nil
 		}
-		p, err := RenamePattern(c.db, e.Deletion.Pattern)
+		p, err := c.pattern(e.Deletion.Pattern)
 		if err != nil {
-			return fmt.Errorf("write-back deletion: %w", err)
+			return fmt.Errorf("apply deletion: %w", err)
 		}
-		if _, err := c.target.DeleteReplicated(e.Origin, e.OriginIndex, p, e.Deletion.MinTime, e.Deletion.MaxTime); err != nil {
-			return fmt.Errorf("write-back %s: %w", c.db, err)
+		if _, err := c.Target.DeleteReplicated(e.Origin, e.OriginIndex, p, e.Deletion.MinTime, e.Deletion.MaxTime); err != nil {
+			return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
 		}
 	case pipe.KindTsFile:
-		if pipe.ProgressIndex(c.target.Progress()).Covers(e.Progress) {
+		if pipe.ProgressIndex(c.Target.Progress()).Covers(e.Progress) {
 			return nil
 		}
 		for _, d := range e.File.Deletions {
 			if c.covered(d.Origin, d.OriginIndex) {
 				continue
 			}
-			p, err := RenamePattern(c.db, d.Pattern)
+			p, err := c.pattern(d.Pattern)
 			if err != nil {
-				return fmt.Errorf("write-back deletion: %w", err)
+				return fmt.Errorf("apply deletion: %w", err)
 			}
-			if _, err := c.target.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
-				return fmt.Errorf("write-back %s: %w", c.db, err)
+			if _, err := c.Target.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
+				return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
 			}
 		}
 		return c.loadFile(e)
@@ -133,10 +164,10 @@ func (c *Connector) apply(e *pipe.Event) error {
 
 // loadFile loads a shipped file into the target: as is when the pipe wants all of it and
 // the database name is the same, else rewritten with the selected rows and renamed devices.
-func (c *Connector) loadFile(e *pipe.Event) error {
+func (c *Applier) loadFile(e *pipe.Event) error {
 	f := e.File
-	if f.Whole() && len(f.Info.Progress) >= 0 && sameDatabase(c.db, f.Path) {
-		if _, err := c.target.LoadFile(f.Path, e.Progress); err != nil {
+	if f.Whole() && (c.DB == "" || sameDatabase(c.DB, f.Path)) {
+		if _, err := c.Target.LoadFile(f.Path, e.Progress); err != nil {
 			return fmt.Errorf("write-back load %s: %w", f.Path, err)
 		}
 		return nil
@@ -185,14 +216,14 @@ func (c *Connector) loadFile(e *pipe.Event) error {
 		if err != nil {
 			return err
 		}
-		data = append(data, tsfile.DeviceData{Device: Rename(c.db, di.Device), Rec: rec})
+		data = append(data, tsfile.DeviceData{Device: c.device(di.Device), Rec: rec})
 	}
-	tmp, err := os.CreateTemp(c.tmp, "load-*.tsfile")
+	tmp, err := os.CreateTemp(c.Tmp, "load-*.tsfile")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	meta := tsfile.FileMeta{Region: c.target.Name(), Progress: e.Progress}
+	meta := tsfile.FileMeta{Region: c.Target.Name(), Progress: e.Progress}
 	if _, err := tsfile.WriteFile(tmp, meta, data, tsfile.WriteOptions{Compression: "lz4"}); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write-back rewrite %s: %w", f.Path, err)
@@ -200,7 +231,7 @@ func (c *Connector) loadFile(e *pipe.Event) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if _, err := c.target.LoadFile(tmp.Name(), e.Progress); err != nil {
+	if _, err := c.Target.LoadFile(tmp.Name(), e.Progress); err != nil {
 		return fmt.Errorf("write-back load %s: %w", f.Path, err)
 	}
 	return nil
