@@ -1,0 +1,308 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/compute"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+const (
+	keyStartTime = "start-time"
+	keyEndTime   = "end-time"
+	keyPredicate = "predicate"
+)
+
+func checkPredicate(v string) error {
+	_, err := ParsePredicate(v)
+	return err
+}
+
+func init() {
+	pipe.RegisterProcessor(pipe.PluginInfo{
+		Name: "filter",
+		Doc: "Keeps the series a path pattern selects, the rows in a time range, and the rows where a " +
+			"value predicate holds (temp > 80). A TsFile passes as a file, narrowed, unless the " +
+			"predicate needs its rows.",
+		Params: []pipe.ParamSpec{
+			patternParam("the series to keep (others are dropped), e.g. root.factory.*.press3.**"),
+			{Key: keyStartTime, Type: pipe.TimeParam, Doc: "keep rows at or after this time (unix ms or RFC 3339); none when left out"},
+			{Key: keyEndTime, Type: pipe.TimeParam, Doc: "keep rows at or before this time (unix ms or RFC 3339); none when left out"},
+			{Key: keyPredicate, Type: pipe.String, Check: checkPredicate,
+				Doc: "keep rows where this holds, e.g. temp > 80 and state != \"off\" (see docs/processors.md)"},
+		},
+	}, func() pipe.Processor { return &Filter{} })
+}
+
+// Filter is the filter processor: it keeps the series its pattern selects, the rows in its
+// time range and the rows where its predicate holds. Deletions and heartbeats pass through.
+type Filter struct {
+	pattern    tsfile.Pattern // zero: every series
+	minT, maxT int64
+	pred       *Predicate
+	origin     uint32
+}
+
+// NewFilter returns a filter of the series pattern selects (zero: all), the rows in
+// [minT, maxT] and, when pred is not nil, the rows where pred holds.
+func NewFilter(pattern tsfile.Pattern, minT, maxT int64, pred *Predicate) *Filter {
+	f := &Filter{pattern: pattern, minT: minT, maxT: maxT, pred: pred, origin: LocalOrigin(nil)}
+	if pattern.String() == "root.**" {
+		f.pattern = tsfile.Pattern{}
+	}
+	return f
+}
+
+// Open implements pipe.Processor.
+func (f *Filter) Open(_ context.Context, env *pipe.Env) error {
+	p := env.Params
+	minT, maxT := int64(math.MinInt64), int64(math.MaxInt64)
+	if v, ok := p.Time(keyStartTime); ok {
+		minT = v
+	}
+	if v, ok := p.Time(keyEndTime); ok {
+		maxT = v
+	}
+	if minT > maxT {
+		return fmt.Errorf("%s: after %s", keyStartTime, keyEndTime)
+	}
+	var pred *Predicate
+	if s := p.String(keyPredicate); s != "" {
+		var err error
+		if pred, err = ParsePredicate(s); err != nil {
+			return errKey(keyPredicate, err)
+		}
+		if env.Region != nil {
+			if err := pred.CheckTypes(env.Region.Schema()); err != nil {
+				return errKey(keyPredicate, err)
+			}
+		}
+	}
+	*f = *NewFilter(p.Pattern(keyPattern), minT, maxT, pred)
+	f.origin = LocalOrigin(env)
+	return nil
+}
+
+// Close implements pipe.Processor.
+func (f *Filter) Close() error { return nil }
+
+// Process implements pipe.Processor.
+func (f *Filter) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.Event)) error {
+	if e.Kind == pipe.KindTsFile && e.File != nil && f.pred == nil {
+		if out, ok := f.narrow(e); ok {
+			if out != nil {
+				emit(out)
+			}
+			return nil
+		}
+	}
+	return Map(ctx, e, emit, f.origin, nil, func(t *tsfile.Tablet) (*tsfile.Tablet, error) {
+		return f.Tablet(ctx, t)
+	})
+}
+
+// narrow handles a file without reading it when the filter's selection can be written on
+// the file reference: it returns the event itself (nothing to narrow), a narrowed copy, or
+// ok false when the rows must be read.
+func (f *Filter) narrow(e *pipe.Event) (*pipe.Event, bool) {
+	ref := e.File
+	lo, hi := max(ref.MinTime, f.minT), min(ref.MaxTime, f.maxT)
+	pat := ref.Pattern
+	if pat.String() == "root.**" {
+		pat = tsfile.Pattern{}
+	}
+	switch {
+	case f.pattern.IsZero():
+	case pat.IsZero() || pat.String() == f.pattern.String():
+		pat = f.pattern
+	default:
+		return nil, false // two patterns: their intersection is not a pattern
+	}
+	if lo == ref.MinTime && hi == ref.MaxTime && pat.String() == ref.Pattern.String() {
+		return e, true
+	}
+	nr := *ref
+	nr.Pattern, nr.MinTime, nr.MaxTime = pat, lo, hi
+	return &pipe.Event{Kind: pipe.KindTsFile, CommitID: e.CommitID, Region: e.Region, Progress: e.Progress,
+		Origin: e.Origin, OriginIndex: e.OriginIndex, MinIndex: e.MinIndex, MaxIndex: e.MaxIndex, Epoch: e.Epoch,
+		File: &nr, EventTime: e.EventTime, Bytes: e.Bytes}, true
+}
+
+// Tablet filters one tablet: it returns t itself when everything is kept, nil when nothing
+// is, else a new tablet (the caller's).
+func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, error) {
+	if !f.pattern.IsZero() && !f.pattern.MayMatchDevice(t.Device) {
+		return nil, nil
+	}
+	orig, rec := t, t.Rec
+	// columns
+	keep := f.columns(t)
+	if len(keep) == 0 {
+		return nil, nil
+	}
+	// rows: the time range as a slice when times are sorted (they are from the WAL and
+	// files), else a mask; then the predicate's mask
+	lo, hi := int64(0), rec.NumRows()
+	var mask arrow.Array
+	defer func() {
+		if mask != nil {
+			mask.Release()
+		}
+	}()
+	if f.minT != math.MinInt64 || f.maxT != math.MaxInt64 {
+		if t.Sorted() {
+			ts := t.Times()
+			lo = int64(sort.Search(len(ts), func(i int) bool { return ts[i] >= f.minT }))
+			hi = int64(sort.Search(len(ts), func(i int) bool { return ts[i] > f.maxT }))
+			if lo >= hi {
+				return nil, nil
+			}
+		} else {
+			m, err := timeMask(ctx, rec.Column(0), f.minT, f.maxT)
+			if err != nil {
+				return nil, err
+			}
+			mask = m
+		}
+	}
+	if lo > 0 || hi < rec.NumRows() {
+		rec = rec.NewSlice(lo, hi)
+		defer rec.Release()
+		t = tsfile.NewTablet(t.Device, rec)
+	}
+	if f.pred != nil {
+		pm, err := f.pred.Eval(ctx, t)
+		if err != nil {
+			return nil, err
+		}
+		if mask != nil {
+			both, err := callArray(ctx, "and_kleene", compute.NewDatum(mask), compute.NewDatum(pm))
+			pm.Release()
+			if err != nil {
+				return nil, err
+			}
+			pm = both
+			mask.Release()
+		}
+		mask = pm
+	}
+	whole := len(keep) == int(rec.NumCols())-1 && lo == 0 && hi == orig.Rec.NumRows()
+	if mask != nil {
+		switch n := trueCount(mask); {
+		case n == 0:
+			return nil, nil
+		case n == mask.Len():
+			mask.Release()
+			mask = nil
+		}
+	}
+	if mask == nil && whole {
+		return orig, nil
+	}
+	out := WithColumns(t.Device, rec, keep)
+	if mask == nil {
+		return out, nil
+	}
+	defer out.Release()
+	filtered, err := compute.FilterRecordBatch(ctx, out.Rec, mask, compute.DefaultFilterOptions())
+	if err != nil {
+		return nil, fmt.Errorf("filter %s: %w", t.Device, err)
+	}
+	ft := tsfile.NewTablet(t.Device, filtered)
+	return dropEmptyColumns(ft), nil
+}
+
+// columns returns the indexes (≥ 1) of t's columns the pattern selects.
+func (f *Filter) columns(t *tsfile.Tablet) []int {
+	fs := t.Rec.Schema().Fields()
+	keep := make([]int, 0, len(fs)-1)
+	if f.pattern.IsZero() || f.pattern.MatchDevice(t.Device) {
+		for c := 1; c < len(fs); c++ {
+			keep = append(keep, c)
+		}
+		return keep
+	}
+	for c := 1; c < len(fs); c++ {
+		if f.pattern.Match(t.Device, fs[c].Name) {
+			keep = append(keep, c)
+		}
+	}
+	return keep
+}
+
+// trueCount counts the true, non-null values of a boolean array.
+func trueCount(a arrow.Array) int {
+	b := a.(*array.Boolean)
+	if b.NullN() == 0 {
+		n := 0
+		for i := 0; i < b.Len(); i++ {
+			if b.Value(i) {
+				n++
+			}
+		}
+		return n
+	}
+	n := 0
+	for i := 0; i < b.Len(); i++ {
+		if b.IsValid(i) && b.Value(i) {
+			n++
+		}
+	}
+	return n
+}
+
+func timeMask(ctx context.Context, times arrow.Array, minT, maxT int64) (arrow.Array, error) {
+	var parts []arrow.Array
+	defer func() {
+		for _, p := range parts {
+			p.Release()
+		}
+	}()
+	if minT != math.MinInt64 {
+		m, err := callArray(ctx, "greater_equal", compute.NewDatum(times), compute.NewDatum(scalarFor(constant{kind: kindNumber, isInt: true, i: minT}, times.DataType())))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, m)
+	}
+	if maxT != math.MaxInt64 {
+		m, err := callArray(ctx, "less_equal", compute.NewDatum(times), compute.NewDatum(scalarFor(constant{kind: kindNumber, isInt: true, i: maxT}, times.DataType())))
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, m)
+	}
+	if len(parts) == 1 {
+		parts[0].Retain()
+		return parts[0], nil
+	}
+	return callArray(ctx, "and", compute.NewDatum(parts[0]), compute.NewDatum(parts[1]))
+}
+
+// dropEmptyColumns returns t without its all-null measurement columns (nil when none is
+// left), releasing t when it makes a new tablet.
+func dropEmptyColumns(t *tsfile.Tablet) *tsfile.Tablet {
+	if t.Rec.NumRows() == 0 {
+		t.Release()
+		return nil
+	}
+	n := int(t.Rec.NumCols())
+	keep := make([]int, 0, n-1)
+	for c := 1; c < n; c++ {
+		if col := t.Rec.Column(c); col.NullN() < col.Len() {
+			keep = append(keep, c)
+		}
+	}
+	if len(keep) == n-1 {
+		return t
+	}
+	defer t.Release()
+	return WithColumns(t.Device, t.Rec, keep)
+}
