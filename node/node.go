@@ -84,7 +84,7 @@ type Node struct {
 	httpLn     net.Listener
 	serveErr   chan error
 	flightAddr string
-	flightStop func()
+	flightStop func() error
 	cancel     context.CancelFunc
 }
 
@@ -381,26 +381,18 @@ func (n *Node) Start() error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var flightAddr string
-	var flightStop func()
+	var flightStop func() error
 	if n.o.FlightAddr != "" {
 		if n.o.Flight == nil {
 			n.log.Warn("no Flight receiver compiled in; not listening on the flight address", "flight", n.o.FlightAddr)
 		} else {
-			fl, err := net.Listen("tcp", n.o.FlightAddr)
+			bound, stop, err := n.o.Flight(ctx, FlightEnv{Addr: n.o.FlightAddr, Databases: n, NodeID: n.o.ID, Logger: n.log.With("component", "flight")})
 			if err != nil {
 				cancel()
-				ln.Close()
-				return fmt.Errorf("node: flight: %w", err)
-			}
-			flightAddr = fl.Addr().String()
-			stop, err := n.o.Flight(ctx, FlightEnv{Listener: fl, Databases: n, NodeID: n.o.ID, Logger: n.log.With("component", "flight")})
-			if err != nil {
-				cancel()
-				fl.Close()
 				ln.Close()
 				return fmt.Errorf("node: flight receiver: %w", err)
 			}
-			flightStop = stop
+			flightAddr, flightStop = bound, stop
 		}
 	}
 	srv := &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
@@ -466,7 +458,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		cancel()
 	}
 	if stop != nil {
-		stop()
+		if err := stop(); err != nil {
+			errs = append(errs, fmt.Errorf("flight: %w", err))
+		}
 	}
 	if err := n.mgr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("pipes: %w", err))
