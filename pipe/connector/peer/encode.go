@@ -1,0 +1,237 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/peerwire"
+)
+
+// maxWriters bounds the schemas an encoder keeps; past it, it starts over (telling the
+// receiver to forget its schemas too).
+const maxWriters = 256
+
+// tabletEncoder turns tablets into Arrow IPC record batch messages, one IPC writer per
+// distinct schema (its fields; the device travels in the app metadata), so a schema is
+// sent once per stream and each tablet costs one message.
+type tabletEncoder struct {
+	opts    []ipc.Option
+	writers map[string]*schemaWriter
+	nextID  uint32
+	reset   bool
+	key     strings.Builder
+}
+
+type schemaWriter struct {
+	id  uint32
+	w   *ipc.Writer
+	cap *capture
+}
+
+// capture is an ipc.PayloadWriter that keeps the payloads as FlightData.
+type capture struct {
+	out     []*flight.FlightData
+	started bool         // the schema payload came (it is the first)
+	body    bytes.Buffer // reused for record batches: gRPC encodes a message as it sends it
+}
+
+func (c *capture) Start() error { return nil }
+func (c *capture) Close() error { return nil }
+func (c *capture) WritePayload(p ipc.Payload) error {
+	meta := p.Meta()
+	fd := &flight.FlightData{DataHeader: append([]byte(nil), meta.Bytes()...)}
+	meta.Release()
+	dst := &c.body
+	if c.started {
+		c.body.Reset()
+	} else {
+		dst, c.started = new(bytes.Buffer), true
+	}
+	if err := p.SerializeBody(dst); err != nil {
+		return err
+	}
+	fd.DataBody = dst.Bytes()
+	c.out = append(c.out, fd)
+	return nil
+}
+
+func newTabletEncoder(comp string) *tabletEncoder {
+	opts := []ipc.Option{ipc.WithAllocator(memory.DefaultAllocator)}
+	switch comp {
+	case "lz4":
+		opts = append(opts, ipc.WithLZ4())
+	case "zstd":
+		opts = append(opts, ipc.WithZstd())
+	}
+	return &tabletEncoder{opts: opts, writers: map[string]*schemaWriter{}}
+}
+
+func (t *tabletEncoder) schemaKey(sc *arrow.Schema) string {
+	t.key.Reset()
+	for _, f := range sc.Fields() {
+		t.key.WriteString(f.Name)
+		t.key.WriteByte(0)
+		t.key.WriteString(f.Type.Name())
+		if f.Nullable {
+			t.key.WriteByte(1)
+		}
+		t.key.WriteByte(0)
+	}
+	return t.key.String()
+}
+
+// encode returns the schema message to send first (nil when the schema was sent already,
+// reset when the receiver must forget its schemas first), the record batch message and
+// the schema id.
+func (t *tabletEncoder) encode(rec arrow.Record) (schema, batch *flight.FlightData, id uint32, reset bool, err error) {
+	k := t.schemaKey(rec.Schema())
+	sw := t.writers[k]
+	if sw == nil {
+		if len(t.writers) >= maxWriters {
+			t.release()
+			t.reset = true
+		}
+		t.nextID++
+		fields := rec.Schema().Fields() // without the schema metadata: the device is in the app metadata
+		sc := arrow.NewSchema(fields, nil)
+		c := &capture{}
+		sw = &schemaWriter{id: t.nextID, cap: c, w: ipc.NewWriterWithPayloadWriter(c, append([]ipc.Option{ipc.WithSchema(sc)}, t.opts...)...)}
+		t.writers[k] = sw
+	}
+	sw.cap.out = sw.cap.out[:0]
+	if err := sw.w.Write(rec); err != nil {
+		return nil, nil, 0, false, fmt.Errorf("encode tablet: %w", err)
+	}
+	switch len(sw.cap.out) {
+	case 1:
+		return nil, sw.cap.out[0], sw.id, false, nil
+	case 2:
+		reset, t.reset = t.reset, false
+		return sw.cap.out[0], sw.cap.out[1], sw.id, reset, nil
+	}
+	return nil, nil, 0, false, fmt.Errorf("encode tablet: %d IPC messages", len(sw.cap.out))
+}
+
+func (t *tabletEncoder) release() {
+	for k, sw := range t.writers {
+		sw.w.Close()
+		delete(t.writers, k)
+	}
+}
+
+// limiter paces bytes to a rate, allowing a burst of a tenth of a second.
+type limiter struct {
+	rate float64 // bytes per second; <= 0: unlimited
+	next time.Time
+}
+
+func newLimiter(rate float64) *limiter { return &limiter{rate: rate} }
+
+func (l *limiter) wait(ctx context.Context, n int) error {
+	if l.rate <= 0 || n <= 0 {
+		return nil
+	}
+	now := time.Now()
+	if floor := now.Add(-100 * time.Millisecond); l.next.Before(floor) {
+		l.next = floor
+	}
+	l.next = l.next.Add(time.Duration(float64(n) / l.rate * float64(time.Second)))
+	d := l.next.Sub(now)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func size(fd *flight.FlightData) int {
+	return len(fd.AppMetadata) + len(fd.DataHeader) + len(fd.DataBody)
+}
+
+// send sends fd on st at the connector's rate.
+func (c *Connector) send(st *stream, lim *limiter, fd *flight.FlightData) error {
+	if err := lim.wait(c.ctx, size(fd)); err != nil {
+		return err
+	}
+	return st.cs.Send(fd)
+}
+
+// prepare readies it for sending and returns how many sequenced messages it takes (0:
+// none, it is acknowledged at once).
+func (c *Connector) prepare(it *item, have pipe.ProgressIndex) (int, error) {
+	if it.e.Kind != pipe.KindTsFile {
+		return 1, nil
+	}
+	if it.file == nil {
+		f, err := c.prepareFile(it.e)
+		if err != nil {
+			return 0, err
+		}
+		it.file = f
+	}
+	if !it.file.empty {
+		return 1, nil
+	}
+	// no rows selected: only the deletions the receiver lacks travel, each alone
+	it.file.alone = it.file.alone[:0]
+	for _, d := range it.file.dels {
+		if !have.CoversIndex(d.Origin, d.OriginIndex) {
+			it.file.alone = append(it.file.alone, d)
+		}
+	}
+	return len(it.file.alone), nil
+}
+
+// sendEvent sends it's messages with sequence numbers from first on.
+func (c *Connector) sendEvent(st *stream, enc *tabletEncoder, lim *limiter, it *item, first uint64) error {
+	e := it.e
+	switch e.Kind {
+	case pipe.KindTablet:
+		schema, batch, id, reset, err := enc.encode(e.Tablet.Rec)
+		if err != nil {
+			return err
+		}
+		if schema != nil {
+			schema.AppMetadata = (&peerwire.Msg{Type: peerwire.TypeSchema, SchemaID: id, Reset: reset}).Encode()
+			if err := c.send(st, lim, schema); err != nil {
+				return err
+			}
+		}
+		batch.AppMetadata = (&peerwire.Msg{Type: peerwire.TypeTablet, Seq: first, Commit: e.CommitID, Origin: e.Origin,
+			OriginIndex: e.OriginIndex, Progress: e.Progress, Device: e.Tablet.Device, SchemaID: id}).Encode()
+		return c.send(st, lim, batch)
+	case pipe.KindDeletion:
+		d := e.Deletion
+		m := &peerwire.Msg{Type: peerwire.TypeDeletion, Seq: first, Commit: e.CommitID, Origin: e.Origin, OriginIndex: e.OriginIndex,
+			Progress: e.Progress, Pattern: d.Pattern.String(), MinTime: d.MinTime, MaxTime: d.MaxTime}
+		return c.send(st, lim, &flight.FlightData{AppMetadata: m.Encode()})
+	case pipe.KindTsFile:
+		if it.file.empty {
+			for i, d := range it.file.alone {
+				m := &peerwire.Msg{Type: peerwire.TypeDeletion, Seq: first + uint64(i), Commit: e.CommitID, Origin: d.Origin,
+					OriginIndex: d.OriginIndex, Progress: map[uint32]uint64{d.Origin: d.OriginIndex}, Pattern: d.Pattern, MinTime: d.MinTime, MaxTime: d.MaxTime}
+				if err := c.send(st, lim, &flight.FlightData{AppMetadata: m.Encode()}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		return c.sendFile(st, lim, it, first)
+	}
+	return fmt.Errorf("cannot send a %s event", e.Kind)
+}

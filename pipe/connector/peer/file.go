@@ -1,0 +1,239 @@
+package peer
+
+import (
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/peerwire"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// outFile is a TsFile on its way: the region's own file when the pipe wants all of it, else
+// a temporary file of the rows it selects.
+type outFile struct {
+	path  string
+	temp  bool // path is ours to remove
+	name  string
+	id    string // names the file at the receiver: name, size and CRC32C
+	size  int64
+	crc   uint32
+	empty bool // no rows selected: only the deletions travel
+	dels  []peerwire.Deletion
+	alone []peerwire.Deletion // with empty: the deletions the receiver lacks
+}
+
+func (f *outFile) remove() {
+	if f != nil && f.temp {
+		_ = os.Remove(f.path)
+	}
+}
+
+// safeName keeps letters, digits, '.', '_' and '-' of s (others become '_').
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			b[i] = '_'
+		}
+	}
+	return strings.TrimLeft(string(b), ".")
+}
+
+func fileID(prefix, name string, size int64, crc uint32) string {
+	n := safeName(name)
+	if len(n) > 120 {
+		n = n[:120]
+	}
+	return fmt.Sprintf("%s%s-%d-%08x", prefix, n, size, crc)
+}
+
+// removeOutgoing removes temporary files this pipe left behind (a crash mid-send).
+func (c *Connector) removeOutgoing() {
+	matches, _ := filepath.Glob(filepath.Join(c.outDir, "peer-"+safeName(c.pipeName)+"-*"))
+	for _, m := range matches {
+		_ = os.Remove(m)
+	}
+}
+
+// prepareFile returns what to send for a file event.
+func (c *Connector) prepareFile(e *pipe.Event) (*outFile, error) {
+	ref := e.File
+	var dels []peerwire.Deletion
+	for _, d := range ref.Deletions {
+		dels = append(dels, peerwire.Deletion{Origin: d.Origin, OriginIndex: d.OriginIndex, Pattern: d.Pattern.String(), MinTime: d.MinTime, MaxTime: d.MaxTime})
+	}
+	if ref.Whole() {
+		return &outFile{path: ref.Path, name: ref.Info.Name, size: ref.Info.Size, crc: ref.Info.CRC32C,
+			id: fileID("", ref.Info.Name, ref.Info.Size, ref.Info.CRC32C), dels: dels}, nil
+	}
+	f, err := c.rewrite(e)
+	if err != nil {
+		return nil, fmt.Errorf("select rows of %s: %w", ref.Path, err)
+	}
+	f.dels = dels
+	return f, nil
+}
+
+// rewrite writes the rows of e's file that the pipe selects (pattern, time range) to a
+// temporary TsFile; devices keep their names (the peer holds the same database).
+func (c *Connector) rewrite(e *pipe.Event) (*outFile, error) {
+	ref := e.File
+	rd, err := ref.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	mem := memory.DefaultAllocator
+	var data []tsfile.DeviceData
+	defer func() {
+		for _, d := range data {
+			d.Rec.Release()
+		}
+	}()
+	for _, di := range rd.Meta().Devices {
+		if !ref.Pattern.IsZero() && !ref.Pattern.MayMatchDevice(di.Device) {
+			continue
+		}
+		var want []string
+		for _, col := range di.Columns {
+			if col.Count > 0 && (ref.Pattern.IsZero() || ref.Pattern.Match(di.Device, col.Name)) {
+				want = append(want, col.Name)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		var recs []arrow.Record
+		err := rd.ReadDevice(di.Device, want, ref.MinTime, ref.MaxTime, func(rec arrow.Record) error {
+			rec.Retain()
+			recs = append(recs, rec)
+			return nil
+		})
+		if err == nil && len(recs) > 0 {
+			var rec arrow.Record
+			if rec, err = concat(mem, recs); err == nil {
+				data = append(data, tsfile.DeviceData{Device: di.Device, Rec: rec})
+			}
+		}
+		for _, r := range recs {
+			r.Release()
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(data) == 0 {
+		return &outFile{empty: true, name: ref.Info.Name}, nil
+	}
+	if err := os.MkdirAll(c.outDir, 0o755); err != nil {
+		return nil, err
+	}
+	tmp, err := os.CreateTemp(c.outDir, "peer-"+safeName(c.pipeName)+"-*.tsfile")
+	if err != nil {
+		return nil, err
+	}
+	h := crc32.New(castagnoli)
+	cw := &countWriter{w: io.MultiWriter(tmp, h)}
+	meta := tsfile.FileMeta{Region: c.region.Name(), Progress: e.Progress, MinIndex: e.MinIndex, MaxIndex: e.MaxIndex, Epoch: e.Epoch}
+	_, err = tsfile.WriteFile(cw, meta, data, tsfile.WriteOptions{Compression: "lz4"})
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return nil, err
+	}
+	name := "sel-" + ref.Info.Name
+	return &outFile{path: tmp.Name(), temp: true, name: name, size: cw.n, crc: h.Sum32(), id: fileID("sel-", ref.Info.Name, cw.n, h.Sum32())}, nil
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	c.n += int64(n)
+	return n, err
+}
+
+func concat(mem memory.Allocator, recs []arrow.Record) (arrow.Record, error) {
+	if len(recs) == 1 {
+		recs[0].Retain()
+		return recs[0], nil
+	}
+	n := int(recs[0].NumCols())
+	cols := make([]arrow.Array, n)
+	var rows int64
+	for _, r := range recs {
+		rows += r.NumRows()
+	}
+	for i := 0; i < n; i++ {
+		parts := make([]arrow.Array, len(recs))
+		for j, r := range recs {
+			parts[j] = r.Column(i)
+		}
+		a, err := array.Concatenate(parts, mem)
+		if err != nil {
+			for _, c := range cols[:i] {
+				c.Release()
+			}
+			return nil, fmt.Errorf("concatenate: %w", err)
+		}
+		cols[i] = a
+	}
+	out := array.NewRecord(recs[0].Schema(), cols, rows)
+	for _, a := range cols {
+		a.Release()
+	}
+	return out, nil
+}
+
+// sendFile sends a file as FileBegin, chunks from the receiver's offset, and FileEnd.
+func (c *Connector) sendFile(st *stream, lim *limiter, it *item, seq uint64) error {
+	f, e := it.file, it.e
+	off := st.partials[f.id]
+	if off < 0 || off > f.size {
+		off = 0
+	}
+	delete(st.partials, f.id) // a later resend on this stream starts over
+	begin := &peerwire.Msg{Type: peerwire.TypeFileBegin, Seq: seq, Commit: e.CommitID, Progress: e.Progress,
+		FileID: f.id, Name: f.name, Size: f.size, CRC: f.crc, Offset: off, Deletions: f.dels}
+	if err := c.send(st, lim, &flight.FlightData{AppMetadata: begin.Encode()}); err != nil {
+		return err
+	}
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	if cap(c.buf) < c.chunk {
+		c.buf = make([]byte, c.chunk)
+	}
+	for off < f.size {
+		n := int(min(int64(c.chunk), f.size-off))
+		b := c.buf[:n]
+		if _, err := fh.ReadAt(b, off); err != nil {
+			return fmt.Errorf("read %s at %d: %w", f.path, off, err)
+		}
+		m := &peerwire.Msg{Type: peerwire.TypeFileChunk, Seq: seq, Offset: off, CRC: crc32.Checksum(b, castagnoli)}
+		if err := c.send(st, lim, &flight.FlightData{AppMetadata: m.Encode(), DataBody: b}); err != nil {
+			return err
+		}
+		off += int64(n)
+	}
+	return c.send(st, lim, &flight.FlightData{AppMetadata: (&peerwire.Msg{Type: peerwire.TypeFileEnd, Seq: seq}).Encode()})
+}

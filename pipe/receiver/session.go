@@ -1,0 +1,312 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe/peerwire"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// BadInputError is an error caused by what the sender sent (garbage, a wrong CRC, a
+// protocol violation): the stream is rejected with codes.InvalidArgument.
+type BadInputError struct{ Err error }
+
+func (e *BadInputError) Error() string { return e.Err.Error() }
+func (e *BadInputError) Unwrap() error { return e.Err }
+
+func badInput(format string, a ...any) error { return &BadInputError{Err: fmt.Errorf(format, a...)} }
+
+// statusErr maps an error to a gRPC status whose message is the error's text.
+func statusErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	var bad *BadInputError
+	switch {
+	case errors.As(err, &bad):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errClosed), errors.Is(err, engine.ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "superseded by a newer stream of the same sender, or the receiver is stopping")
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// session applies one stream's events to its region.
+type session struct {
+	s       *Server
+	log     *slog.Logger
+	region  *engine.Region
+	dir     string // staging directory of this sender's files
+	schemas *schemaSet
+	file    *incoming
+	lastSeq uint64
+	through atomic.Uint64 // highest seq applied
+}
+
+func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+
+	// A reader goroutine lets a newer stream of the same sender (or Close) cancel this one
+	// while it waits for a message; it ends when the handler returns (the stream closes).
+	in := make(chan *flight.FlightData, 16)
+	var recvErr error
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(in)
+		for {
+			fd, err := stream.Recv()
+			if err != nil {
+				recvErr = err
+				return
+			}
+			select {
+			case in <- fd:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	next := func(timeout <-chan time.Time) (*flight.FlightData, error) {
+		select {
+		case fd, ok := <-in:
+			if !ok {
+				if recvErr == nil {
+					return nil, ctx.Err()
+				}
+				return nil, recvErr
+			}
+			s.stats.bytes.Add(int64(len(fd.AppMetadata) + len(fd.DataHeader) + len(fd.DataBody)))
+			return fd, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timeout:
+			return nil, badInput("no hello within %s", s.o.HelloTimeout)
+		}
+	}
+
+	timer := time.NewTimer(s.o.HelloTimeout)
+	fd, err := next(timer.C)
+	timer.Stop()
+	if err != nil {
+		return err
+	}
+	hello, err := peerwire.Decode(fd.AppMetadata)
+	if err != nil {
+		return badInput("first message: %w", err)
+	}
+	if hello.Type != peerwire.TypeHello {
+		return badInput("first message is %s, want hello", hello.Type)
+	}
+	if hello.Pipe == "" || hello.Region == "" {
+		return badInput("hello: pipe %q and region %q must not be empty", hello.Pipe, hello.Region)
+	}
+	db := hello.Database
+	if db == "" {
+		db = peerwire.DatabaseOf(hello.Region)
+	}
+	region, err := s.o.Resolve(db, hello.Region)
+	if err != nil {
+		return fmt.Errorf("resolve database %q region %q: %w", db, hello.Region, err)
+	}
+	if region == nil {
+		return fmt.Errorf("resolve database %q region %q: no region", db, hello.Region)
+	}
+	key := hello.Pipe + "\x00" + hello.Region + "\x00" + strconv.FormatUint(uint64(hello.Origin), 10)
+	sl := &sessionSlot{cancel: cancel, done: make(chan struct{})}
+	if !s.track(sl) {
+		close(sl.done)
+		return errClosed
+	}
+	defer s.release(key, sl)
+	if err := s.acquire(ctx, key, sl); err != nil {
+		return err
+	}
+
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	ss := &session{
+		s: s, region: region, schemas: newSchemaSet(),
+		dir: filepath.Join(region.Dir(), "incoming", fmt.Sprintf("peer-%016x", h.Sum64())),
+		log: s.log.With("pipe", hello.Pipe, "sender_region", hello.Region, "origin", hello.Origin, "sender", hello.Sender, "region", region.Name()),
+	}
+	defer ss.schemas.release()
+	defer ss.closeFile()
+	partials, err := listPartials(ss.dir)
+	if err != nil {
+		return err
+	}
+	welcome := &peerwire.Msg{Type: peerwire.TypeWelcome, Progress: region.Progress(), Partials: partials}
+	if err := stream.Send(&flight.FlightData{AppMetadata: welcome.Encode()}); err != nil {
+		return fmt.Errorf("send welcome: %w", err)
+	}
+	ss.log.Debug("peer stream open", "partials", len(partials))
+
+	// Acks go out from their own goroutine, coalesced: the latest applied seq.
+	wake := make(chan struct{}, 1)
+	finish := make(chan struct{})
+	ackDone := make(chan struct{})
+	go func() {
+		defer close(ackDone)
+		var sent uint64
+		for {
+			last := false
+			select {
+			case <-ctx.Done():
+				return
+			case <-wake:
+			case <-finish:
+				last = true
+			}
+			if t := ss.through.Load(); t > sent {
+				if err := stream.Send(&flight.FlightData{AppMetadata: (&peerwire.Msg{Type: peerwire.TypeAck, Through: t}).Encode()}); err != nil {
+					cancel()
+					return
+				}
+				sent = t
+			}
+			if last {
+				return
+			}
+		}
+	}()
+
+	var loopErr error
+	for {
+		fd, err := next(nil)
+		if err != nil {
+			loopErr = err
+			break
+		}
+		applied, err := ss.handle(fd)
+		if err != nil {
+			loopErr = err
+			break
+		}
+		if applied > 0 {
+			ss.through.Store(applied)
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+	close(finish) // the last ack goes out before the stream ends
+	<-ackDone
+	return loopErr
+}
+
+// handle applies one message; it returns the seq of the event it completed (0: none yet).
+func (ss *session) handle(fd *flight.FlightData) (applied uint64, err error) {
+	m, err := peerwire.Decode(fd.AppMetadata)
+	if err != nil {
+		return 0, &BadInputError{Err: err}
+	}
+	defer func() {
+		if r := recover(); r != nil { // garbage that got past the checks must not crash the node
+			err = badInput("%s seq %d: %v", m.Type, m.Seq, r)
+		}
+	}()
+	switch m.Type {
+	case peerwire.TypeTablet, peerwire.TypeDeletion, peerwire.TypeFileBegin:
+		if ss.file != nil {
+			return 0, badInput("%s seq %d while file %s (seq %d) is open", m.Type, m.Seq, ss.file.msg.FileID, ss.file.msg.Seq)
+		}
+		if m.Seq != ss.lastSeq+1 {
+			return 0, badInput("%s seq %d after seq %d", m.Type, m.Seq, ss.lastSeq)
+		}
+		ss.lastSeq = m.Seq
+	}
+	switch m.Type {
+	case peerwire.TypeSchema:
+		return 0, ss.schemas.add(m, fd.DataHeader)
+	case peerwire.TypeTablet:
+		return m.Seq, ss.tablet(m, fd)
+	case peerwire.TypeDeletion:
+		return m.Seq, ss.deletion(m)
+	case peerwire.TypeFileBegin:
+		return 0, ss.beginFile(m)
+	case peerwire.TypeFileChunk:
+		return 0, ss.chunk(m, fd.DataBody)
+	case peerwire.TypeFileEnd:
+		return ss.endFile(m)
+	}
+	return 0, badInput("unexpected %s message", m.Type)
+}
+
+func (ss *session) covered(origin uint32, idx uint64) bool {
+	return ss.region.Progress()[origin] >= idx
+}
+
+func coversAll(have, want map[uint32]uint64) bool {
+	for o, v := range want {
+		if v > 0 && have[o] < v {
+			return false
+		}
+	}
+	return true
+}
+
+func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
+	if ss.covered(m.Origin, m.OriginIndex) {
+		ss.s.stats.skipped.Add(1)
+		return nil
+	}
+	if err := tsfile.ValidateDevice(m.Device); err != nil {
+		return badInput("tablet seq %d: device: %w", m.Seq, err)
+	}
+	rec, err := ss.schemas.decode(m.SchemaID, fd.DataHeader, fd.DataBody)
+	if err != nil {
+		return badInput("tablet seq %d of %s: %w", m.Seq, m.Device, err)
+	}
+	t := tsfile.NewTablet(m.Device, rec)
+	defer t.Release()
+	if err := t.Validate(); err != nil {
+		return badInput("tablet seq %d: %w", m.Seq, err)
+	}
+	if _, err := ss.region.WriteReplicated(m.Origin, m.OriginIndex, t); err != nil {
+		return fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
+	}
+	ss.s.stats.tablets.Add(1)
+	ss.s.stats.points.Add(int64(t.Points()))
+	return nil
+}
+
+func (ss *session) deletion(m *peerwire.Msg) error {
+	if ss.covered(m.Origin, m.OriginIndex) {
+		ss.s.stats.skipped.Add(1)
+		return nil
+	}
+	return ss.applyDeletion(m.Seq, peerwire.Deletion{Origin: m.Origin, OriginIndex: m.OriginIndex, Pattern: m.Pattern, MinTime: m.MinTime, MaxTime: m.MaxTime})
+}
+
+func (ss *session) applyDeletion(seq uint64, d peerwire.Deletion) error {
+	p, err := tsfile.ParsePattern(d.Pattern)
+	if err != nil {
+		return badInput("deletion seq %d: pattern: %w", seq, err)
+	}
+	if d.MinTime > d.MaxTime {
+		return badInput("deletion seq %d: start time %d after end time %d", seq, d.MinTime, d.MaxTime)
+	}
+	if _, err := ss.region.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
+		return fmt.Errorf("deletion seq %d of %s: %w", seq, d.Pattern, err)
+	}
+	ss.s.stats.deletions.Add(1)
+	return nil
+}

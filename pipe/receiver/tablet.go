@@ -1,0 +1,217 @@
+package receiver
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/pipe/peerwire"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// maxSchemas bounds the schemas one stream may declare before it resets them.
+const maxSchemas = 1 << 14
+
+// schemaSet holds a stream's schemas by id, each with an Arrow IPC reader that decodes the
+// record batches of that schema one message at a time.
+type schemaSet struct {
+	m map[uint32]*schemaReader
+}
+
+type schemaReader struct {
+	feed *feed
+	rd   *ipc.Reader
+}
+
+// feed is an ipc.MessageReader that yields the one message put in it.
+type feed struct{ msg *ipc.Message }
+
+var errNoMessage = errors.New("no message")
+
+func (f *feed) Message() (*ipc.Message, error) {
+	m := f.msg
+	f.msg = nil
+	if m == nil {
+		return nil, errNoMessage
+	}
+	return m, nil
+}
+func (f *feed) Retain()  {}
+func (f *feed) Release() {}
+
+func newSchemaSet() *schemaSet { return &schemaSet{m: map[uint32]*schemaReader{}} }
+
+func (s *schemaSet) release() {
+	for id, r := range s.m {
+		r.rd.Release()
+		delete(s.m, id)
+	}
+}
+
+// message wraps IPC metadata and body, refusing what would make Arrow panic.
+func message(header, body []byte) (msg *ipc.Message, err error) {
+	if len(header) < 8 {
+		return nil, fmt.Errorf("IPC message header of %d bytes", len(header))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("IPC message header: %v", r)
+		}
+	}()
+	msg = ipc.NewMessage(memory.NewBufferBytes(header), memory.NewBufferBytes(body))
+	_ = msg.Type() // parses the flatbuffer root
+	return msg, nil
+}
+
+func (s *schemaSet) add(m *peerwire.Msg, header []byte) error {
+	if m.Reset {
+		s.release()
+	}
+	if _, dup := s.m[m.SchemaID]; dup {
+		return badInput("schema %d declared twice", m.SchemaID)
+	}
+	if len(s.m) >= maxSchemas {
+		return badInput("more than %d schemas without a reset", maxSchemas)
+	}
+	msg, err := message(header, nil)
+	if err != nil {
+		return badInput("schema %d: %w", m.SchemaID, err)
+	}
+	defer msg.Release()
+	if msg.Type() != ipc.MessageSchema {
+		return badInput("schema %d: IPC message is a %s", m.SchemaID, msg.Type())
+	}
+	f := &feed{msg: msg}
+	rd, err := ipc.NewReaderFromMessageReader(f, ipc.WithAllocator(memory.DefaultAllocator))
+	if err != nil {
+		return badInput("schema %d: %w", m.SchemaID, err)
+	}
+	if err := checkSchema(rd.Schema()); err != nil {
+		rd.Release()
+		return badInput("schema %d: %w", m.SchemaID, err)
+	}
+	s.m[m.SchemaID] = &schemaReader{feed: f, rd: rd}
+	return nil
+}
+
+// checkSchema accepts a tablet's schema: int64 time first, then columns of the six types.
+func checkSchema(sc *arrow.Schema) error {
+	fs := sc.Fields()
+	if len(fs) < 2 {
+		return errors.New("a tablet schema needs time and at least one measurement")
+	}
+	if fs[0].Name != tsfile.TimeColumn || fs[0].Type.ID() != arrow.INT64 {
+		return fmt.Errorf("first column is %s %s, want int64 %s", fs[0].Name, fs[0].Type, tsfile.TimeColumn)
+	}
+	for _, f := range fs[1:] {
+		if _, err := tsfile.FromArrow(f.Type); err != nil {
+			return fmt.Errorf("column %s: %w", f.Name, err)
+		}
+	}
+	return nil
+}
+
+// decode reads one record batch of schema id; the caller owns the record.
+func (s *schemaSet) decode(id uint32, header, body []byte) (arrow.Record, error) {
+	r := s.m[id]
+	if r == nil {
+		return nil, fmt.Errorf("schema %d was never declared", id)
+	}
+	msg, err := message(header, body)
+	if err != nil {
+		return nil, err
+	}
+	defer msg.Release()
+	if msg.Type() != ipc.MessageRecordBatch {
+		return nil, fmt.Errorf("IPC message is a %s, want a record batch", msg.Type())
+	}
+	r.feed.msg = msg
+	if !r.rd.Next() {
+		err := r.rd.Err()
+		delete(s.m, id) // a failed reader stays failed
+		r.rd.Release()
+		if err == nil {
+			err = errors.New("no record")
+		}
+		return nil, err
+	}
+	rec := r.rd.Record()
+	if err := checkRecord(rec); err != nil {
+		return nil, err
+	}
+	rec.Retain()
+	return rec, nil
+}
+
+// checkRecord checks that a decoded record's buffers hold what its lengths claim, so that
+// reading it cannot go out of bounds.
+func checkRecord(rec arrow.Record) error {
+	n := int(rec.NumRows())
+	if n <= 0 {
+		return errors.New("record has no rows")
+	}
+	for i, col := range rec.Columns() {
+		d := col.Data()
+		name := rec.ColumnName(i)
+		if d.Len() != n || d.Offset() != 0 {
+			return fmt.Errorf("column %s: length %d offset %d in a record of %d rows", name, d.Len(), d.Offset(), n)
+		}
+		bufs := d.Buffers()
+		if len(bufs) < 2 {
+			return fmt.Errorf("column %s: %d buffers", name, len(bufs))
+		}
+		bitmapLen := int(bitutil.BytesForBits(int64(n)))
+		if v := bufs[0]; v != nil && v.Len() > 0 {
+			if v.Len() < bitmapLen {
+				return fmt.Errorf("column %s: validity bitmap of %d bytes for %d rows", name, v.Len(), n)
+			}
+			if nulls := n - bitutil.CountSetBits(v.Bytes(), 0, n); nulls != d.NullN() {
+				return fmt.Errorf("column %s: null count %d, bitmap says %d", name, d.NullN(), nulls)
+			}
+		} else if d.NullN() != 0 {
+			return fmt.Errorf("column %s: %d nulls without a validity bitmap", name, d.NullN())
+		}
+		need := 0
+		switch d.DataType().ID() {
+		case arrow.BOOL:
+			need = bitmapLen
+		case arrow.INT32, arrow.FLOAT32:
+			need = 4 * n
+		case arrow.INT64, arrow.FLOAT64:
+			need = 8 * n
+		case arrow.STRING:
+			need = 4 * (n + 1)
+		default:
+			return fmt.Errorf("column %s: type %s", name, d.DataType())
+		}
+		if bufs[1] == nil || bufs[1].Len() < need {
+			return fmt.Errorf("column %s: values buffer shorter than %d bytes", name, need)
+		}
+		if d.DataType().ID() == arrow.STRING {
+			if len(bufs) < 3 {
+				return fmt.Errorf("column %s: no string data buffer", name)
+			}
+			offs := arrow.Int32Traits.CastFromBytes(bufs[1].Bytes())[:n+1]
+			dataLen := 0
+			if bufs[2] != nil {
+				dataLen = bufs[2].Len()
+			}
+			if offs[0] < 0 {
+				return fmt.Errorf("column %s: negative string offset", name)
+			}
+			for j := 1; j <= n; j++ {
+				if offs[j] < offs[j-1] {
+					return fmt.Errorf("column %s: string offsets decrease at row %d", name, j)
+				}
+			}
+			if int(offs[n]) > dataLen {
+				return fmt.Errorf("column %s: string offsets reach %d of %d data bytes", name, offs[n], dataLen)
+			}
+		}
+	}
+	return nil
+}
