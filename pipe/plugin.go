@@ -46,6 +46,9 @@ type ExtractorStatus struct {
 	LastSwitch     string `json:"last_switch,omitempty"`
 	PinnedWALBytes int64  `json:"pinned_wal_bytes"`
 	PinnedFileByte int64  `json:"pinned_file_bytes"`
+	// TabletBytes and FileBytes count what was shipped by each carrier.
+	TabletBytes int64 `json:"tablet_bytes"`
+	FileBytes   int64 `json:"file_bytes"`
 }
 
 // Processor transforms events: one in, zero or more out.

@@ -66,6 +66,8 @@ type RegionStatus struct {
 	PointsPerSec    float64   `json:"points_per_sec"`
 	PinnedWALBytes  int64     `json:"pinned_wal_bytes"`
 	PinnedFileBytes int64     `json:"pinned_file_bytes"`
+	TabletBytes     int64     `json:"tablet_bytes"` // shipped as WAL tablets
+	FileBytes       int64     `json:"file_bytes"`   // shipped as sealed TsFiles
 	LastError       string    `json:"last_error,omitempty"`
 	LastErrorTime   time.Time `json:"last_error_time,omitzero"`
 	Retries         int64     `json:"retries"`

@@ -768,6 +768,7 @@ func (t *Task) Status() RegionStatus {
 	t.extMu.RUnlock()
 	rs.Carrier, rs.Switches, rs.LastSwitch = est.Carrier, est.Switches, est.LastSwitch
 	rs.PinnedWALBytes, rs.PinnedFileBytes = est.PinnedWALBytes, est.PinnedFileByte
+	rs.TabletBytes, rs.FileBytes = est.TabletBytes, est.FileBytes
 
 	if com != nil {
 		ck = com.Committed()

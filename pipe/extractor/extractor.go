@@ -105,6 +105,8 @@ type Extractor struct {
 	walPin     *engine.Pin
 	switches   int64
 	lastSwitch string
+	tabletB    int64
+	fileB      int64
 	epochs     map[uint64]EpochCarrier
 }
 
@@ -211,6 +213,14 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 func (x *Extractor) Next(ctx context.Context) (*pipe.Event, error) {
 	e, err := x.next(ctx)
 	if e != nil {
+		x.mu.Lock()
+		switch e.Kind {
+		case pipe.KindTablet:
+			x.tabletB += e.Bytes
+		case pipe.KindTsFile:
+			x.fileB += e.Bytes
+		}
+		x.mu.Unlock()
 		// the WAL pin moves only once the event's commit is durable (events are released then)
 		upTo := e.MaxIndex
 		e.OnRelease(func() { x.advancePin(upTo + 1) })
@@ -550,7 +560,7 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 func (x *Extractor) Status() pipe.ExtractorStatus {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	st := pipe.ExtractorStatus{Carrier: x.carrier.String(), Switches: x.switches, LastSwitch: x.lastSwitch}
+	st := pipe.ExtractorStatus{Carrier: x.carrier.String(), Switches: x.switches, LastSwitch: x.lastSwitch, TabletBytes: x.tabletB, FileBytes: x.fileB}
 	if x.r != nil && x.carrier == Tablet {
 		st.PinnedWALBytes = x.r.WALBytesAfter(x.committed)
 	}

@@ -28,6 +28,7 @@ type Replica struct {
 	*Applier
 	name    string
 	resolve func(string) (*engine.Region, error)
+	source  *engine.Region
 }
 
 // Open implements pipe.Connector.
@@ -39,18 +40,9 @@ func (c *Replica) Open(ctx context.Context, env *pipe.Env) error {
 	if env.Databases == nil {
 		return errors.New("sink local-replica: the host resolves no replicas")
 	}
-	t, err := env.Databases(name)
-	if err != nil {
-		return fmt.Errorf("sink.replica %s: %w", name, err)
-	}
-	if env.Region != nil && t == env.Region {
-		return fmt.Errorf("sink.replica %s: is the pipe's own source", name)
-	}
-	a, err := NewApplier(t)
-	if err != nil {
-		return err
-	}
-	c.Applier, c.name, c.resolve = a, name, env.Databases
+	// A replica that is down now is not an error here: sends fail (and are retried) until it
+	// is back, while the extractor keeps running, so the carrier selector sees the backlog.
+	c.name, c.resolve, c.source = name, env.Databases, env.Region
 	return nil
 }
 
@@ -60,7 +52,10 @@ func (c *Replica) Send(ctx context.Context, batch []*pipe.Event) error {
 	if err != nil {
 		return fmt.Errorf("replica %s: %w", c.name, err)
 	}
-	if t != c.Target {
+	if c.source != nil && t == c.source {
+		return pipe.Permanent(fmt.Errorf("sink.replica %s: is the pipe's own source", c.name))
+	}
+	if c.Applier == nil || t != c.Target {
 		a, err := NewApplier(t)
 		if err != nil {
 			return err
