@@ -58,7 +58,7 @@ func TestPredicateCheckTypes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `measurement "temp" is TEXT, the predicate compares it with a number`) {
 		t.Fatalf("got %v", err)
 	}
-	tb := buildTablet(t, "root.db.d", []tsfile.Column{{Name: "temp", Type: tsfile.Text}}, []row{{1, []any{"hot"}}})
+	tb := makeTablet(t, "root.db.d", []tsfile.Column{{Name: "temp", Type: tsfile.Text}}, []row{{1, []any{"hot"}}})
 	defer tb.Release()
 	if _, err := p.Eval(context.Background(), tb); err == nil || !strings.Contains(err.Error(), "is TEXT") {
 		t.Fatalf("Eval on a TEXT temp: %v", err)
@@ -266,8 +266,8 @@ func TestFilterMatchesNaive(t *testing.T) {
 func TestFilterFiles(t *testing.T) {
 	dir := t.TempDir()
 	cols := []tsfile.Column{{Name: "temp", Type: tsfile.Double}, {Name: "state", Type: tsfile.Text}}
-	d1 := buildTablet(t, "root.db.d1", cols, []row{{1, []any{70.0, "on"}}, {2, []any{85.0, "on"}}, {3, []any{90.0, "off"}}})
-	d2 := buildTablet(t, "root.db.d2", cols, []row{{1, []any{81.0, nil}}, {5, []any{60.0, "on"}}})
+	d1 := makeTablet(t, "root.db.d1", cols, []row{{1, []any{70.0, "on"}}, {2, []any{85.0, "on"}}, {3, []any{90.0, "off"}}})
+	d2 := makeTablet(t, "root.db.d2", cols, []row{{1, []any{81.0, nil}}, {5, []any{60.0, "on"}}})
 	defer d1.Release()
 	defer d2.Release()
 	del := engine.IndexedDeletion{Deletion: engine.Deletion{Pattern: tsfile.MustPattern("root.db.d1"), MinTime: 0, MaxTime: 0}, Index: 12, Origin: 1, OriginIndex: 12}

@@ -87,7 +87,7 @@ type row struct {
 	Vals []any
 }
 
-func buildTablet(t tb, device string, cols []tsfile.Column, rows []row) *tsfile.Tablet {
+func makeTablet(t tb, device string, cols []tsfile.Column, rows []row) *tsfile.Tablet {
 	t.Helper()
 	b := tsfile.NewTabletBuilder(memory.DefaultAllocator, device, cols)
 	defer b.Release()
@@ -155,7 +155,7 @@ func drawTablet(rt *rapid.T, device string, next *int64, unsorted bool) *tsfile.
 		perm := rapid.Permutation(rows).Draw(rt, "perm")
 		rows = perm
 	}
-	return buildTablet(rt, device, cols, rows)
+	return makeTablet(rt, device, cols, rows)
 }
 
 // run passes events through p and returns every output (outputs hold their own references;

@@ -69,8 +69,8 @@ func TestRenameMatchesNaive(t *testing.T) {
 func TestRenameFiles(t *testing.T) {
 	dir := t.TempDir()
 	cols := []tsfile.Column{{Name: "v", Type: tsfile.Int64}}
-	a := buildTablet(t, "root.src.a", cols, []row{{1, []any{int64(1)}}})
-	b := buildTablet(t, "root.other.b", cols, []row{{2, []any{int64(2)}}})
+	a := makeTablet(t, "root.src.a", cols, []row{{1, []any{int64(1)}}})
+	b := makeTablet(t, "root.other.b", cols, []row{{2, []any{int64(2)}}})
 	defer a.Release()
 	defer b.Release()
 	del := engine.IndexedDeletion{Deletion: engine.Deletion{Pattern: tsfile.MustPattern("root.src.**"), MinTime: 0, MaxTime: 0}, Index: 11, Origin: 1, OriginIndex: 11}

@@ -1,0 +1,396 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// Downsampling methods.
+const (
+	MethodTumblingTime  = "tumbling-time"
+	MethodSDT           = "sdt"
+	MethodSwingingDoor  = "swinging-door" // the same as sdt
+	MethodChangingValue = "changing-value"
+)
+
+// Strategies of tumbling-time.
+const (
+	StrategyFirst = "first"
+	StrategyLast  = "last"
+	StrategyAvg   = "avg"
+)
+
+const (
+	keyMethod      = "method"
+	keyStrategy    = "strategy"
+	keyDeviation   = "compression-deviation"
+	keyMinInterval = "min-interval"
+	keyMaxInterval = "max-interval"
+)
+
+func init() {
+	pipe.RegisterProcessor(pipe.PluginInfo{
+		Name: "downsample",
+		Doc: "Thins each series: tumbling-time keeps one point per interval (first, last or avg), sdt " +
+			"(swinging door) keeps the points that hold every dropped point within compression-deviation " +
+			"of the line between kept points, changing-value keeps a point when it moved more than " +
+			"compression-deviation from the last kept one or max-interval passed. Stateful: the state is " +
+			"saved with the pipe's progress.",
+		Params: []pipe.ParamSpec{
+			{Key: keyMethod, Type: pipe.Enum, Enum: []string{MethodTumblingTime, MethodSDT, MethodSwingingDoor, MethodChangingValue},
+				Default: MethodTumblingTime, Doc: "the downsampling method"},
+			{Key: keyInterval, Type: pipe.Duration, Default: "1m", Check: positive,
+				Doc: "tumbling-time: the window length (windows start at multiples of it)"},
+			{Key: keyStrategy, Type: pipe.Enum, Enum: []string{StrategyFirst, StrategyLast, StrategyAvg}, Default: StrategyFirst,
+				Doc: "tumbling-time: the point kept per window: the first, the last, or the average at the window's start"},
+			{Key: keyDeviation, Type: pipe.Float, Default: "0", Min: pipe.MinOf(0),
+				Doc: "sdt and changing-value: the largest deviation allowed (in the measurement's unit)"},
+			{Key: keyMinInterval, Type: pipe.Duration, Default: "0s", Min: pipe.MinOf(0),
+				Doc: "sdt and changing-value: a point closer than this to the last kept point is never kept (0: no minimum)"},
+			{Key: keyMaxInterval, Type: pipe.Duration, Check: optionalPositive,
+				Doc: "sdt and changing-value: keep a point at least this often (left out: no maximum)"},
+			patternParam("the series to downsample; others pass through unchanged"),
+			timeUnitParam,
+		},
+	}, func() pipe.Processor { return &Downsample{} })
+}
+
+// DownsampleConfig configures a Downsample.
+type DownsampleConfig struct {
+	Method    string         // tumbling-time, sdt (or swinging-door), changing-value
+	Interval  int64          // tumbling-time window, in time steps (> 0)
+	Strategy  string         // tumbling-time: first, last, avg
+	Deviation float64        // sdt, changing-value (≥ 0)
+	MinGap    int64          // sdt, changing-value: min-interval in time steps (≥ 0)
+	MaxGap    int64          // sdt, changing-value: max-interval in time steps (0: none)
+	Pattern   tsfile.Pattern // series to downsample (zero: all)
+}
+
+// Check validates the configuration, naming the parameter at fault.
+func (c DownsampleConfig) Check() error {
+	switch c.Method {
+	case MethodTumblingTime:
+		if c.Interval <= 0 {
+			return fmt.Errorf("%s: %d must be above zero", keyInterval, c.Interval)
+		}
+		switch c.Strategy {
+		case StrategyFirst, StrategyLast, StrategyAvg:
+		default:
+			return fmt.Errorf("%s: %q is not one of first, last, avg", keyStrategy, c.Strategy)
+		}
+	case MethodSDT, MethodSwingingDoor, MethodChangingValue:
+		if c.Deviation < 0 || math.IsNaN(c.Deviation) || math.IsInf(c.Deviation, 0) {
+			return fmt.Errorf("%s: %v must be a number ≥ 0", keyDeviation, c.Deviation)
+		}
+		if c.MinGap < 0 {
+			return fmt.Errorf("%s: %d is negative", keyMinInterval, c.MinGap)
+		}
+		if c.MaxGap < 0 {
+			return fmt.Errorf("%s: %d is negative", keyMaxInterval, c.MaxGap)
+		}
+		if c.MaxGap > 0 && c.MinGap > c.MaxGap {
+			return fmt.Errorf("%s: above %s", keyMinInterval, keyMaxInterval)
+		}
+	default:
+		return fmt.Errorf("%s: unknown method %q (tumbling-time, sdt, changing-value)", keyMethod, c.Method)
+	}
+	return nil
+}
+
+// Downsample is the downsample processor. It keeps per-series state (a pending window,
+// the swinging door, the last kept value) and implements pipe.StatefulProcessor, so a
+// restarted pipe continues exactly where its last checkpoint left off.
+//
+// Points of a series must come in time order: a point not newer than the last point seen
+// of its series is dropped (it is late, or an overwrite).
+type Downsample struct {
+	cfg    DownsampleConfig
+	origin uint32
+	mem    memory.Allocator
+	series map[string]*dsSeries // device + "\x00" + measurement
+}
+
+// dsSeries is the state of one series.
+type dsSeries struct {
+	Type    tsfile.DataType `json:"type"`
+	Last    int64           `json:"last"`     // time of the last point seen
+	Started bool            `json:"started"`  // a point was seen
+	Win     int64           `json:"win"`      // tumbling-time: the current window
+	Pend    *sample         `json:"pend"`     // tumbling-time last: the window's last point; sdt: the candidate
+	Sum     float64         `json:"sum"`      // tumbling-time avg
+	N       int64           `json:"n"`        // tumbling-time avg: points in the window; first: emitted
+	Kept    *sample         `json:"kept"`     // sdt: the archived point; changing-value: the last kept one
+	Up      float64         `json:"up"`       // sdt: the largest lower slope bound of the points after Kept
+	Down    float64         `json:"down"`     // sdt: the smallest upper slope bound
+	Doors   bool            `json:"doors"`    // sdt: Up/Down hold bounds (some point after Kept)
+	KeptNum float64         `json:"kept_num"` // the number of Kept (or of the window's first) point
+}
+
+// NewDownsample returns a downsample processor for cfg.
+func NewDownsample(cfg DownsampleConfig) (*Downsample, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Pattern.String() == "root.**" {
+		cfg.Pattern = tsfile.Pattern{}
+	}
+	return &Downsample{cfg: cfg, origin: LocalOrigin(nil), mem: memory.DefaultAllocator, series: map[string]*dsSeries{}}, nil
+}
+
+// Open implements pipe.Processor.
+func (d *Downsample) Open(_ context.Context, env *pipe.Env) error {
+	p := env.Params
+	unit := p.String(keyTimeUnit)
+	cfg := DownsampleConfig{Method: p.String(keyMethod), Strategy: p.String(keyStrategy), Deviation: p.Float(keyDeviation), Pattern: p.Pattern(keyPattern)}
+	var err error
+	if cfg.Method == MethodTumblingTime {
+		if cfg.Interval, err = ticks(keyInterval, p.Duration(keyInterval), unit); err != nil {
+			return err
+		}
+	}
+	minGap, err := optDuration(p, keyMinInterval)
+	if err != nil {
+		return err
+	}
+	if minGap > 0 {
+		if cfg.MinGap, err = ticks(keyMinInterval, minGap, unit); err != nil {
+			return err
+		}
+	}
+	maxGap, err := optDuration(p, keyMaxInterval)
+	if err != nil {
+		return err
+	}
+	if maxGap > 0 {
+		if cfg.MaxGap, err = ticks(keyMaxInterval, maxGap, unit); err != nil {
+			return err
+		}
+	}
+	n, err := NewDownsample(cfg)
+	if err != nil {
+		return err
+	}
+	*d = *n
+	d.origin = LocalOrigin(env)
+	return nil
+}
+
+// Close implements pipe.Processor.
+func (d *Downsample) Close() error { return nil }
+
+// SaveState implements pipe.StatefulProcessor.
+func (d *Downsample) SaveState() ([]byte, error) { return json.Marshal(d.series) }
+
+// LoadState implements pipe.StatefulProcessor.
+func (d *Downsample) LoadState(b []byte) error {
+	m := map[string]*dsSeries{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("downsample state: %w", err)
+	}
+	d.series = m
+	return nil
+}
+
+// Process implements pipe.Processor.
+func (d *Downsample) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.Event)) error {
+	return Map(ctx, e, emit, d.origin, nil, func(t *tsfile.Tablet) (*tsfile.Tablet, error) {
+		return d.Tablet(t), nil
+	})
+}
+
+// Tablet feeds t's points to the series' state and returns the tablet of the points kept
+// now (nil when none), or t itself when the pattern selects none of its series.
+func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
+	if !d.selects(t) {
+		return t
+	}
+	if !t.Sorted() {
+		t = t.Normalize(d.mem)
+		defer t.Release()
+	}
+	fs := t.Rec.Schema().Fields()
+	times := t.Times()
+	cols := make([]outColumn, 0, len(fs)-1)
+	for c := 1; c < len(fs); c++ {
+		col, ok := newColumn(t.Rec.Column(c))
+		if !ok {
+			continue
+		}
+		oc := outColumn{name: fs[c].Name, typ: col.typ}
+		arr := col.arr
+		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs[c].Name) {
+			for i, ts := range times {
+				if arr.IsValid(i) {
+					v, _ := col.at(i)
+					oc.pts = append(oc.pts, sample{ts, v})
+				}
+			}
+			cols = append(cols, oc)
+			continue
+		}
+		key := t.Device + "\x00" + fs[c].Name
+		s := d.series[key]
+		if s == nil || s.Type != col.typ {
+			s = &dsSeries{Type: col.typ}
+			d.series[key] = s
+		}
+		nulls := arr.NullN() > 0
+		for i, ts := range times {
+			if nulls && arr.IsNull(i) {
+				continue
+			}
+			if s.Started && ts <= s.Last {
+				continue // late or overwritten
+			}
+			v, x := col.at(i)
+			d.feed(s, ts, v, x, &oc.pts)
+			s.Started, s.Last = true, ts
+		}
+		cols = append(cols, oc)
+	}
+	return buildTablet(d.mem, t.Device, cols)
+}
+
+// selects reports whether the pattern selects some series of t.
+func (d *Downsample) selects(t *tsfile.Tablet) bool {
+	p := d.cfg.Pattern
+	if p.IsZero() {
+		return true
+	}
+	if !p.MayMatchDevice(t.Device) {
+		return false
+	}
+	for _, f := range t.Rec.Schema().Fields()[1:] {
+		if p.Match(t.Device, f.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Downsample) feed(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
+	switch d.cfg.Method {
+	case MethodTumblingTime:
+		d.tumbling(s, t, v, x, out)
+	case MethodSDT, MethodSwingingDoor:
+		if numeric(s.Type) {
+			d.sdt(s, t, v, x, out)
+		} else {
+			d.changing(s, t, v, x, out)
+		}
+	default:
+		d.changing(s, t, v, x, out)
+	}
+}
+
+func (d *Downsample) tumbling(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
+	w := floorDiv(t, d.cfg.Interval)
+	strategy := d.cfg.Strategy
+	if strategy == StrategyAvg && !numeric(s.Type) {
+		strategy = StrategyFirst
+	}
+	newWin := !s.Started || w != s.Win
+	switch strategy {
+	case StrategyFirst:
+		if newWin {
+			*out = append(*out, sample{t, v})
+		}
+	case StrategyLast:
+		if newWin && s.Pend != nil {
+			*out = append(*out, *s.Pend)
+		}
+		s.Pend = &sample{t, v}
+	case StrategyAvg:
+		if newWin && s.N > 0 {
+			*out = append(*out, sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)})
+			s.Sum, s.N = 0, 0
+		}
+		s.Sum += x
+		s.N++
+	}
+	s.Win = w
+}
+
+// sdt is the swinging door: Kept is the last archived point and Pend the candidate end of
+// the current segment. Up and Down bound the slopes from Kept that hold every point after
+// Kept (up to the candidate) within the deviation; a new point can end the segment when
+// its own slope from Kept lies within them. When it cannot, the candidate is archived and
+// the segment starts again from it. So every dropped point is within the deviation of the
+// line between the archived points around it (min-interval may break this: it forbids
+// archiving a candidate too close to Kept).
+func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
+	if s.Kept == nil {
+		d.archive(s, sample{t, v}, x, out)
+		return
+	}
+	if s.Pend != nil && s.Doors {
+		slope := (x - s.KeptNum) / float64(t-s.Kept.T)
+		if (slope < s.Up || slope > s.Down) && s.Pend.T-s.Kept.T >= d.cfg.MinGap {
+			c := *s.Pend
+			d.archive(s, c, c.V.Num(s.Type), out)
+		}
+	}
+	if d.cfg.MaxGap > 0 && t-s.Kept.T >= d.cfg.MaxGap {
+		d.archive(s, sample{t, v}, x, out)
+		return
+	}
+	// the new point is the candidate, and a point after Kept for the next ones
+	s.Pend = &sample{t, v}
+	dt := float64(t - s.Kept.T)
+	up, down := (x-s.KeptNum-d.cfg.Deviation)/dt, (x-s.KeptNum+d.cfg.Deviation)/dt
+	if !s.Doors {
+		s.Up, s.Down, s.Doors = up, down, true
+		return
+	}
+	s.Up, s.Down = math.Max(s.Up, up), math.Min(s.Down, down)
+}
+
+func (d *Downsample) archive(s *dsSeries, p sample, x float64, out *[]sample) {
+	*out = append(*out, p)
+	s.Kept, s.KeptNum, s.Pend, s.Doors = &p, x, nil, false
+}
+
+func (d *Downsample) changing(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
+	if s.Kept != nil {
+		gap := t - s.Kept.T
+		if gap < d.cfg.MinGap {
+			return
+		}
+		moved := false
+		if numeric(s.Type) {
+			moved = math.Abs(x-s.KeptNum) > d.cfg.Deviation
+		} else {
+			moved = !v.Equal(s.Kept.V, s.Type)
+		}
+		if !moved && (d.cfg.MaxGap == 0 || gap < d.cfg.MaxGap) {
+			return
+		}
+	}
+	p := sample{t, v}
+	*out = append(*out, p)
+	s.Kept, s.KeptNum = &p, x
+}
+
+// pending returns, per series, the point that state holds back (tumbling-time last and
+// avg: the open window's; sdt: the candidate), for tests.
+func (d *Downsample) pending() map[string]sample {
+	out := map[string]sample{}
+	for k, s := range d.series {
+		switch {
+		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyLast && s.Pend != nil:
+			out[k] = *s.Pend
+		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyAvg && s.N > 0:
+			out[k] = sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)}
+		case (d.cfg.Method == MethodSDT || d.cfg.Method == MethodSwingingDoor) && s.Pend != nil:
+			out[k] = *s.Pend
+		}
+	}
+	return out
+}
