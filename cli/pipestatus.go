@@ -3,6 +3,8 @@ package cli
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/weir-dev/weir/pipe"
@@ -22,6 +24,36 @@ func printPipeTable(w io.Writer, sts []pipe.Status) {
 		}
 	}
 	tw.Flush()
+}
+
+// printPipeSummary prints pipes as a table: one row per pipe, its regions aggregated
+// (lag events summed, lag seconds the largest, the carriers its regions use).
+func printPipeSummary(w io.Writer, sts []pipe.Status) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tSOURCE\tSINK\tCARRIER\tLAG EVENTS\tLAG S\tEVENTS/S\tLAST ERROR")
+	for _, s := range sts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%.0f\t%s\n", s.Name, s.State, s.Source, s.Sink, carriers(s), s.LagEvents, s.LagSeconds, s.EventsPerSec, short(s.LastError))
+	}
+	tw.Flush()
+}
+
+// carriers names the carriers a pipe's regions ship with ("tablet", "tablet+tsfile"), or "-".
+func carriers(s pipe.Status) string {
+	set := map[string]bool{}
+	for _, r := range s.Regions {
+		if r.Carrier != "" {
+			set[r.Carrier] = true
+		}
+	}
+	if len(set) == 0 {
+		return "-"
+	}
+	cs := make([]string, 0, len(set))
+	for c := range set {
+		cs = append(cs, c)
+	}
+	sort.Strings(cs)
+	return strings.Join(cs, "+")
 }
 
 func short(s string) string {

@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weir-dev/weir/node"
+	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/pipe"
+)
+
+// startTestNode runs an in-process node on 127.0.0.1 port 0 and returns its URL.
+func startTestNode(t *testing.T, regions int) string {
+	t.Helper()
+	n, err := node.Open(node.Options{ID: 1, DataDir: t.TempDir(), HTTPAddr: "127.0.0.1:0", Regions: regions, AutoCreate: true,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return "http://" + n.HTTPAddr()
+}
+
+// pipectl runs a command with stdin and returns its outputs and exit code.
+func pipectl(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	root := NewRoot(&out, &errOut)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		code = 1
+		var ee *ExitError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		errOut.WriteString("pipectl: " + err.Error() + "\n")
+	}
+	return out.String(), errOut.String(), code
+}
+
+func TestClientCommands(t *testing.T) {
+	srv := startTestNode(t, 2)
+	t.Setenv(serverEnv, srv) // the default of --server
+	var in strings.Builder
+	for i := 0; i < 10; i++ {
+		fmt.Fprintf(&in, "root.demo.d%d temp=%d.5,state=%di %d\n", i%3, i, i, 1000+i)
+	}
+	out, errOut, code := pipectl(t, in.String(), "write")
+	if code != 0 || out != "wrote 20 points (10 lines, 3 tablets) to root.demo\n" {
+		t.Fatalf("write: %d %q %q", code, out, errOut)
+	}
+	// bad lines: the good ones are written, the bad ones listed with their numbers
+	out, errOut, code = pipectl(t, "root.demo.d1 temp=1.5 5000\nroot.demo.d1 temp=oops 5001\nroot.demo.d1 temp=2i 5002\n", "write", "--json")
+	var res api.WriteResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != 1 || res.Points != 1 || len(res.LineErrors) != 2 {
+		t.Fatalf("write bad lines: %d %v %+v %q", code, err, res, errOut)
+	}
+	wantErr := "line 2, column 19: "
+	if !strings.HasPrefix(errOut, wantErr) || !strings.Contains(errOut, "\nline 3: type conflict") || !strings.HasSuffix(errOut, "pipectl: write: 2 bad lines\n") {
+		t.Errorf("write stderr:\n%s", errOut)
+	}
+
+	out, _, code = pipectl(t, "", "digest", "--db", "root.demo", "--json")
+	var d struct {
+		Database string `json:"database"`
+		Digest   string `json:"digest"`
+		Points   int64  `json:"points"`
+	}
+	if err := json.Unmarshal([]byte(out), &d); err != nil || code != 0 || d.Database != "root.demo" || d.Points != 21 || len(d.Digest) != 32 {
+		t.Fatalf("digest --json: %d %v %q", code, err, out)
+	}
+	if strings.Contains(out, "regions") {
+		t.Errorf("digest --json without --regions: %s", out)
+	}
+	out, _, _ = pipectl(t, "", "digest")
+	if !regexp.MustCompile(`^DATABASE\s+DIGEST\s+POINTS\nroot\.demo\s+[0-9a-f]{32}\s+21\n$`).MatchString(out) {
+		t.Errorf("digest table:\n%s", out)
+	}
+
+	out, _, code = pipectl(t, "", "query", "root.demo.d1", "--csv", "--limit", "2")
+	if code != 0 || out != "device,time,state,temp\nroot.demo.d1,1001,1,1.5\nroot.demo.d1,1004,4,4.5\n" {
+		t.Errorf("query --csv: %d\n%s", code, out)
+	}
+	out, errOut, _ = pipectl(t, "", "query", "root.demo.d2", "--measurements", "temp")
+	if out != "root.demo.d2\nTIME  TEMP\n1002  2.5\n1005  5.5\n1008  8.5\n" || errOut != "1 series, 3 rows, 3 points\n" {
+		t.Errorf("query table:\n%s%s", out, errOut)
+	}
+
+	// pipes
+	spec := writeFile(t, t.TempDir(), "copy.yaml", "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n")
+	out, errOut, code = pipectl(t, "", "pipe", "create", "-f", spec, "--start")
+	if code != 0 || out != "pipe copy: RUNNING (hybrid → write-back)\n" {
+		t.Fatalf("pipe create: %d %q %q", code, out, errOut)
+	}
+	_, errOut, code = pipectl(t, "", "pipe", "create", "-f", spec)
+	if code != 1 || !strings.Contains(errOut, "pipe copy: pipe already exists (HTTP 409 conflict)") {
+		t.Errorf("duplicate: %d %q", code, errOut)
+	}
+	bad := writeFile(t, t.TempDir(), "bad.yaml", "name: bad\nsource: {plugin: wal, patern: root.x.**}\nsink: {plugin: write-back}\n")
+	_, errOut, code = pipectl(t, "", "pipe", "create", "-f", bad)
+	if code != 1 || !strings.HasPrefix(errOut, bad+":2:23: source.patern: unknown key") || !strings.Contains(errOut, bad+":3:16: sink.database: missing") {
+		t.Errorf("invalid spec: %d\n%s", code, errOut)
+	}
+	waitPipe(t, "copy", func(p pipe.Status) bool { return p.LagEvents == 0 && p.CommittedEvents > 0 })
+	out, _, _ = pipectl(t, "", "pipe", "list")
+	if !regexp.MustCompile(`^NAME\s+STATE\s+SOURCE\s+SINK\s+CARRIER\s+LAG EVENTS\s+LAG S\s+EVENTS/S\s+LAST ERROR\ncopy\s+RUNNING\s+hybrid\s+write-back\s+tablet\S*\s+0\s+0\.0\s+\d+\s+-\n$`).MatchString(out) {
+		t.Errorf("pipe list:\n%s", out)
+	}
+	out, _, _ = pipectl(t, "", "pipe", "list", "--regions")
+	if len(strings.Split(strings.TrimSpace(out), "\n")) != 3 || !strings.Contains(out, "root.demo/1") {
+		t.Errorf("pipe list --regions:\n%s", out)
+	}
+	out, _, _ = pipectl(t, "", "pipe", "list", "--json")
+	var sts []pipe.Status
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].Name != "copy" || len(sts[0].Regions) != 2 {
+		t.Errorf("pipe list --json: %v\n%s", err, out)
+	}
+	out, _, _ = pipectl(t, "", "pipe", "describe", "copy")
+	for _, want := range []string{"name              copy\n", "state             RUNNING\n", "\nspec\n  name: copy\n  source:\n    plugin: hybrid\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("describe lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, code = pipectl(t, "", "pipe", "watch", "copy", "--count", "2", "--interval", "10ms")
+	if code != 0 || strings.Count(out, "pipe copy  RUNNING  hybrid → write-back  lag 0 events") != 2 {
+		t.Errorf("watch: %d\n%s", code, out)
+	}
+	_, errOut, code = pipectl(t, "", "pipe", "watch", "nope", "--count", "1")
+	if code != 1 || !strings.Contains(errOut, "no such pipe") {
+		t.Errorf("watch unknown: %d %q", code, errOut)
+	}
+	a, _, _ := pipectl(t, "", "digest", "--db", "root.demo", "--json")
+	b, _, _ := pipectl(t, "", "digest", "--db", "root.copy", "--json")
+	if strings.Replace(a, "root.demo", "root.copy", 1) != b {
+		t.Errorf("copy digest differs:\n%s%s", a, b)
+	}
+
+	// SQL
+	out, _, code = pipectl(t, "", "sql", "CREATE PIPE nop WITH SOURCE ('pattern'='root.demo.**') WITH SINK ('sink'='do-nothing')")
+	if code != 0 || out != "create-pipe nop: done\n" {
+		t.Errorf("sql create: %d %q", code, out)
+	}
+	out, _, _ = pipectl(t, "", "sql", "SHOW PIPES")
+	if !regexp.MustCompile(`(?s)^NAME.*\ncopy\s+RUNNING.*\nnop\s+CREATED\s+hybrid\s+do-nothing\s+-\s+0`).MatchString(out) {
+		t.Errorf("show pipes:\n%s", out)
+	}
+	out, _, _ = pipectl(t, "", "sql", "--json", "START PIPE nop")
+	var sr api.SQLResult
+	if err := json.Unmarshal([]byte(out), &sr); err != nil || sr.Statement != "start-pipe" || sr.Pipes[0].State != "RUNNING" {
+		t.Errorf("sql --json start: %v %s", err, out)
+	}
+	for _, args := range [][]string{{"pipe", "stop", "nop"}, {"pipe", "start", "nop"}, {"pipe", "drop", "nop"}, {"pipe", "drop", "nop", "--if-exists"}} {
+		if _, errOut, code := pipectl(t, "", args...); code != 0 {
+			t.Errorf("%v: %d %s", args, code, errOut)
+		}
+	}
+	_, errOut, code = pipectl(t, "", "pipe", "drop", "nop")
+	if code != 1 || !strings.Contains(errOut, "HTTP 404") {
+		t.Errorf("drop missing: %d %q", code, errOut)
+	}
+	if _, _, code := pipectl(t, "", "pipe", "create", "--sql", "SHOW PIPES"); code != 2 {
+		t.Errorf("pipe create --sql SHOW: %d", code)
+	}
+	// a node that is not there
+	_, errOut, code = pipectl(t, "", "digest", "--server", "http://127.0.0.1:1")
+	if code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("no node: %d %q", code, errOut)
+	}
+}
+
+func waitPipe(t *testing.T, name string, cond func(pipe.Status) bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _, _ := pipectl(t, "", "pipe", "describe", name, "--json")
+		var p api.Pipe
+		if json.Unmarshal([]byte(out), &p) == nil && cond(p.Status) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipe %s: condition not met:\n%s", name, out)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
+	}
+}
+
+func TestNodeRunBadConfig(t *testing.T) {
+	cfg := writeFile(t, t.TempDir(), "node.yaml", "id: 0\nregions: -1\n")
+	_, errOut, code := pipectl(t, "", "node", "run", "--config", cfg)
+	if code != 2 || !strings.Contains(errOut, "id: must be 1-65535") || !strings.Contains(errOut, "data: missing") || !strings.Contains(errOut, "regions: must be") {
+		t.Errorf("bad config: %d\n%s", code, errOut)
+	}
+	_, errOut, code = pipectl(t, "", "node", "run", "--config", writeFile(t, t.TempDir(), "n.yaml", "id: 1\nhttps: x\n"))
+	if code != 2 || !strings.Contains(errOut, `unknown field "https"`) {
+		t.Errorf("unknown key: %d\n%s", code, errOut)
+	}
+}
