@@ -789,6 +789,13 @@ func (t *Task) Status() RegionStatus {
 	if t.o.Region != nil {
 		if last := t.o.Region.LastIndex(); last > ck.MaxIndex {
 			rs.LagEvents = int64(last - ck.MaxIndex)
+			// the oldest write not yet committed, extracted or not (a files-only pipe
+			// waits for a seal with nothing in flight)
+			if ms := t.o.Region.IndexTime(ck.MaxIndex + 1); ms > 0 {
+				if lag := now.Sub(time.UnixMilli(ms)).Seconds(); lag > rs.LagSeconds {
+					rs.LagSeconds = lag
+				}
+			}
 		}
 	}
 	avg := t.avgBytes.Load()

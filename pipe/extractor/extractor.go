@@ -203,6 +203,14 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		default:
 		}
 	})
+	// A pipe that resumes behind (after a restart, or retrying a sink that was down) with
+	// its backlog already sealed starts on files, holding no WAL.
+	if _, adaptive := x.sel.(Threshold); adaptive {
+		if _, sealed := x.fileCovering(x.pos + 1); sealed {
+			x.carrier = File
+			x.lastSwitch = fmt.Sprintf("started on tsfile at index %d: the backlog is already sealed", x.pos)
+		}
+	}
 	if x.carrier == Tablet {
 		x.walPin = x.r.PinWAL(x.pos + 1)
 	}
