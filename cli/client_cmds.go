@@ -336,7 +336,7 @@ func newFlushCmd() *cobra.Command {
 
 func newPipeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "pipe", Short: "Create, list, describe, start, stop, drop and watch a node's pipes"}
-	cmd.AddCommand(newPipeCreateCmd(), newPipeListCmd(), newPipeDescribeCmd(), newPipeWatchCmd())
+	cmd.AddCommand(newPipeCreateCmd(), newPipeListCmd(), newPipeDescribeCmd(), newPipeWatchCmd(), newPipeWaitCmd())
 	for _, op := range []string{"start", "stop", "drop"} {
 		cmd.AddCommand(newPipeOpCmd(op))
 	}
@@ -696,4 +696,65 @@ standard input.`,
 	}
 	cf = addClientFlags(cmd)
 	return cmd
+}
+
+func newPipeWaitCmd() *cobra.Command {
+	var timeout time.Duration
+	var cf *clientFlags
+	cmd := &cobra.Command{
+		Use:   "wait NAME",
+		Short: "Wait until a running pipe has caught up (no lag, nothing in flight); for scripts",
+		Long: `Wait until the pipe is RUNNING, every region's task runs, and nothing written to its
+source is left uncommitted (lag 0 events, none in flight). Exit 0 then, or 1 with the pipe's
+status after --timeout.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			c := cf.client()
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			var last api.Pipe
+			var lastErr error
+			for {
+				p, err := c.Pipe(ctx, args[0])
+				if e, ok := client.AsError(err); ok && e.Code == api.CodeNotFound {
+					return err
+				}
+				last, lastErr = p, err
+				if err == nil && caughtUp(p.Status) {
+					if cf.asJSON {
+						return printJSON(cmd.OutOrStdout(), p)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "pipe %s caught up: %d events committed\n", p.Name, p.CommittedEvents)
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					if lastErr != nil {
+						return fmt.Errorf("pipe wait %s: not caught up after %s: %w", args[0], timeout, lastErr)
+					}
+					return fmt.Errorf("pipe wait %s: not caught up after %s: state %s, lag %d events, in flight %d, last error %q",
+						args[0], timeout, last.State, last.LagEvents, last.InFlightEvents, last.LastError)
+				case <-tick.C:
+				}
+			}
+		},
+	}
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "give up after this long")
+	cf = addClientFlags(cmd)
+	return cmd
+}
+
+// caughtUp reports whether a running pipe has committed everything its source holds.
+func caughtUp(p pipe.Status) bool {
+	if p.State != pipe.StateRunning || len(p.Regions) == 0 || p.LagEvents != 0 || p.InFlightEvents != 0 {
+		return false
+	}
+	for _, r := range p.Regions {
+		if r.Phase != pipe.PhaseRunning && r.Phase != pipe.PhaseFinished {
+			return false
+		}
+	}
+	return true
 }

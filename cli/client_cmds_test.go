@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/weir-dev/weir/node"
 	"github.com/weir-dev/weir/node/api"
@@ -114,7 +113,14 @@ func TestClientCommands(t *testing.T) {
 	if code != 1 || !strings.HasPrefix(errOut, bad+":2:23: source.patern: unknown key") || !strings.Contains(errOut, bad+":3:16: sink.database: missing") {
 		t.Errorf("invalid spec: %d\n%s", code, errOut)
 	}
-	waitPipe(t, "copy", func(p pipe.Status) bool { return p.LagEvents == 0 && p.CommittedEvents > 0 })
+	out, errOut, code = pipectl(t, "", "pipe", "wait", "copy", "--timeout", "30s")
+	if code != 0 || !strings.HasPrefix(out, "pipe copy caught up: ") {
+		t.Fatalf("pipe wait: %d %q %q", code, out, errOut)
+	}
+	out, _, _ = pipectl(t, "", "node", "status")
+	if !regexp.MustCompile(`^node 1: http 127\.0\.0\.1:\d+, flight -, data .*, 1 pipe\n  root\.copy: 1 region\n  root\.demo: 2 regions\n$`).MatchString(out) {
+		t.Errorf("node status:\n%s", out)
+	}
 	out, _, _ = pipectl(t, "", "pipe", "list")
 	if !regexp.MustCompile(`^NAME\s+STATE\s+SOURCE\s+SINK\s+CARRIER\s+LAG EVENTS\s+LAG S\s+EVENTS/S\s+LAST ERROR\ncopy\s+RUNNING\s+hybrid\s+write-back\s+tablet\S*\s+0\s+0\.0\s+\d+\s+-\n$`).MatchString(out) {
 		t.Errorf("pipe list:\n%s", out)
@@ -178,22 +184,6 @@ func TestClientCommands(t *testing.T) {
 	_, errOut, code = pipectl(t, "", "digest", "--server", "http://127.0.0.1:1")
 	if code != 1 || !strings.Contains(errOut, "connection refused") {
 		t.Errorf("no node: %d %q", code, errOut)
-	}
-}
-
-func waitPipe(t *testing.T, name string, cond func(pipe.Status) bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, _, _ := pipectl(t, "", "pipe", "describe", name, "--json")
-		var p api.Pipe
-		if json.Unmarshal([]byte(out), &p) == nil && cond(p.Status) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pipe %s: condition not met:\n%s", name, out)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, with a deadline
 	}
 }
 

@@ -104,6 +104,32 @@ a flag given overrides the file. On start the node prints the addresses it liste
 	f.StringVar(&c.Durability, "durability", "sync", "WAL durability: sync|batch|async")
 	f.StringVar(&logLvl, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&logFmt, "log-format", "text", "log format: text|json")
-	cmd.AddCommand(run)
+	cmd.AddCommand(run, newNodeStatusCmd())
+	return cmd
+}
+
+func newNodeStatusCmd() *cobra.Command {
+	var cf *clientFlags
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show a node's status: id, addresses, databases, pipes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := cf.client().Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if cf.asJSON {
+				return printJSON(out, st)
+			}
+			fmt.Fprintf(out, "node %d: http %s, flight %s, data %s, up %.0fs, %s\n", st.ID, st.HTTP, orDash(st.Flight), st.Data, st.Uptime, plural(st.Pipes, "pipe"))
+			for _, d := range st.Databases {
+				fmt.Fprintf(out, "  %s: %s\n", d.Name, plural(d.Regions, "region"))
+			}
+			return nil
+		},
+	}
+	cf = addClientFlags(cmd)
 	return cmd
 }
