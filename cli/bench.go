@@ -11,10 +11,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weir-dev/weir/bench"
+	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/tsfile"
 )
 
 func init() { register(newBenchCmd) }
+
+// benchSubcommands are added to `pipectl bench`; each gets the --json flag's value.
+var benchSubcommands []func(asJSON *bool) *cobra.Command
 
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -135,6 +139,9 @@ func newBenchCmd() *cobra.Command {
 	pipeCmd.Flags().Int64Var(&ppoints, "points", 10_000_000, "points to write")
 	pipeCmd.Flags().StringVar(&pdir, "dir", "", "scratch directory (default: a temporary one)")
 	cmd.AddCommand(ingest, flush, pipeCmd)
+	for _, f := range benchSubcommands {
+		cmd.AddCommand(f(&asJSON))
+	}
 	return cmd
 }
 
@@ -168,4 +175,47 @@ func printResults(w io.Writer, res []bench.Result, asJSON bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.4g %s\t%s\t%.4g\t%.2f\n", r.Bench, r.Metric, r.Value, r.Unit, r.Baseline, r.BaselineValue, r.Ratio)
 	}
 	return tw.Flush()
+}
+
+func init() { benchSubcommands = append(benchSubcommands, newBenchReplicateCmd) }
+
+func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
+	var points int64
+	var replicas int
+	var proto, dir string
+	cmd := &cobra.Command{
+		Use:   "replicate",
+		Short: "Leader ingest with replicas kept by a consensus protocol, vs simple in the same run; lag, CPU, bytes per carrier",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if points <= 0 {
+				return fmt.Errorf("--points must be > 0")
+			}
+			if replicas < 2 || replicas > 9 {
+				return fmt.Errorf("--replicas must be in 2..9, got %d", replicas)
+			}
+			protos := consensus.Protocols
+			if proto != "all" {
+				if _, err := consensus.New(proto, consensus.Options{}); err != nil {
+					return fmt.Errorf("--consensus: %w", err)
+				}
+				protos = []string{proto}
+			}
+			tmp, cleanup, err := benchDir(dir)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas})
+			if err != nil {
+				return err
+			}
+			return printResults(cmd.OutOrStdout(), res, *asJSON)
+		},
+	}
+	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write")
+	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas (leader included)")
+	cmd.Flags().StringVar(&proto, "consensus", "all", "protocol: simple|iot|fast|iotv2|all")
+	cmd.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
+	return cmd
 }

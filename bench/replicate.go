@@ -1,0 +1,206 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/weir-dev/weir/consensus"
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+	"github.com/weir-dev/weir/workload"
+)
+
+// ReplicateConfig configures Replicate.
+type ReplicateConfig struct {
+	Dir       string
+	Points    int64
+	Protocols []string // measured after simple, the baseline
+	Replicas  int      // 1 leader + Replicas-1 followers (simple: always 1)
+}
+
+// Replicate runs each protocol on an in-process replica set (followers reached through the
+// local-replica sink) and reports leader ingest points/s as a ratio to simple in the same
+// run, follower lag p50/p99 while the load runs and until catch-up, CPU seconds per million
+// points (process CPU; the followers' share is the excess over simple), and bytes shipped
+// per carrier.
+func Replicate(cfg ReplicateConfig) ([]Result, error) {
+	if cfg.Points <= 0 {
+		return nil, fmt.Errorf("points must be > 0")
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 3
+	}
+	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1, Step: 1, Columns: workload.DoubleColumns}
+	per := int64(gen.PointsPerTablet())
+	n := int((cfg.Points + per - 1) / per)
+	tablets := make([]*tsfile.Tablet, n)
+	for i := range tablets {
+		tablets[i] = gen.Next()
+	}
+	defer func() {
+		for _, t := range tablets {
+			t.Release()
+		}
+	}()
+	total := float64(int64(n) * per)
+	base, err := replicateRound(filepath.Join(cfg.Dir, "simple"), consensus.Simple, 1, tablets)
+	if err != nil {
+		return nil, err
+	}
+	baseRate := total / base.ingest.Seconds()
+	baseCPU := base.cpu.Seconds() / (total / 1e6)
+	out := []Result{result("replicate-simple", "leader_ingest_points_per_second", "points/s", "simple (1 replica)", baseRate, baseRate),
+		result("replicate-simple", "cpu_seconds_per_million_points", "s", "simple (1 replica)", baseCPU, baseCPU)}
+	for _, p := range cfg.Protocols {
+		if p == consensus.Simple {
+			continue
+		}
+		r, err := replicateRound(filepath.Join(cfg.Dir, p), p, cfg.Replicas, tablets)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		name := "replicate-" + p
+		cpu := r.cpu.Seconds() / (total / 1e6)
+		followerCPU := (cpu - baseCPU) / float64(cfg.Replicas-1)
+		out = append(out,
+			result(name, "leader_ingest_points_per_second", "points/s", "simple (1 replica)", total/r.ingest.Seconds(), baseRate),
+			result(name, "lag_p50_seconds", "s", "", r.p50, 0),
+			result(name, "lag_p99_seconds", "s", "", r.p99, 0),
+			result(name, "cpu_seconds_per_million_points", "s", "simple (1 replica)", cpu, baseCPU),
+			result(name, "follower_cpu_seconds_per_million_points", "s", "", followerCPU, 0),
+			result(name, "tablet_bytes_shipped", "bytes", "", float64(r.tabletBytes), 0),
+			result(name, "file_bytes_shipped", "bytes", "", float64(r.fileBytes), 0),
+		)
+	}
+	return out, nil
+}
+
+type replicateTimes struct {
+	ingest, cpu            time.Duration
+	p50, p99               float64
+	tabletBytes, fileBytes int64
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (replicateTimes, error) {
+	var t replicateTimes
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := consensus.New(proto, consensus.Options{SealInterval: time.Second})
+	if err != nil {
+		return t, err
+	}
+	lo := engine.Options{Dir: filepath.Join(dir, "n1"), Name: "root.bench/0", Origin: 1, Durability: wal.Batch, Logger: log}
+	p.LeaderOptions(&lo)
+	leader, err := engine.Open(lo)
+	if err != nil {
+		return t, err
+	}
+	defer leader.Close()
+	followers := map[string]*engine.Region{}
+	var fs []consensus.Follower
+	for i := 2; i <= replicas && proto != consensus.Simple; i++ {
+		id := fmt.Sprintf("n%d", i)
+		r, err := engine.Open(engine.Options{Dir: filepath.Join(dir, id), Name: "root.bench/0", Origin: uint32(i), Durability: wal.Batch, Logger: log})
+		if err != nil {
+			return t, err
+		}
+		defer r.Close()
+		followers[id] = r
+		fs = append(fs, consensus.LocalFollower(id))
+	}
+	set, err := consensus.Open(consensus.SetOptions{Name: "root.bench/0", Protocol: p, Leader: leader, Followers: fs, PipesDir: filepath.Join(dir, "pipes"),
+		Resolve: func(id string) (*engine.Region, error) {
+			if r := followers[id]; r != nil {
+				return r, nil
+			}
+			return nil, fmt.Errorf("no replica %s", id)
+		}, Logger: log})
+	if err != nil {
+		return t, err
+	}
+	defer set.Close()
+	var lags []float64
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	sampler := pool.New()
+	if len(fs) > 0 {
+		sampler.Go(func() {
+			tick := time.NewTicker(5 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				for _, f := range set.Status().Followers {
+					mu.Lock()
+					lags = append(lags, f.LagSeconds)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	cpu0 := cpuTime()
+	start := time.Now()
+	wp := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
+	ch := make(chan *tsfile.Tablet, 16)
+	for w := 0; w < 2; w++ {
+		wp.Go(func(ctx context.Context) error {
+			for tb := range ch {
+				if _, err := set.Write(ctx, tb); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, tb := range tablets {
+		ch <- tb
+	}
+	close(ch)
+	werr := wp.Wait()
+	t.ingest = time.Since(start)
+	var cerr error
+	if werr == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		cerr = set.WaitCaughtUp(ctx)
+		cancel()
+	}
+	t.cpu = cpuTime() - cpu0
+	close(stop)
+	sampler.Wait()
+	if werr != nil {
+		return t, werr
+	}
+	if cerr != nil {
+		return t, cerr
+	}
+	for _, f := range set.Status().Followers {
+		t.tabletBytes += f.TabletBytes
+		t.fileBytes += f.FileBytes
+	}
+	sort.Float64s(lags)
+	if len(lags) > 0 {
+		t.p50 = lags[len(lags)/2]
+		t.p99 = lags[min(len(lags)-1, len(lags)*99/100)]
+	}
+	_ = pipe.PhaseRunning
+	return t, nil
+}
