@@ -35,7 +35,6 @@ func sortColumns(cols []tsfile.Column) {
 	sort.Slice(cols, func(i, j int) bool { return cols[i].Name < cols[j].Name })
 }
 
-
 // snapshot is a consistent view of a region for one scan.
 type snapshot struct {
 	mems   []*memSnap
