@@ -1,0 +1,430 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// Aggregate functions.
+const (
+	FuncCount = "count"
+	FuncSum   = "sum"
+	FuncAvg   = "avg"
+	FuncMin   = "min"
+	FuncMax   = "max"
+	FuncFirst = "first"
+	FuncLast  = "last"
+)
+
+// AggregateFunctions lists the aggregate functions.
+var AggregateFunctions = []string{FuncCount, FuncSum, FuncAvg, FuncMin, FuncMax, FuncFirst, FuncLast}
+
+const (
+	keyFunctions = "functions"
+	keyLateness  = "allowed-lateness"
+	keyKeepRaw   = "keep-raw"
+)
+
+// ParseFunctions parses a comma-separated list of aggregate functions.
+func ParseFunctions(v string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		f = strings.ToLower(strings.TrimSpace(f))
+		if !slices.Contains(AggregateFunctions, f) {
+			return nil, fmt.Errorf("unknown function %q (known: %s)", f, strings.Join(AggregateFunctions, ", "))
+		}
+		if slices.Contains(out, f) {
+			return nil, fmt.Errorf("function %q given twice", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+func checkFunctions(v string) error {
+	_, err := ParseFunctions(v)
+	return err
+}
+
+func init() {
+	pipe.RegisterProcessor(pipe.PluginInfo{
+		Name: "aggregate",
+		Doc: "Aggregates each series over tumbling time windows into new measurements named " +
+			"<measurement>_<function> (temp_avg) at the window's start. A device's window is emitted " +
+			"once a point at or after its end plus allowed-lateness arrives; later points of a " +
+			"closed window are dropped. Stateful: open windows are saved with the pipe's progress.",
+		Params: []pipe.ParamSpec{
+			{Key: keyFunctions, Type: pipe.String, Default: FuncAvg, Check: checkFunctions,
+				Doc: "comma-separated: count, sum, avg, min, max, first, last (sum, avg, min and max of numbers only)"},
+			{Key: keyInterval, Type: pipe.Duration, Default: "1m", Check: positive,
+				Doc: "the window length (windows start at multiples of it)"},
+			{Key: keyLateness, Type: pipe.Duration, Default: "0s", Min: pipe.MinOf(0),
+				Doc: "how long after a window's end (in data time) points may still arrive out of order"},
+			{Key: keyKeepRaw, Type: pipe.Bool, Default: "false",
+				Doc: "also pass the raw points on (a TsFile then passes untouched)"},
+			patternParam("the series to aggregate; the others pass through"),
+			timeUnitParam,
+		},
+	}, func() pipe.Processor { return &Aggregate{} })
+}
+
+// AggregateConfig configures an Aggregate.
+type AggregateConfig struct {
+	Functions []string       // of AggregateFunctions, in output order
+	Interval  int64          // window length in time steps (> 0)
+	Lateness  int64          // allowed lateness in time steps (≥ 0)
+	Pattern   tsfile.Pattern // series to aggregate (zero: all)
+	KeepRaw   bool           // pass the raw points on too
+}
+
+// Check validates the configuration, naming the parameter at fault.
+func (c AggregateConfig) Check() error {
+	if len(c.Functions) == 0 {
+		return fmt.Errorf("%s: none given", keyFunctions)
+	}
+	if _, err := ParseFunctions(strings.Join(c.Functions, ",")); err != nil {
+		return errKey(keyFunctions, err)
+	}
+	if c.Interval <= 0 {
+		return fmt.Errorf("%s: %d must be above zero", keyInterval, c.Interval)
+	}
+	if c.Lateness < 0 {
+		return fmt.Errorf("%s: %d is negative", keyLateness, c.Lateness)
+	}
+	return nil
+}
+
+// Aggregate is the aggregate processor. Its state (per device: the open windows'
+// accumulators, the largest time seen, the closed frontier) is saved with the pipe's
+// progress (pipe.StatefulProcessor): after a restart no window is lost or counted twice.
+type Aggregate struct {
+	cfg     AggregateConfig
+	origin  uint32
+	mem     memory.Allocator
+	devices map[string]*aggDevice
+}
+
+type aggDevice struct {
+	Max    int64 `json:"max"`    // the largest time seen
+	Closed int64 `json:"closed"` // windows ending at or before this are emitted
+	Late   int64 `json:"late"`   // points dropped because their window was closed
+	// Open holds the open windows: window start → measurement → accumulator.
+	Open map[int64]map[string]*accumulator `json:"open"`
+}
+
+type accumulator struct {
+	Type  tsfile.DataType `json:"type"`
+	Count int64           `json:"count"`
+	Sum   float64         `json:"sum"`
+	Min   Value           `json:"min"`
+	Max   Value           `json:"max"`
+	First sample          `json:"first"`
+	Last  sample          `json:"last"`
+}
+
+func (a *accumulator) add(t int64, v Value, x float64) {
+	if a.Count == 0 {
+		a.Min, a.Max, a.First, a.Last = v, v, sample{t, v}, sample{t, v}
+	} else {
+		if numeric(a.Type) {
+			if less(v, a.Min, a.Type) {
+				a.Min = v
+			}
+			if less(a.Max, v, a.Type) {
+				a.Max = v
+			}
+		}
+		if t < a.First.T {
+			a.First = sample{t, v}
+		}
+		if t >= a.Last.T {
+			a.Last = sample{t, v}
+		}
+	}
+	a.Count++
+	a.Sum += x
+}
+
+func less(a, b Value, t tsfile.DataType) bool {
+	if t == tsfile.Int32 || t == tsfile.Int64 {
+		return a.I < b.I
+	}
+	return a.F < b.F
+}
+
+// NewAggregate returns an aggregate processor for cfg.
+func NewAggregate(cfg AggregateConfig) (*Aggregate, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if cfg.Pattern.String() == "root.**" {
+		cfg.Pattern = tsfile.Pattern{}
+	}
+	return &Aggregate{cfg: cfg, origin: LocalOrigin(nil), mem: memory.DefaultAllocator, devices: map[string]*aggDevice{}}, nil
+}
+
+// Open implements pipe.Processor.
+func (a *Aggregate) Open(_ context.Context, env *pipe.Env) error {
+	p := env.Params
+	unit := p.String(keyTimeUnit)
+	fns, err := ParseFunctions(p.String(keyFunctions))
+	if err != nil {
+		return errKey(keyFunctions, err)
+	}
+	cfg := AggregateConfig{Functions: fns, Pattern: p.Pattern(keyPattern), KeepRaw: p.Bool(keyKeepRaw)}
+	if cfg.Interval, err = ticks(keyInterval, p.Duration(keyInterval), unit); err != nil {
+		return err
+	}
+	late, err := optDuration(p, keyLateness)
+	if err != nil {
+		return err
+	}
+	if late > 0 {
+		if cfg.Lateness, err = ticks(keyLateness, late, unit); err != nil {
+			return err
+		}
+	}
+	n, err := NewAggregate(cfg)
+	if err != nil {
+		return err
+	}
+	*a = *n
+	a.origin = LocalOrigin(env)
+	return nil
+}
+
+// Close implements pipe.Processor.
+func (a *Aggregate) Close() error { return nil }
+
+// SaveState implements pipe.StatefulProcessor.
+func (a *Aggregate) SaveState() ([]byte, error) { return json.Marshal(a.devices) }
+
+// LoadState implements pipe.StatefulProcessor.
+func (a *Aggregate) LoadState(b []byte) error {
+	m := map[string]*aggDevice{}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fmt.Errorf("aggregate state: %w", err)
+	}
+	a.devices = m
+	return nil
+}
+
+// Late returns how many points were dropped because their window had been emitted.
+func (a *Aggregate) Late() int64 {
+	var n int64
+	for _, d := range a.devices {
+		n += d.Late
+	}
+	return n
+}
+
+// Process implements pipe.Processor.
+func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.Event)) error {
+	if e.Kind != pipe.KindTablet && e.Kind != pipe.KindTsFile {
+		emit(e)
+		return nil
+	}
+	out := NewOut(e, emit, a.origin)
+	if a.cfg.KeepRaw {
+		out.Pass()
+	} else {
+		out.Deletions()
+	}
+	err := Each(ctx, e, func(t *tsfile.Tablet) error {
+		raw, agg := a.Tablet(t)
+		if !a.cfg.KeepRaw {
+			out.Tablet(raw)
+		} else if raw != nil {
+			raw.Release()
+		}
+		out.Tablet(agg)
+		return nil
+	})
+	if err != nil {
+		out.Release()
+		return err
+	}
+	out.Done()
+	return nil
+}
+
+// Tablet feeds t's points to its device's windows. It returns raw, a tablet of t's series
+// the pattern does not select (nil when none), and agg, a tablet of the windows that
+// closed (nil when none); both are the caller's.
+func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
+	fs := t.Rec.Schema().Fields()
+	var other []int
+	selected := false
+	for c := 1; c < len(fs); c++ {
+		if a.cfg.Pattern.IsZero() || a.cfg.Pattern.Match(t.Device, fs[c].Name) {
+			selected = true
+		} else {
+			other = append(other, c)
+		}
+	}
+	if len(other) > 0 {
+		raw = WithColumns(t.Device, t.Rec, other)
+		raw = dropEmptyColumns(raw)
+	}
+	if !selected {
+		return raw, nil
+	}
+	d := a.devices[t.Device]
+	if d == nil {
+		d = &aggDevice{Max: math.MinInt64, Closed: math.MinInt64, Open: map[int64]map[string]*accumulator{}}
+		a.devices[t.Device] = d
+	}
+	times := t.Times()
+	iv := a.cfg.Interval
+	for c := 1; c < len(fs); c++ {
+		name := fs[c].Name
+		if !a.cfg.Pattern.IsZero() && !a.cfg.Pattern.Match(t.Device, name) {
+			continue
+		}
+		col, ok := newColumn(t.Rec.Column(c))
+		if !ok {
+			continue
+		}
+		arr := col.arr
+		nulls := arr.NullN() > 0
+		curStart, curEnd := int64(0), int64(math.MinInt64) // the window of the last row
+		var acc *accumulator
+		for i, ts := range times {
+			if nulls && arr.IsNull(i) {
+				continue
+			}
+			if acc == nil || ts < curStart || ts >= curEnd {
+				w := floorDiv(ts, iv) * iv
+				if w+iv <= d.Closed && d.Closed != math.MinInt64 {
+					d.Late++
+					acc = nil
+					continue
+				}
+				win := d.Open[w]
+				if win == nil {
+					win = map[string]*accumulator{}
+					d.Open[w] = win
+				}
+				acc = win[name]
+				if acc == nil || acc.Type != col.typ {
+					acc = &accumulator{Type: col.typ}
+					win[name] = acc
+				}
+				curStart, curEnd = w, w+iv
+			}
+			v, x := col.at(i)
+			acc.add(ts, v, x)
+		}
+	}
+	for _, ts := range times {
+		d.Max = max(d.Max, ts)
+	}
+	if d.Max >= math.MinInt64+a.cfg.Lateness { // the watermark does not underflow
+		frontier := floorDiv(d.Max-a.cfg.Lateness, iv) * iv
+		if frontier > d.Closed || d.Closed == math.MinInt64 {
+			d.Closed = frontier
+		}
+	}
+	return raw, a.emit(t.Device, d, false)
+}
+
+// emit removes the closed windows of d (every open window when all) and returns them as
+// a tablet (nil when none).
+func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
+	var starts []int64
+	for w := range d.Open {
+		if all || (d.Closed != math.MinInt64 && w+a.cfg.Interval <= d.Closed) {
+			starts = append(starts, w)
+		}
+	}
+	if len(starts) == 0 {
+		return nil
+	}
+	slices.Sort(starts)
+	measurements := map[string]tsfile.DataType{}
+	for _, w := range starts {
+		for m, acc := range d.Open[w] {
+			measurements[m] = acc.Type
+		}
+	}
+	names := make([]string, 0, len(measurements))
+	for m := range measurements {
+		names = append(names, m)
+	}
+	slices.Sort(names)
+	var cols []outColumn
+	for _, m := range names {
+		typ := measurements[m]
+		for _, f := range a.cfg.Functions {
+			ot, ok := outputType(f, typ)
+			if !ok {
+				continue
+			}
+			oc := outColumn{name: m + "_" + f, typ: ot}
+			for _, w := range starts {
+				acc := d.Open[w][m]
+				if acc == nil || acc.Count == 0 || acc.Type != typ {
+					continue
+				}
+				oc.pts = append(oc.pts, sample{w, acc.value(f)})
+			}
+			cols = append(cols, oc)
+		}
+	}
+	for _, w := range starts {
+		delete(d.Open, w)
+	}
+	return buildTablet(a.mem, device, cols)
+}
+
+// outputType is the type of function f of a series of type t, and whether f applies.
+func outputType(f string, t tsfile.DataType) (tsfile.DataType, bool) {
+	switch f {
+	case FuncCount:
+		return tsfile.Int64, true
+	case FuncSum, FuncAvg:
+		return tsfile.Double, numeric(t)
+	case FuncMin, FuncMax:
+		return t, numeric(t)
+	}
+	return t, true // first, last
+}
+
+func (a *accumulator) value(f string) Value {
+	switch f {
+	case FuncCount:
+		return Value{I: a.Count}
+	case FuncSum:
+		return Value{F: a.Sum}
+	case FuncAvg:
+		return Value{F: a.Sum / float64(a.Count)}
+	case FuncMin:
+		return a.Min
+	case FuncMax:
+		return a.Max
+	case FuncFirst:
+		return a.First.V
+	}
+	return a.Last.V
+}
+
+// flush returns every device's open windows as tablets (for tests: a pipe keeps them
+// open until later data closes them).
+func (a *Aggregate) flush() []*tsfile.Tablet {
+	var out []*tsfile.Tablet
+	for dev, d := range a.devices {
+		if t := a.emit(dev, d, true); t != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
