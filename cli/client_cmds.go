@@ -29,6 +29,7 @@ func init() {
 	register(newQueryCmd)
 	register(newDigestCmd)
 	register(newFlushCmd)
+	register(newDeleteCmd)
 	register(newPipeCmd)
 	register(newSQLCmd)
 }
@@ -330,6 +331,45 @@ func newFlushCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&db, "db", "", "the database (default: every database)")
+	cf = addClientFlags(cmd)
+	return cmd
+}
+
+func newDeleteCmd() *cobra.Command {
+	var start, end string
+	var cf *clientFlags
+	cmd := &cobra.Command{
+		Use:   "delete PATTERN [--start T --end T]",
+		Short: "Delete the points of series matching a pattern, in a time range (default: all time)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d := api.Delete{Pattern: args[0]}
+			for _, t := range []struct {
+				flag, v string
+				dst     *int64
+			}{{"--start", start, &d.Start}, {"--end", end, &d.End}} {
+				if t.v == "" {
+					continue
+				}
+				v, err := pipe.ParseTime(t.v)
+				if err != nil {
+					return &ExitError{Code: 2, Err: fmt.Errorf("%s: %w", t.flag, err)}
+				}
+				*t.dst = v
+			}
+			res, err := cf.client().Delete(cmd.Context(), d)
+			if err != nil {
+				return err
+			}
+			if cf.asJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s in %s\n", d.Pattern, orDash(strings.Join(res.Databases, ", ")))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&start, "start", "", "first time, unix ms or RFC 3339")
+	cmd.Flags().StringVar(&end, "end", "", "last time, unix ms or RFC 3339")
 	cf = addClientFlags(cmd)
 	return cmd
 }

@@ -154,6 +154,19 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("copy digest differs:\n%s%s", a, b)
 	}
 
+	out, _, code = pipectl(t, "", "delete", "root.demo.d0.**", "--end", "1003")
+	if code != 0 || out != "deleted root.demo.d0.** in root.demo\n" {
+		t.Errorf("delete: %d %q", code, out)
+	}
+	if _, _, code := pipectl(t, "", "pipe", "wait", "copy", "--timeout", "30s"); code != 0 {
+		t.Errorf("pipe wait after delete: %d", code)
+	}
+	a, _, _ = pipectl(t, "", "digest", "--db", "root.demo", "--json")
+	b, _, _ = pipectl(t, "", "digest", "--db", "root.copy", "--json")
+	if strings.Replace(a, "root.demo", "root.copy", 1) != b || !strings.Contains(a, `"points": 17`) {
+		t.Errorf("after delete:\n%s%s", a, b)
+	}
+
 	// SQL
 	out, _, code = pipectl(t, "", "sql", "CREATE PIPE nop WITH SOURCE ('pattern'='root.demo.**') WITH SINK ('sink'='do-nothing')")
 	if code != 0 || out != "create-pipe nop: done\n" {

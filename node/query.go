@@ -381,10 +381,13 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	minT, maxT := req.Start, req.End
-	if minT == 0 && maxT == 0 {
+	switch {
+	case minT == 0 && maxT == 0:
 		minT, maxT = math.MinInt64, math.MaxInt64
-	} else if maxT == 0 {
+	case maxT == 0:
 		maxT = math.MaxInt64
+	case minT == 0:
+		minT = math.MinInt64
 	}
 	if minT > maxT {
 		writeError(w, badRequest("start", "start %d after end %d", minT, maxT))
