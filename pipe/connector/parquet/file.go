@@ -106,7 +106,8 @@ func (w *fileWriter) write(device string, rec arrow.Record, lo, hi int) error {
 			return fmt.Errorf("parquet: write %s: %w", w.tmp, err)
 		}
 		for i, t := range times[lo : lo+n] {
-			vals[i] = pq.Int64Value(t).Level(0, 0, 1)
+			vals[i] = pq.Int64Value(t)
+			vals[i].SetColumnIndex(1)
 		}
 		if _, err := w.cw[1].WriteRowValues(vals); err != nil {
 			return fmt.Errorf("parquet: write %s: %w", w.tmp, err)
@@ -139,62 +140,73 @@ func (w *fileWriter) write(device string, rec arrow.Record, lo, hi int) error {
 }
 
 // fillValues sets vals to the values of a at rows lo.. as column ci (null where a is).
+// Levels are set in place (Value.Level does not inline).
 func fillValues(vals []pq.Value, a arrow.Array, lo, ci int) {
 	nulls := a.NullN() > 0
 	null := pq.Value{}.Level(0, 0, ci)
+	set := func(v *pq.Value) {
+		v.SetDefinitionLevel(1)
+		v.SetColumnIndex(ci)
+	}
 	switch a := a.(type) {
 	case *array.Boolean:
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				vals[i] = pq.BooleanValue(a.Value(lo+i)).Level(0, 1, ci)
+				continue
 			}
+			vals[i] = pq.BooleanValue(a.Value(lo + i))
+			set(&vals[i])
 		}
 	case *array.Int32:
 		vs := a.Int32Values()[lo:]
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				vals[i] = pq.Int32Value(vs[i]).Level(0, 1, ci)
+				continue
 			}
+			vals[i] = pq.Int32Value(vs[i])
+			set(&vals[i])
 		}
 	case *array.Int64:
 		vs := a.Int64Values()[lo:]
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				vals[i] = pq.Int64Value(vs[i]).Level(0, 1, ci)
+				continue
 			}
+			vals[i] = pq.Int64Value(vs[i])
+			set(&vals[i])
 		}
 	case *array.Float32:
 		vs := a.Float32Values()[lo:]
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				vals[i] = pq.FloatValue(vs[i]).Level(0, 1, ci)
+				continue
 			}
+			vals[i] = pq.FloatValue(vs[i])
+			set(&vals[i])
 		}
 	case *array.Float64:
 		vs := a.Float64Values()[lo:]
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				vals[i] = pq.DoubleValue(vs[i]).Level(0, 1, ci)
+				continue
 			}
+			vals[i] = pq.DoubleValue(vs[i])
+			set(&vals[i])
 		}
 	case *array.String:
 		for i := range vals {
 			if nulls && a.IsNull(lo+i) {
 				vals[i] = null
-			} else {
-				s := a.Value(lo + i)
-				vals[i] = pq.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s))).Level(0, 1, ci)
+				continue
 			}
+			s := a.Value(lo + i)
+			vals[i] = pq.ByteArrayValue(unsafe.Slice(unsafe.StringData(s), len(s)))
+			set(&vals[i])
 		}
 	}
 }
