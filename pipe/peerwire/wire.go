@@ -11,7 +11,7 @@
 //	                            ← Welcome: the target region's progress and the partial
 //	                              files the receiver holds for this (pipe, sender)
 //	events, in commit order:
-//	  Schema  (data_header: an Arrow IPC Schema message) before the first tablet of a schema
+//	  Schema  the columns (name, type) of the tablets that follow with its id, before the first
 //	  Tablet  (data_header + data_body: an Arrow IPC RecordBatch message of that schema)
 //	  Deletion
 //	  FileBegin, FileChunk × n (data_body: the bytes at Offset), FileEnd
@@ -110,6 +110,7 @@ const (
 	MaxProgress  = 1 << 16
 	MaxDeletions = 1 << 16
 	MaxPartials  = 1 << 10
+	MaxColumns   = 1 << 14
 )
 
 // Deletion is a deletion that travels with a file (applied before it, unless covered).
@@ -118,6 +119,12 @@ type Deletion struct {
 	OriginIndex      uint64
 	Pattern          string
 	MinTime, MaxTime int64
+}
+
+// Column is a tablet column after time: its name and its tsfile.DataType.
+type Column struct {
+	Name string
+	Type tsfile.DataType
 }
 
 // Partial is a file the receiver holds in part: its id and how many bytes it has.
@@ -129,7 +136,7 @@ type Partial struct {
 // Msg is one message's app_metadata. Which fields a type uses:
 //
 //	Hello:     Pipe, Region, Database, Origin (the sender region's origin), Sender
-//	Schema:    SchemaID, Reset (forget every schema before this one)
+//	Schema:    SchemaID, Reset (forget every schema before this one), Columns (after time)
 //	Tablet:    Seq, Commit, Origin, OriginIndex, Progress, Device, SchemaID
 //	Deletion:  Seq, Commit, Origin, OriginIndex, Progress, Pattern, MinTime, MaxTime
 //	FileBegin: Seq, Commit, Progress, FileID, Name, Size, CRC (whole file), Offset, Deletions
@@ -150,6 +157,7 @@ type Msg struct {
 	Device   string
 	SchemaID uint32
 	Reset    bool
+	Columns  []Column
 
 	Pattern          string
 	MinTime, MaxTime int64
@@ -194,7 +202,10 @@ func (m *Msg) Append(dst []byte) []byte {
 	case TypeHello:
 		e = e.s(m.Pipe).s(m.Region).s(m.Database).u(uint64(m.Origin)).s(m.Sender)
 	case TypeSchema:
-		e = e.u(uint64(m.SchemaID)).b(m.Reset)
+		e = e.u(uint64(m.SchemaID)).b(m.Reset).u(uint64(len(m.Columns)))
+		for _, c := range m.Columns {
+			e = e.s(c.Name).u(uint64(uint8(c.Type)))
+		}
 	case TypeTablet:
 		e = e.u(m.Seq).u(m.Commit).u(uint64(m.Origin)).u(m.OriginIndex).p(m.Progress).s(m.Device).u(uint64(m.SchemaID))
 	case TypeDeletion:
@@ -335,6 +346,14 @@ func Decode(b []byte) (*Msg, error) {
 		m.Origin, m.Sender = d.u32("origin"), d.s("sender")
 	case TypeSchema:
 		m.SchemaID, m.Reset = d.u32("schema id"), d.b1("reset")
+		n := d.count("columns", MaxColumns)
+		for k := 0; k < n && d.err == nil; k++ {
+			name, t := d.s("column name"), d.u("column type")
+			m.Columns = append(m.Columns, Column{Name: name, Type: tsfile.DataType(int8(t))})
+			if t > 127 || !tsfile.DataType(int8(t)).Valid() {
+				d.fail("column type")
+			}
+		}
 	case TypeTablet:
 		m.Seq, m.Commit, m.Origin, m.OriginIndex = d.u("seq"), d.u("commit"), d.u32("origin"), d.u("origin index")
 		m.Progress, m.Device, m.SchemaID = d.p("progress"), d.s("device"), d.u32("schema id")

@@ -54,7 +54,8 @@ type Options struct {
 	Resolve Resolver
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// MaxMessageBytes bounds one received message (a tablet or a file chunk); default 256 MiB.
+	// MaxMessageBytes bounds one received message (a tablet or a file chunk), and what
+	// one tablet may take in memory once decompressed; default 256 MiB.
 	MaxMessageBytes int
 	// HelloTimeout is how long a new stream may take to say who it is; default 30s.
 	HelloTimeout time.Duration

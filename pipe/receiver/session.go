@@ -142,7 +142,7 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 	h := fnv.New64a()
 	h.Write([]byte(key))
 	ss := &session{
-		s: s, region: region, schemas: newSchemaSet(),
+		s: s, region: region, schemas: newSchemaSet(s.o.MaxMessageBytes),
 		dir: filepath.Join(region.Dir(), "incoming", fmt.Sprintf("peer-%016x", h.Sum64())),
 		log: s.log.With("pipe", hello.Pipe, "sender_region", hello.Region, "origin", hello.Origin, "sender", hello.Sender, "region", region.Name()),
 	}
@@ -235,7 +235,7 @@ func (ss *session) handle(fd *flight.FlightData) (applied uint64, err error) {
 	}
 	switch m.Type {
 	case peerwire.TypeSchema:
-		return 0, ss.schemas.add(m, fd.DataHeader)
+		return 0, ss.schemas.add(m)
 	case peerwire.TypeTablet:
 		return m.Seq, ss.tablet(m, fd)
 	case peerwire.TypeDeletion:
@@ -271,7 +271,7 @@ func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
 	if err := tsfile.ValidateDevice(m.Device); err != nil {
 		return badInput("tablet seq %d: device: %w", m.Seq, err)
 	}
-	rec, err := ss.schemas.decode(m.SchemaID, fd.DataHeader, fd.DataBody)
+	rec, err := ss.schemas.decode(m.SchemaID, fd.DataHeader, fd.DataBody, ss.s.o.MaxMessageBytes)
 	if err != nil {
 		return badInput("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 	}

@@ -1,11 +1,13 @@
 package receiver
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/bitutil"
+	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
@@ -17,9 +19,13 @@ import (
 const maxSchemas = 1 << 14
 
 // schemaSet holds a stream's schemas by id, each with an Arrow IPC reader that decodes the
-// record batches of that schema one message at a time.
+// record batches of that schema one message at a time. Schemas arrive as column lists and
+// are built here: no schema bytes from the wire reach Arrow's decoder, and record batches
+// decode through an allocator with a budget, so garbage cannot make the node allocate more
+// than that budget.
 type schemaSet struct {
-	m map[uint32]*schemaReader
+	m     map[uint32]*schemaReader
+	alloc *budgetAlloc
 }
 
 type schemaReader struct {
@@ -43,7 +49,41 @@ func (f *feed) Message() (*ipc.Message, error) {
 func (f *feed) Retain()  {}
 func (f *feed) Release() {}
 
-func newSchemaSet() *schemaSet { return &schemaSet{m: map[uint32]*schemaReader{}} }
+// budgetAlloc refuses (by panicking, which the IPC reader recovers) allocations past what
+// is left of its budget; the budget is reset before each record batch.
+type budgetAlloc struct {
+	left int
+	mem  memory.Allocator
+}
+
+type budgetError struct{ size, left int }
+
+func (e budgetError) Error() string {
+	return fmt.Sprintf("record batch needs more than the %d bytes left of its budget (asked %d)", e.left, e.size)
+}
+
+func (a *budgetAlloc) Allocate(size int) []byte {
+	if size < 0 || size > a.left {
+		panic(budgetError{size, a.left})
+	}
+	a.left -= size
+	return a.mem.Allocate(size)
+}
+
+func (a *budgetAlloc) Reallocate(size int, b []byte) []byte {
+	if grow := size - len(b); size < 0 || grow > a.left {
+		panic(budgetError{size, a.left})
+	} else if grow > 0 {
+		a.left -= grow
+	}
+	return a.mem.Reallocate(size, b)
+}
+
+func (a *budgetAlloc) Free(b []byte) { a.mem.Free(b) }
+
+func newSchemaSet(budget int) *schemaSet {
+	return &schemaSet{m: map[uint32]*schemaReader{}, alloc: &budgetAlloc{left: budget, mem: memory.DefaultAllocator}}
+}
 
 func (s *schemaSet) release() {
 	for id, r := range s.m {
@@ -67,7 +107,31 @@ func message(header, body []byte) (msg *ipc.Message, err error) {
 	return msg, nil
 }
 
-func (s *schemaSet) add(m *peerwire.Msg, header []byte) error {
+// tabletSchema builds the Arrow schema of a tablet: time, then the columns.
+func tabletSchema(cols []peerwire.Column) (*arrow.Schema, error) {
+	if len(cols) == 0 {
+		return nil, errors.New("no columns")
+	}
+	fields := make([]arrow.Field, 0, len(cols)+1)
+	fields = append(fields, arrow.Field{Name: tsfile.TimeColumn, Type: arrow.PrimitiveTypes.Int64})
+	seen := make(map[string]bool, len(cols))
+	for _, c := range cols {
+		if err := tsfile.ValidateMeasurement(c.Name); err != nil {
+			return nil, err
+		}
+		if seen[c.Name] {
+			return nil, fmt.Errorf("column %q twice", c.Name)
+		}
+		seen[c.Name] = true
+		if !c.Type.Valid() {
+			return nil, fmt.Errorf("column %q: type %d", c.Name, c.Type)
+		}
+		fields = append(fields, arrow.Field{Name: c.Name, Type: c.Type.ArrowType(), Nullable: true})
+	}
+	return arrow.NewSchema(fields, nil), nil
+}
+
+func (s *schemaSet) add(m *peerwire.Msg) error {
 	if m.Reset {
 		s.release()
 	}
@@ -77,46 +141,28 @@ func (s *schemaSet) add(m *peerwire.Msg, header []byte) error {
 	if len(s.m) >= maxSchemas {
 		return badInput("more than %d schemas without a reset", maxSchemas)
 	}
-	msg, err := message(header, nil)
+	sc, err := tabletSchema(m.Columns)
 	if err != nil {
 		return badInput("schema %d: %w", m.SchemaID, err)
 	}
-	defer msg.Release()
-	if msg.Type() != ipc.MessageSchema {
-		return badInput("schema %d: IPC message is a %s", m.SchemaID, msg.Type())
+	// the IPC reader starts from a schema message: ours, serialized here
+	mr := ipc.NewMessageReader(bytes.NewReader(flight.SerializeSchema(sc, memory.DefaultAllocator)))
+	defer mr.Release()
+	msg, err := mr.Message()
+	if err != nil {
+		return fmt.Errorf("schema %d: %w", m.SchemaID, err)
 	}
 	f := &feed{msg: msg}
-	rd, err := ipc.NewReaderFromMessageReader(f, ipc.WithAllocator(memory.DefaultAllocator))
+	rd, err := ipc.NewReaderFromMessageReader(f, ipc.WithAllocator(s.alloc))
 	if err != nil {
-		return badInput("schema %d: %w", m.SchemaID, err)
-	}
-	if err := checkSchema(rd.Schema()); err != nil {
-		rd.Release()
-		return badInput("schema %d: %w", m.SchemaID, err)
+		return fmt.Errorf("schema %d: %w", m.SchemaID, err)
 	}
 	s.m[m.SchemaID] = &schemaReader{feed: f, rd: rd}
 	return nil
 }
 
-// checkSchema accepts a tablet's schema: int64 time first, then columns of the six types.
-func checkSchema(sc *arrow.Schema) error {
-	fs := sc.Fields()
-	if len(fs) < 2 {
-		return errors.New("a tablet schema needs time and at least one measurement")
-	}
-	if fs[0].Name != tsfile.TimeColumn || fs[0].Type.ID() != arrow.INT64 {
-		return fmt.Errorf("first column is %s %s, want int64 %s", fs[0].Name, fs[0].Type, tsfile.TimeColumn)
-	}
-	for _, f := range fs[1:] {
-		if _, err := tsfile.FromArrow(f.Type); err != nil {
-			return fmt.Errorf("column %s: %w", f.Name, err)
-		}
-	}
-	return nil
-}
-
 // decode reads one record batch of schema id; the caller owns the record.
-func (s *schemaSet) decode(id uint32, header, body []byte) (arrow.Record, error) {
+func (s *schemaSet) decode(id uint32, header, body []byte, budget int) (arrow.Record, error) {
 	r := s.m[id]
 	if r == nil {
 		return nil, fmt.Errorf("schema %d was never declared", id)
@@ -130,6 +176,7 @@ func (s *schemaSet) decode(id uint32, header, body []byte) (arrow.Record, error)
 		return nil, fmt.Errorf("IPC message is a %s, want a record batch", msg.Type())
 	}
 	r.feed.msg = msg
+	s.alloc.left = budget
 	if !r.rd.Next() {
 		err := r.rd.Err()
 		delete(s.m, id) // a failed reader stays failed

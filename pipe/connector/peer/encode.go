@@ -14,6 +14,7 @@ import (
 
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/peerwire"
+	"github.com/weir-dev/weir/tsfile"
 )
 
 // maxWriters bounds the schemas an encoder keeps; past it, it starts over (telling the
@@ -21,8 +22,8 @@ import (
 const maxWriters = 256
 
 // tabletEncoder turns tablets into Arrow IPC record batch messages, one IPC writer per
-// distinct schema (its fields; the device travels in the app metadata), so a schema is
-// sent once per stream and each tablet costs one message.
+// distinct schema (its fields; the device travels in the app metadata), so a schema (as a
+// column list) is sent once per stream and each tablet costs one message.
 type tabletEncoder struct {
 	opts    []ipc.Option
 	writers map[string]*schemaWriter
@@ -89,10 +90,10 @@ func (t *tabletEncoder) schemaKey(sc *arrow.Schema) string {
 	return t.key.String()
 }
 
-// encode returns the schema message to send first (nil when the schema was sent already,
-// reset when the receiver must forget its schemas first), the record batch message and
-// the schema id.
-func (t *tabletEncoder) encode(rec arrow.Record) (schema, batch *flight.FlightData, id uint32, reset bool, err error) {
+// encode returns the schema message to send first (nil when the schema was sent already)
+// and the record batch message, whose app metadata names the schema id.
+func (t *tabletEncoder) encode(tb *tsfile.Tablet) (schema *peerwire.Msg, batch *flight.FlightData, id uint32, err error) {
+	rec := tb.Rec
 	k := t.schemaKey(rec.Schema())
 	sw := t.writers[k]
 	if sw == nil {
@@ -101,6 +102,11 @@ func (t *tabletEncoder) encode(rec arrow.Record) (schema, batch *flight.FlightDa
 			t.reset = true
 		}
 		t.nextID++
+		schema = &peerwire.Msg{Type: peerwire.TypeSchema, SchemaID: t.nextID, Reset: t.reset}
+		t.reset = false
+		for _, c := range tb.Columns() {
+			schema.Columns = append(schema.Columns, peerwire.Column{Name: c.Name, Type: c.Type})
+		}
 		fields := rec.Schema().Fields() // without the schema metadata: the device is in the app metadata
 		sc := arrow.NewSchema(fields, nil)
 		c := &capture{}
@@ -109,16 +115,11 @@ func (t *tabletEncoder) encode(rec arrow.Record) (schema, batch *flight.FlightDa
 	}
 	sw.cap.out = sw.cap.out[:0]
 	if err := sw.w.Write(rec); err != nil {
-		return nil, nil, 0, false, fmt.Errorf("encode tablet: %w", err)
+		return nil, nil, 0, fmt.Errorf("encode tablet of %s: %w", tb.Device, err)
 	}
-	switch len(sw.cap.out) {
-	case 1:
-		return nil, sw.cap.out[0], sw.id, false, nil
-	case 2:
-		reset, t.reset = t.reset, false
-		return sw.cap.out[0], sw.cap.out[1], sw.id, reset, nil
-	}
-	return nil, nil, 0, false, fmt.Errorf("encode tablet: %d IPC messages", len(sw.cap.out))
+	// the first write of a writer also gives the IPC schema message: the receiver builds
+	// the schema from the column list instead
+	return schema, sw.cap.out[len(sw.cap.out)-1], sw.id, nil
 }
 
 func (t *tabletEncoder) release() {
@@ -202,13 +203,12 @@ func (c *Connector) sendEvent(st *stream, enc *tabletEncoder, lim *limiter, it *
 	e := it.e
 	switch e.Kind {
 	case pipe.KindTablet:
-		schema, batch, id, reset, err := enc.encode(e.Tablet.Rec)
+		schema, batch, id, err := enc.encode(e.Tablet)
 		if err != nil {
 			return err
 		}
 		if schema != nil {
-			schema.AppMetadata = (&peerwire.Msg{Type: peerwire.TypeSchema, SchemaID: id, Reset: reset}).Encode()
-			if err := c.send(st, lim, schema); err != nil {
+			if err := c.send(st, lim, &flight.FlightData{AppMetadata: schema.Encode()}); err != nil {
 				return err
 			}
 		}
