@@ -321,7 +321,7 @@ func (c *Config) ClientOptions() []kgo.Opt {
 		kgo.ProducerBatchCompression(c.Compression),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.ProducerLinger(c.Linger),
-		kgo.RecordDeliveryTimeout(c.Timeout),
+		kgo.RecordDeliveryTimeout(max(c.Timeout, time.Second)), // franz-go's least
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.DialTimeout(min(c.Timeout, 10*time.Second)),
 	}

@@ -1,18 +1,19 @@
 package kafka
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"math"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -40,10 +41,12 @@ func params(addr string, kv ...string) pipe.Params {
 	return pipe.NewParams(m)
 }
 
-func openConn(t testing.TB, p pipe.Params) *Connector {
+func openConn(t testing.TB, p pipe.Params) *Connector { return openPipe(t, "p", p) }
+
+func openPipe(t testing.TB, name string, p pipe.Params) *Connector {
 	t.Helper()
 	c := &Connector{}
-	if err := c.Open(context.Background(), &pipe.Env{Pipe: "p", Params: p}); err != nil {
+	if err := c.Open(context.Background(), &pipe.Env{Pipe: name, Params: p}); err != nil {
 		t.Fatal(err)
 	}
 	return c
@@ -108,6 +111,11 @@ func (d *digest) add(device, m string, ts int64, v any) {
 	}
 	d.Points++
 	d.Sum += h.Sum64()
+}
+
+func (d *digest) add2(o digest) {
+	d.Points += o.Points
+	d.Sum += o.Sum
 }
 
 // addRecord adds a record's points (values as JSON would decode them).
@@ -225,13 +233,21 @@ func header(r *kgo.Record, key string) string {
 	return ""
 }
 
-func sortedKeys(m map[string]int) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
 func contains(err error, s string) bool { return err != nil && strings.Contains(err.Error(), s) }
+
+func addArrow(t testing.TB, d digest, val []byte) digest {
+	t.Helper()
+	rd, err := ipc.NewReader(bytes.NewReader(val))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Release()
+	dev, _ := rd.Schema().Metadata().GetValue(tsfile.MetaDevice)
+	for rd.Next() {
+		d.addRecord(dev, rd.Record())
+	}
+	if rd.Err() != nil {
+		t.Fatal(rd.Err())
+	}
+	return d
+}
