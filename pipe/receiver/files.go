@@ -123,6 +123,7 @@ func (ss *session) beginFile(m *peerwire.Msg) error {
 	}
 	in.have = m.Offset
 	if m.Offset > 0 {
+		ss.s.stats.resumed.Add(m.Offset)
 		ss.log.Info("resuming file", "file", m.FileID, "offset", m.Offset, "size", m.Size)
 	}
 	return nil

@@ -71,6 +71,7 @@ type Stats struct {
 	Files     int64 `json:"files"`      // files loaded
 	FileBytes int64 `json:"file_bytes"` // bytes of files loaded
 	Skipped   int64 `json:"skipped"`    // events the region's progress already covered
+	Resumed   int64 `json:"resumed"`    // file bytes not sent again thanks to a resume
 	Rejected  int64 `json:"rejected"`   // streams ended by bad input or a failed apply
 	Bytes     int64 `json:"bytes"`      // message bytes received
 }
@@ -89,7 +90,7 @@ type Server struct {
 	wg       sync.WaitGroup // handlers and their goroutines
 
 	stats struct {
-		sessions, streams, tablets, points, deletions, files, fileBytes, skipped, rejected, bytes atomic.Int64
+		sessions, streams, tablets, points, deletions, files, fileBytes, skipped, resumed, rejected, bytes atomic.Int64
 	}
 }
 
@@ -137,7 +138,7 @@ func (s *Server) Stats() Stats {
 	return Stats{
 		Sessions: s.stats.sessions.Load(), Streams: s.stats.streams.Load(), Tablets: s.stats.tablets.Load(),
 		Points: s.stats.points.Load(), Deletions: s.stats.deletions.Load(), Files: s.stats.files.Load(),
-		FileBytes: s.stats.fileBytes.Load(), Skipped: s.stats.skipped.Load(), Rejected: s.stats.rejected.Load(),
+		FileBytes: s.stats.fileBytes.Load(), Skipped: s.stats.skipped.Load(), Resumed: s.stats.resumed.Load(), Rejected: s.stats.rejected.Load(),
 		Bytes: s.stats.bytes.Load(),
 	}
 }

@@ -1,0 +1,141 @@
+package peer_test
+
+import (
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// TestDownPeerRetries: with the receiver down the pipe shows the error and retries,
+// keeping its position; when the receiver is back, everything arrives.
+func TestDownPeerRetries(t *testing.T) {
+	srcDir, dstDir, pipesDir := tempDirs(t)
+	src := openRegion(t, srcDir, 1, 16<<10)
+	defer src.Close()
+	dst := openRegion(t, dstDir, 2, 64<<20)
+	defer dst.Close()
+	r := startReceiver(t, "127.0.0.1:0", dst)
+	addr := r.addr
+	r.stop() // the address is known, nobody listens
+	m := newManager(t, pipesDir, src)
+	defer m.Close()
+	createPipe(t, m, fmt.Sprintf("name: rep\nsource: {plugin: hybrid, realtime.mode: stream}\nsink: {plugin: peer, node-urls: %q, connect-timeout: 2s}\n", addr))
+	rng := rand.New(rand.NewSource(1))
+	randomOps(t, src, rng, 50)
+	waitFor(t, 30*time.Second, "the pipe to show the error and retry", func() bool {
+		st, _ := m.Describe("rep")
+		return st.LastError != "" && st.Retries >= 2
+	})
+	st, _ := m.Describe("rep")
+	t.Logf("while down: %s (retries %d)", st.LastError, st.Retries)
+	r = startReceiver(t, addr, dst)
+	defer r.stop()
+	randomOps(t, src, rng, 50)
+	waitEqual(t, m, "rep", src, dst)
+}
+
+// TestFailover: the sink skips a node-url that does not answer.
+func TestFailover(t *testing.T) {
+	srcDir, dstDir, pipesDir := tempDirs(t)
+	src := openRegion(t, srcDir, 1, 16<<10)
+	defer src.Close()
+	dst := openRegion(t, dstDir, 2, 64<<20)
+	defer dst.Close()
+	dead := startReceiver(t, "127.0.0.1:0", dst)
+	dead.stop()
+	r := startReceiver(t, "127.0.0.1:0", dst)
+	defer r.stop()
+	m := newManager(t, pipesDir, src)
+	defer m.Close()
+	createPipe(t, m, fmt.Sprintf("name: rep\nsource: {plugin: hybrid, realtime.mode: stream}\nsink: {plugin: peer, node-urls: \"%s,%s\"}\n", dead.addr, r.addr))
+	randomOps(t, src, rand.New(rand.NewSource(2)), 100)
+	waitEqual(t, m, "rep", src, dst)
+}
+
+// writeBig writes rows of random doubles (they compress badly) to four devices and flushes.
+func writeBig(t testing.TB, r *engine.Region, rng *rand.Rand, rows int) {
+	cols := []tsfile.Column{{Name: "c", Type: tsfile.Double}, {Name: "x", Type: tsfile.Double}}
+	for d := 0; d < 4; d++ {
+		b := tsfile.NewTabletBuilder(nil, fmt.Sprintf("root.sg.big%d", d), cols)
+		base := rng.Int63n(1 << 40)
+		for i := 0; i < rows; i++ {
+			_ = b.AppendRow(base+int64(i), rng.Float64(), rng.NormFloat64())
+		}
+		tb, err := b.Build()
+		b.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Write(tb); err != nil {
+			t.Fatal(err)
+		}
+		tb.Release()
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// staged returns the bytes of the partial files the receiver holds for region r.
+func staged(r *engine.Region) int64 {
+	parts, _ := filepath.Glob(filepath.Join(r.Dir(), "incoming", "peer-*", "*.part"))
+	var n int64
+	for _, p := range parts {
+		if st, err := os.Stat(p); err == nil {
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// TestHalfSentFileResumes: a file transfer cut by a receiver restart, then by a pipe
+// restart, continues at the receiver's offset instead of starting over.
+func TestHalfSentFileResumes(t *testing.T) {
+	srcDir, dstDir, pipesDir := tempDirs(t)
+	src := openRegion(t, srcDir, 1, 64<<20)
+	defer src.Close()
+	dst := openRegion(t, dstDir, 2, 64<<20)
+	defer dst.Close()
+	r := startReceiver(t, "127.0.0.1:0", dst)
+	addr := r.addr
+	m := newManager(t, pipesDir, src)
+	defer m.Close()
+	// 1 MiB/s in 16 KiB chunks: a file of about 1.3 MB takes more than a second
+	createPipe(t, m, fmt.Sprintf("name: rep\nsource: {plugin: tsfile}\nsink: {plugin: peer, node-urls: %q, chunk-size: 16KiB, rate-limit-bytes-per-second: 1048576}\n", addr))
+	rng := rand.New(rand.NewSource(3))
+
+	writeBig(t, src, rng, 20000)
+	waitFor(t, 30*time.Second, "part of the file to arrive", func() bool { return staged(dst) >= 64<<10 })
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	r = startReceiver(t, addr, dst)
+	waitEqual(t, m, "rep", src, dst)
+	resumed := r.srv.Stats().Resumed
+	if resumed == 0 {
+		t.Fatalf("after the receiver restart the file started over: %+v", r.srv.Stats())
+	}
+
+	writeBig(t, src, rng, 20000)
+	waitFor(t, 30*time.Second, "part of the second file to arrive", func() bool { return staged(dst) >= 64<<10 })
+	if err := m.Stop("rep"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start("rep"); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(t, m, "rep", src, dst)
+	if r.srv.Stats().Resumed == resumed {
+		t.Fatalf("after the pipe restart the file started over: %+v", r.srv.Stats())
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("resumed %d bytes in all", r.srv.Stats().Resumed)
+}
