@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/apache/arrow/go/v17/arrow"
 	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/weir-dev/weir/pipe"
@@ -341,3 +342,26 @@ func sameRows(t testing.TB, got, want []row) {
 }
 
 var _ = math.MaxInt64
+
+// concat joins tablets of one device into one record.
+func concat(t testing.TB, tbs []*tsfile.Tablet) arrow.Record {
+	t.Helper()
+	b := tsfile.NewTabletBuilder(nil, tbs[0].Device, tbs[0].Columns())
+	defer b.Release()
+	for _, tb := range tbs {
+		for i, ts := range tb.Times() {
+			vals := make([]any, tb.Rec.NumCols()-1)
+			for k := range vals {
+				vals[k] = tsfile.Value(tb.Rec.Column(k+1), i)
+			}
+			if err := b.AppendRow(ts, vals...); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Rec
+}
