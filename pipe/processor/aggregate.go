@@ -111,6 +111,13 @@ type Aggregate struct {
 	origin  uint32
 	mem     memory.Allocator
 	devices map[string]*aggDevice
+	guard   epochGuard
+}
+
+// aggState is what SaveState saves.
+type aggState struct {
+	Devices map[string]*aggDevice `json:"devices"`
+	Guard   epochGuard            `json:"guard"`
 }
 
 type aggDevice struct {
@@ -206,15 +213,20 @@ func (a *Aggregate) Open(_ context.Context, env *pipe.Env) error {
 func (a *Aggregate) Close() error { return nil }
 
 // SaveState implements pipe.StatefulProcessor.
-func (a *Aggregate) SaveState() ([]byte, error) { return json.Marshal(a.devices) }
+func (a *Aggregate) SaveState() ([]byte, error) {
+	return json.Marshal(aggState{Devices: a.devices, Guard: a.guard})
+}
 
 // LoadState implements pipe.StatefulProcessor.
 func (a *Aggregate) LoadState(b []byte) error {
-	m := map[string]*aggDevice{}
-	if err := json.Unmarshal(b, &m); err != nil {
+	st := aggState{Devices: map[string]*aggDevice{}}
+	if err := json.Unmarshal(b, &st); err != nil {
 		return fmt.Errorf("aggregate state: %w", err)
 	}
-	a.devices = m
+	if st.Devices == nil {
+		st.Devices = map[string]*aggDevice{}
+	}
+	a.devices, a.guard = st.Devices, st.Guard
 	return nil
 }
 
@@ -240,6 +252,28 @@ func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.
 		out.Deletions()
 	}
 	err := Each(ctx, e, func(t *tsfile.Tablet) error {
+		if e.Kind == pipe.KindTablet {
+			a.guard.sawTablet(e.Epoch, t)
+		} else {
+			parts := a.guard.unseen(e.Epoch, t)
+			defer func() {
+				for _, p := range parts {
+					p.Release()
+				}
+			}()
+			if len(parts) != 1 || parts[0].Rec != t.Rec {
+				// rows already aggregated from the epoch's tablets are left out
+				for _, p := range parts {
+					_, agg := a.Tablet(p)
+					out.Tablet(agg)
+				}
+				if !a.cfg.KeepRaw {
+					raw, _ := a.split(t)
+					out.Tablet(raw)
+				}
+				return nil
+			}
+		}
 		raw, agg := a.Tablet(t)
 		if !a.cfg.KeepRaw {
 			out.Tablet(raw)
@@ -253,6 +287,9 @@ func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.
 		out.Release()
 		return err
 	}
+	if e.Kind == pipe.KindTsFile {
+		a.guard.fileDone(e.Epoch)
+	}
 	out.Done()
 	return nil
 }
@@ -261,23 +298,11 @@ func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.
 // the pattern does not select (nil when none), and agg, a tablet of the windows that
 // closed (nil when none); both are the caller's.
 func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
-	fs := t.Rec.Schema().Fields()
-	var other []int
-	selected := false
-	for c := 1; c < len(fs); c++ {
-		if a.cfg.Pattern.IsZero() || a.cfg.Pattern.Match(t.Device, fs[c].Name) {
-			selected = true
-		} else {
-			other = append(other, c)
-		}
-	}
-	if len(other) > 0 {
-		raw = WithColumns(t.Device, t.Rec, other)
-		raw = dropEmptyColumns(raw)
-	}
+	raw, selected := a.split(t)
 	if !selected {
 		return raw, nil
 	}
+	fs := t.Rec.Schema().Fields()
 	d := a.devices[t.Device]
 	if d == nil {
 		d = &aggDevice{Max: math.MinInt64, Closed: math.MinInt64, Open: map[int64]map[string]*accumulator{}}
@@ -335,6 +360,24 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		}
 	}
 	return raw, a.emit(t.Device, d, false)
+}
+
+// split returns a tablet of t's series the pattern does not select (nil when none has a
+// value), and whether it selects some.
+func (a *Aggregate) split(t *tsfile.Tablet) (raw *tsfile.Tablet, selected bool) {
+	fs := t.Rec.Schema().Fields()
+	var other []int
+	for c := 1; c < len(fs); c++ {
+		if a.cfg.Pattern.IsZero() || a.cfg.Pattern.Match(t.Device, fs[c].Name) {
+			selected = true
+		} else {
+			other = append(other, c)
+		}
+	}
+	if len(other) > 0 {
+		raw = dropEmptyColumns(WithColumns(t.Device, t.Rec, other))
+	}
+	return raw, selected
 }
 
 // emit removes the closed windows of d (every open window when all) and returns them as

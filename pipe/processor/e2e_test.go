@@ -1,0 +1,256 @@
+package processor_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/connector/writeback"
+	_ "github.com/weir-dev/weir/pipe/extractor"
+	_ "github.com/weir-dev/weir/pipe/processor"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// slowWriteBack is write-back with a little latency per batch, so that a backlog builds up
+// and the hybrid source switches to files and back.
+type slowWriteBack struct{ writeback.Connector }
+
+func (s *slowWriteBack) Send(ctx context.Context, batch []*pipe.Event) error {
+	time.Sleep(300 * time.Microsecond) // load, not synchronisation
+	return s.Connector.Send(ctx, batch)
+}
+
+func init() {
+	pipe.RegisterConnector(pipe.PluginInfo{Name: "test-slow-write-back", Doc: "write-back with latency",
+		Params: append([]pipe.ParamSpec{{Key: "database", Type: pipe.String, Required: true}}, pipe.SinkRuntimeParams...)},
+		func() pipe.Connector { return &slowWriteBack{} })
+}
+
+type cluster struct {
+	src, dst *engine.Region
+	mgr      *pipe.Manager
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func openCluster(t *testing.T, dir string) *cluster {
+	t.Helper()
+	src, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Origin: 1, Durability: wal.Async, FlushAge: -1, MemtableSize: 8 << 10, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "dst"), Name: "dst", Origin: 2, Durability: wal.Async, FlushAge: -1, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mgr, err := pipe.NewManager(pipe.ManagerOptions{
+		Dir:           filepath.Join(dir, "pipes"),
+		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
+		Databases:     func(string) (*engine.Region, error) { return dst, nil },
+		Logger:        quiet(),
+		Backoff:       pipe.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
+		SaveInterval:  5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cluster{src: src, dst: dst, mgr: mgr}
+}
+
+func (c *cluster) close() {
+	c.mgr.Close()
+	c.src.Close()
+	c.dst.Close()
+}
+
+// scan lists a region's points as "device measurement time value" lines, sorted.
+func scan(t *testing.T, r *engine.Region) []string {
+	t.Helper()
+	var out []string
+	err := r.Scan(engine.Query{}, func(device string, rec arrow.Record) error {
+		tb := tsfile.NewTablet(device, rec)
+		ts := tb.Times()
+		for c, col := range tb.Columns() {
+			for i := range ts {
+				if v := tsfile.Value(rec.Column(c+1), i); v != nil {
+					out = append(out, fmt.Sprintf("%s %s %d %v", device, col.Name, ts[i], v))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// waitFor polls (bounded) until dst holds want and the pipe has nothing in flight.
+func waitFor(t *testing.T, c *cluster, name string, want []string) pipe.Status {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	var got []string
+	var st pipe.Status
+	for time.Now().Before(deadline) {
+		st, _ = c.mgr.Describe(name)
+		if st.LagEvents == 0 && st.InFlightEvents == 0 {
+			if got = scan(t, c.dst); strings.Join(got, "\n") == strings.Join(want, "\n") {
+				return st
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pipe %s did not deliver the expected data (status %+v):\n%s", name, st, diff(got, want))
+	return st
+}
+
+func diff(got, want []string) string {
+	g, w := map[string]bool{}, map[string]bool{}
+	for _, s := range got {
+		g[s] = true
+	}
+	for _, s := range want {
+		w[s] = true
+	}
+	var b strings.Builder
+	n := 0
+	for _, s := range want {
+		if !g[s] && n < 20 {
+			fmt.Fprintf(&b, "missing %s\n", s)
+			n++
+		}
+	}
+	for _, s := range got {
+		if !w[s] && n < 40 {
+			fmt.Fprintf(&b, "extra   %s\n", s)
+			n++
+		}
+	}
+	return fmt.Sprintf("%d lines, want %d\n%s", len(got), len(want), b.String())
+}
+
+var cols = []tsfile.Column{{Name: "v", Type: tsfile.Int64}}
+
+// writer writes increasing times per device, values small integers, and remembers them.
+type writer struct {
+	rng  *rand.Rand
+	next map[string]int64
+	all  map[string][][2]int64 // device → (time, value)
+}
+
+func (w *writer) write(t *testing.T, r *engine.Region, n int) {
+	for i := 0; i < n; i++ {
+		dev := fmt.Sprintf("root.src.d%d", w.rng.Intn(3))
+		b := tsfile.NewTabletBuilder(nil, dev, cols)
+		for j, rows := 0, 1+w.rng.Intn(12); j < rows; j++ {
+			w.next[dev] += int64(1 + w.rng.Intn(4))
+			v := int64(w.rng.Intn(100))
+			_ = b.AppendRow(w.next[dev], v)
+			w.all[dev] = append(w.all[dev], [2]int64{w.next[dev], v})
+		}
+		tb, err := b.Build()
+		b.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Write(tb); err != nil {
+			t.Fatal(err)
+		}
+		tb.Release()
+		if w.rng.Intn(25) == 0 {
+			if err := r.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// closedWindows computes count, sum, min and max per 10-step window of each device,
+// for the windows the device's latest point closed.
+func (w *writer) closedWindows() []string {
+	var out []string
+	for dev, pts := range w.all {
+		frontier := pts[len(pts)-1][0] / 10 * 10
+		type acc struct{ n, sum, lo, hi int64 }
+		wins := map[int64]*acc{}
+		for _, p := range pts {
+			s := p[0] / 10 * 10
+			if s+10 > frontier {
+				continue
+			}
+			a := wins[s]
+			if a == nil {
+				a = &acc{lo: p[1], hi: p[1]}
+				wins[s] = a
+			}
+			a.n++
+			a.sum += p[1]
+			a.lo, a.hi = min(a.lo, p[1]), max(a.hi, p[1])
+		}
+		d := "root.dst" + strings.TrimPrefix(dev, "root.src")
+		for s, a := range wins {
+			out = append(out,
+				fmt.Sprintf("%s v_count %d %d", d, s, a.n),
+				fmt.Sprintf("%s v_sum %d %v", d, s, float64(a.sum)),
+				fmt.Sprintf("%s v_min %d %d", d, s, a.lo),
+				fmt.Sprintf("%s v_max %d %d", d, s, a.hi))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+const aggSpec = `
+name: agg
+source: {plugin: hybrid, pattern: root.src.**, selector.max-pending-events: 20, selector.resume-ratio: 0.2}
+processors:
+  - {plugin: aggregate, functions: "count,sum,min,max", interval: 10ms}
+sink: {plugin: test-slow-write-back, database: root.dst, batch.max-events: 8}
+`
+
+// A real pipe (hybrid source, carrier switches, write-back) through the aggregate, stopped
+// and restarted, then the whole node restarted: the target holds exactly the aggregates of
+// the closed windows, none lost and none counted twice.
+func TestAggregatePipeSurvivesRestarts(t *testing.T) {
+	dir := t.TempDir()
+	c := openCluster(t, dir)
+	spec, err := pipe.ParseSpec([]byte(aggSpec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Create(spec, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Start("agg"); err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{rng: rand.New(rand.NewSource(time.Now().UnixNano())), next: map[string]int64{}, all: map[string][][2]int64{}}
+	w.write(t, c.src, 150)
+	if err := c.mgr.Stop("agg"); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, c.src, 100)
+	if err := c.mgr.Start("agg"); err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, c.src, 50)
+	c.close()
+	c = openCluster(t, dir) // the RUNNING pipe resumes from its checkpoint
+	defer c.close()
+	w.write(t, c.src, 100)
+	st := waitFor(t, c, "agg", w.closedWindows())
+	t.Logf("switches %d, retries %d, committed %d", st.Switches, st.Retries, st.CommittedEvents)
+}
