@@ -1,0 +1,220 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe"
+	_ "github.com/weir-dev/weir/pipe/processor" // the built-in processors
+	"github.com/weir-dev/weir/tsfile"
+	"github.com/weir-dev/weir/workload"
+)
+
+// ProcessorCase is one processor configuration to measure: a name for the report and the
+// processor's plugin map in YAML flow style.
+type ProcessorCase struct {
+	Name string
+	Spec string
+}
+
+// DefaultProcessorCases are the built-ins measured by Processor, do-nothing first (the
+// baseline). The workload is workload.Columns: temp (DOUBLE, about 15-25), pressure
+// (FLOAT), count (INT64), state (INT32), ok (BOOLEAN), one point a second per device.
+var DefaultProcessorCases = []ProcessorCase{
+	{"do-nothing", "{plugin: do-nothing}"},
+	{"filter-predicate", `{plugin: filter, predicate: "temp > 22 and ok = true"}`},
+	{"filter-pattern", "{plugin: filter, pattern: root.bench.**.temp}"},
+	{"downsample-tumbling-avg", "{plugin: downsample, method: tumbling-time, interval: 10s, strategy: avg}"},
+	{"downsample-sdt", "{plugin: downsample, method: sdt, compression-deviation: 0.5}"},
+	{"downsample-changing-value", "{plugin: downsample, method: changing-value, compression-deviation: 0.5}"},
+	{"aggregate", `{plugin: aggregate, functions: "count,avg,min,max", interval: 1m}`},
+	{"rename", "{plugin: rename, from: root.bench, to: root.renamed}"},
+}
+
+// ProcessorConfig configures Processor.
+type ProcessorConfig struct {
+	Dir    string
+	Points int64
+	Cases  []ProcessorCase // default DefaultProcessorCases; the first is the baseline
+}
+
+// Processor measures points/s through each processor case in a real pipe: a region holds
+// Points points in memory (1,000-row tablets of 100 devices), and for each case a wal →
+// processor → do-nothing pipe drains them from the start. The baseline is the first case
+// (do-nothing), run before and after the others (their mean, so that drift on a shared
+// machine favours neither side). It also reports each processor alone (Process called in
+// a loop on the same tablets, no runtime) against the same baseline: a ratio above 1 means
+// the processor is not what limits the pipe.
+func Processor(cfg ProcessorConfig) ([]Result, error) {
+	if cfg.Points <= 0 {
+		return nil, fmt.Errorf("points must be > 0")
+	}
+	cases := cfg.Cases
+	if len(cases) == 0 {
+		cases = DefaultProcessorCases
+	}
+	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000}
+	per := int64(gen.PointsPerTablet())
+	n := int((cfg.Points + per - 1) / per)
+	tablets := make([]*tsfile.Tablet, n)
+	for i := range tablets {
+		tablets[i] = gen.Next()
+	}
+	defer func() {
+		for _, t := range tablets {
+			t.Release()
+		}
+	}()
+	total := float64(int64(n) * per)
+
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := engine.Open(engine.Options{Dir: filepath.Join(cfg.Dir, "region"), Durability: wal.Batch, FlushAge: -1,
+		MemtableSize: 4 << 30, RecentBytes: 2 << 30, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	if err := ingest(r, tablets); err != nil {
+		return nil, err
+	}
+	mgr, err := pipe.NewManager(pipe.ManagerOptions{Dir: filepath.Join(cfg.Dir, "pipes"), Logger: log,
+		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{r}, nil }})
+	if err != nil {
+		return nil, err
+	}
+	defer mgr.Close()
+
+	drain := func(i int, c ProcessorCase) (float64, error) {
+		name := fmt.Sprintf("bench-%d", i)
+		spec := fmt.Sprintf("name: %s\nsource: {plugin: wal}\nprocessors:\n  - %s\nsink: {plugin: do-nothing}\n", name, c.Spec)
+		s, err := pipe.ParseSpec([]byte(spec))
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		if err := mgr.Create(s, false); err != nil {
+			return 0, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		start := time.Now()
+		if err := mgr.Start(name); err != nil {
+			return 0, err
+		}
+		if err := waitDrained(mgr, name, 10*time.Minute); err != nil {
+			return 0, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		d := time.Since(start)
+		if err := mgr.Drop(name); err != nil {
+			return 0, err
+		}
+		return total / d.Seconds(), nil
+	}
+	alone := func(c ProcessorCase) (float64, error) {
+		d, err := runAlone(c, tablets)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		return total / d.Seconds(), nil
+	}
+
+	first, err := drain(0, cases[0])
+	if err != nil {
+		return nil, err
+	}
+	rates := make([]float64, len(cases))
+	alones := make([]float64, len(cases))
+	for i, c := range cases {
+		if i > 0 {
+			if rates[i], err = drain(i, c); err != nil {
+				return nil, err
+			}
+		}
+		if alones[i], err = alone(c); err != nil {
+			return nil, err
+		}
+	}
+	last, err := drain(len(cases), cases[0])
+	if err != nil {
+		return nil, err
+	}
+	base := (first + last) / 2
+	rates[0] = base
+	baseName := cases[0].Name + " pipe (wal source, in memory)"
+	var out []Result
+	for i, c := range cases {
+		out = append(out, result("processor-"+c.Name, "pipe_points_per_second", "points/s", baseName, rates[i], base))
+	}
+	for i, c := range cases {
+		out = append(out, result("processor-"+c.Name, "alone_points_per_second", "points/s", baseName, alones[i], base))
+	}
+	return out, nil
+}
+
+// ingest writes the tablets with two writers.
+func ingest(r *engine.Region, tablets []*tsfile.Tablet) error {
+	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
+	ch := make(chan *tsfile.Tablet, 16)
+	for w := 0; w < 2; w++ {
+		p.Go(func(ctx context.Context) error {
+			for tb := range ch {
+				if _, err := r.Write(tb); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for _, tb := range tablets {
+		ch <- tb
+	}
+	close(ch)
+	return p.Wait()
+}
+
+// runAlone opens the case's processor as a pipe would and times Process over every tablet
+// (as tablet events), releasing the outputs as a sink would.
+func runAlone(c ProcessorCase, tablets []*tsfile.Tablet) (time.Duration, error) {
+	s, err := pipe.ParseSpec([]byte("name: alone\nsource: {plugin: wal}\nprocessors:\n  - " + c.Spec + "\nsink: {plugin: do-nothing}\n"))
+	if err != nil {
+		return 0, err
+	}
+	norm, err := s.Normalize()
+	if err != nil {
+		return 0, err
+	}
+	p, err := pipe.NewProcessor(norm.Processors[0].Plugin)
+	if err != nil {
+		return 0, err
+	}
+	ctx := context.Background()
+	env := &pipe.Env{Pipe: "alone", Params: norm.ParamsOf(pipe.RoleProcessor, 0), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if err := p.Open(ctx, env); err != nil {
+		return 0, err
+	}
+	defer p.Close()
+	var outs []*pipe.Event
+	emit := func(e *pipe.Event) { outs = append(outs, e) }
+	start := time.Now()
+	for i, tb := range tablets {
+		tb.Retain()
+		in := &pipe.Event{Kind: pipe.KindTablet, Tablet: tb, Origin: 1, OriginIndex: uint64(i + 1), MinIndex: uint64(i + 1), MaxIndex: uint64(i + 1)}
+		if err := p.Process(ctx, in, emit); err != nil {
+			in.Release()
+			return 0, err
+		}
+		for _, o := range outs {
+			if o != in {
+				o.Release()
+			}
+		}
+		outs = outs[:0]
+		in.Release()
+	}
+	return time.Since(start), nil
+}
