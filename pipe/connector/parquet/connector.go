@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/weir-dev/weir/engine/vfs"
@@ -57,6 +59,7 @@ type Connector struct {
 	pending func() int
 	opts    []pq.WriterOption
 	schemas map[string]*pq.Schema
+	hasher  *rowHasher
 
 	mu       sync.Mutex
 	region   string
@@ -64,6 +67,7 @@ type Connector struct {
 	open     int
 	tick     uint64 // logical clock: partitions' last writes, for max-open-files
 	seq      uint64 // events added, to tell a partition's first rows of an event
+	fileMin  uint64 // while a TsFile event is added: the first WAL index of its file's rows
 	held     map[uint64]int
 	acked    []uint64 // ids acknowledged while some lower id is held: in flight still
 	acks     []uint64 // to acknowledge once mu is released
@@ -104,6 +108,7 @@ type partition struct {
 
 	curSeq       uint64
 	curSkip      bool
+	filter       map[uint64]struct{} // rows already exported that the current event must not repeat
 	parentSynced bool
 }
 
@@ -147,6 +152,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 	c.schemas = map[string]*pq.Schema{}
 	c.parts = map[string]*partition{}
 	c.held = map[uint64]int{}
+	c.hasher = newRowHasher()
 	c.lastSend = time.Now()
 	c.stop, c.done = make(chan struct{}), make(chan struct{})
 	go c.roller()
@@ -379,6 +385,14 @@ func (c *Connector) addFileLocked(ctx context.Context, e *pipe.Event, h *heldEve
 		return fmt.Errorf("parquet: open %s: %w", f.Path, err)
 	}
 	defer rd.Close()
+	// The file holds every write of its epoch, from f.Info.MinIndex on, while the event
+	// may start later (the epoch's first writes went out as tablets, before a carrier
+	// switch or a restart): rows already exported are not repeated (see addRowsLocked).
+	c.fileMin = f.Info.MinIndex
+	if c.fileMin == 0 || c.fileMin > e.MinIndex {
+		c.fileMin = e.MinIndex
+	}
+	defer func() { c.fileMin = 0 }()
 	type devCols struct {
 		device string
 		want   []string
@@ -421,36 +435,40 @@ func (c *Connector) addFileLocked(ctx context.Context, e *pipe.Event, h *heldEve
 }
 
 // addRecordLocked spreads rec's rows over their partitions; cols are the columns the
-// event brings to a partition (they must cover rec's).
+// event brings to a partition (they must cover rec's). Rows without any value are dropped.
 func (c *Connector) addRecordLocked(e *pipe.Event, h *heldEvent, touched *[]*partition, device string, rec arrow.Record, cols []tsfile.Column) error {
 	n := int(rec.NumRows())
 	if n == 0 || rec.NumCols() < 2 {
 		return nil
 	}
-	switch c.cfg.PartitionBy {
-	case PartitionDevice:
-		return c.addRowsLocked(e, h, touched, device, device, rec, 0, n, cols)
-	case PartitionDay:
-		ts, ok := rec.Column(0).(interface{ Int64Values() []int64 })
-		if !ok {
-			return pipe.Permanent(fmt.Errorf("parquet: event %d: time column is %s, not int64", e.CommitID, rec.Column(0).DataType()))
-		}
-		times := ts.Int64Values()
-		per := c.cfg.Precision.perDay()
-		for lo := 0; lo < n; {
-			day := floorDiv(times[lo], per)
-			hi := lo + 1
-			for hi < n && floorDiv(times[hi], per) == day {
-				hi++
-			}
-			if err := c.addRowsLocked(e, h, touched, dayKey(day), device, rec, lo, hi, cols); err != nil {
-				return err
-			}
-			lo = hi
-		}
-		return nil
+	tc, ok := rec.Column(0).(*array.Int64)
+	if !ok {
+		return pipe.Permanent(fmt.Errorf("parquet: event %d: time column is %s, not int64", e.CommitID, rec.Column(0).DataType()))
 	}
-	return c.addRowsLocked(e, h, touched, "", device, rec, 0, n, cols)
+	live := liveRows(rec)
+	keep := func(i int) bool { return live == nil || live[i] }
+	return forRuns(0, n, keep, func(lo, hi int) error {
+		switch c.cfg.PartitionBy {
+		case PartitionDevice:
+			return c.addRowsLocked(e, h, touched, device, device, rec, lo, hi, cols)
+		case PartitionDay:
+			times := tc.Int64Values()
+			per := c.cfg.Precision.perDay()
+			for lo < hi {
+				day := floorDiv(times[lo], per)
+				end := lo + 1
+				for end < hi && floorDiv(times[end], per) == day {
+					end++
+				}
+				if err := c.addRowsLocked(e, h, touched, dayKey(day), device, rec, lo, end, cols); err != nil {
+					return err
+				}
+				lo = end
+			}
+			return nil
+		}
+		return c.addRowsLocked(e, h, touched, "", device, rec, lo, hi, cols)
+	})
 }
 
 func floorDiv(a, b int64) int64 {
@@ -466,7 +484,8 @@ func dayKey(day int64) string { return time.Unix(day*86400, 0).UTC().Format(time
 
 // addRowsLocked writes rows [lo, hi) of rec into partition key. The first rows of an event
 // in a partition decide its position there, and whether they are already in a finished
-// file (a replay): then all of the event's rows for the partition are skipped.
+// file (a replay): then all of the event's rows for the partition are skipped. The rows of
+// a TsFile event that repeat rows already exported from its epoch are dropped.
 func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*partition, key, device string, rec arrow.Record, lo, hi int, cols []tsfile.Column) error {
 	p, err := c.partitionLocked(key)
 	if err != nil {
@@ -474,6 +493,7 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}
 	if p.curSeq != c.seq {
 		p.curSeq = c.seq
+		p.filter = nil
 		pos := Position{Index: e.MaxIndex}
 		if p.hasPos && p.pos.Index == e.MaxIndex {
 			pos.Ord = p.pos.Ord + 1
@@ -482,6 +502,16 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 		p.curSkip = p.hasDone && !p.done.Less(pos)
 		if p.curSkip {
 			return nil
+		}
+		if c.fileMin > 0 && ((p.hasDone && p.done.Index >= c.fileMin) || (p.w != nil && p.last.Index >= c.fileMin)) {
+			if p.last.Index >= c.fileMin {
+				if err := c.rollLocked(p); err != nil {
+					return err
+				}
+			}
+			if p.filter, err = c.exportedLocked(p, c.fileMin); err != nil {
+				return err
+			}
 		}
 		if err := c.prepareLocked(p, e, cols); err != nil {
 			return err
@@ -498,7 +528,76 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}
 	c.tick++
 	p.used = c.tick
-	return p.w.write(device, rec, lo, hi)
+	if p.filter == nil {
+		return p.w.write(device, rec, lo, hi)
+	}
+	order := recordOrder(rec)
+	return forRuns(lo, hi, func(i int) bool {
+		_, dup := p.filter[c.hasher.arrowRow(device, rec, order, i)]
+		return !dup
+	}, func(lo, hi int) error { return p.w.write(device, rec, lo, hi) })
+}
+
+// exportedLocked hashes the rows of p's finished files (of this region) that may hold
+// writes at or after WAL index from.
+func (c *Connector) exportedLocked(p *partition, from uint64) (map[uint64]struct{}, error) {
+	entries, err := c.fs.ReadDir(p.dir)
+	if err != nil {
+		return nil, fmt.Errorf("parquet: list %s: %w", p.dir, err)
+	}
+	set := map[uint64]struct{}{}
+	for _, de := range entries {
+		fn, ok := ParseFileName(de.Name())
+		if !ok || fn.Region != c.region || fn.Last.Index < from {
+			continue
+		}
+		if err := c.hashFile(filepath.Join(p.dir, de.Name()), set); err != nil {
+			return nil, fmt.Errorf("parquet: read back %s: %w", de.Name(), err)
+		}
+	}
+	return set, nil
+}
+
+func (c *Connector) hashFile(path string, set map[uint64]struct{}) error {
+	f, err := c.fs.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pf, err := pq.OpenFile(f, st.Size(), pq.SkipPageIndex(true), pq.SkipBloomFilters(true))
+	if err != nil {
+		return err
+	}
+	fields := pf.Schema().Fields()
+	names := make([]string, len(fields))
+	for i, fl := range fields {
+		names[i] = fl.Name()
+	}
+	buf := make([]pq.Row, 256)
+	for _, rg := range pf.RowGroups() {
+		rows := rg.Rows()
+		for {
+			n, err := rows.ReadRows(buf)
+			for _, r := range buf[:n] {
+				set[c.hasher.parquetRow(names, r)] = struct{}{}
+			}
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // prepareLocked makes p's open file take cols: it finishes a file whose columns would
@@ -628,6 +727,14 @@ func (c *Connector) rollLocked(p *partition) error {
 	}
 	p.w = nil
 	c.open--
+	if w.rows == 0 {
+		// every row of its events was already exported: no file
+		if err := w.abort(); err != nil {
+			return c.failLocked(err)
+		}
+		c.releaseAllLocked(p)
+		return nil
+	}
 	prog, _ := json.Marshal(p.progress)
 	if p.progress == nil {
 		prog = []byte("{}")
@@ -661,13 +768,18 @@ func (c *Connector) rollLocked(p *partition) error {
 		p.parentSynced = true
 	}
 	p.done, p.hasDone = p.last, true
+	c.releaseAllLocked(p)
+	return nil
+}
+
+// releaseAllLocked drops p's hold on the events of its finished file.
+func (c *Connector) releaseAllLocked(p *partition) {
 	for _, h := range p.events {
 		if h.refs--; h.refs == 0 {
 			c.releaseLocked(h)
 		}
 	}
 	p.events = nil
-	return nil
 }
 
 func (c *Connector) rollAllLocked() error {

@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/apache/arrow/go/v17/arrow"
 
 	"github.com/weir-dev/weir/engine/vfs"
 	"github.com/weir-dev/weir/pipe"
@@ -578,7 +581,9 @@ func readEventRows(t testing.TB, e *pipe.Event) []row {
 				m[rec.Schema().Field(k).Name] = v
 			}
 		}
-		out = append(out, row{Device: e.Tablet.Device, Time: ts, Vals: formatVals(m)})
+		if len(m) > 0 {
+			out = append(out, row{Device: e.Tablet.Device, Time: ts, Vals: formatVals(m)})
+		}
 	}
 	return out
 }
@@ -619,4 +624,162 @@ func TestRenameAndSyncFailures(t *testing.T) {
 			sameRows(t, readRows(t, dir), want)
 		})
 	}
+}
+
+// writeTsFile writes the merge of tablets (later writes win per measurement, as in a
+// memtable) into a TsFile and returns its path.
+func writeTsFile(t testing.TB, tbs []*tsfile.Tablet) string {
+	t.Helper()
+	state := map[string]map[int64]map[string]any{}
+	for _, tb := range tbs {
+		dev := state[tb.Device]
+		if dev == nil {
+			dev = map[int64]map[string]any{}
+			state[tb.Device] = dev
+		}
+		for i, ts := range tb.Times() {
+			if dev[ts] == nil {
+				dev[ts] = map[string]any{}
+			}
+			for k := 1; k < int(tb.Rec.NumCols()); k++ {
+				if v := tsfile.Value(tb.Rec.Column(k), i); v != nil {
+					dev[ts][tb.Rec.Schema().Field(k).Name] = v
+				}
+			}
+		}
+	}
+	var data []tsfile.DeviceData
+	for device, rows := range state {
+		b := tsfile.NewTabletBuilder(nil, device, testCols)
+		var times []int64
+		for ts := range rows {
+			times = append(times, ts)
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		for _, ts := range times {
+			vals := make([]any, len(testCols))
+			for k, c := range testCols {
+				vals[k] = rows[ts][c.Name]
+			}
+			if err := b.AppendRow(ts, vals...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb, err := b.Build()
+		b.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tb.Release()
+		data = append(data, tsfile.DeviceData{Device: device, Rec: tb.Rec})
+	}
+	path := filepath.Join(t.TempDir(), "f.tsfile")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "r1"}, data, tsfile.WriteOptions{MaxBatchRows: 16}); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// An epoch's first writes go out as tablets, then its file (a carrier switch, or a restart
+// once the WAL is gone): the file's rows that repeat exported ones are dropped, the others
+// (later writes, and rewrites with new values) are exported.
+func TestFileAfterTablets(t *testing.T) {
+	for _, by := range []string{"none", "device", "day"} {
+		for _, crash := range []bool{false, true} {
+			t.Run(fmt.Sprint(by, crash), func(t *testing.T) {
+				dir := t.TempDir()
+				kv := []string{ParamPartitionBy, by, ParamRollInterval, "0"}
+				// epoch: indices 11..30; tablets 11..20 shipped, the file covers all 20
+				var tbs []*tsfile.Tablet
+				var want []row
+				for i := 0; i < 20; i++ {
+					tb, r := makeTablet(t, fmt.Sprintf("root.db.d%d", i%3), testCols, int64(i)*3_600_000*7, 1000, 12)
+					defer tb.Release()
+					tbs = append(tbs, tb)
+					want = append(want, r...)
+				}
+				// index 30 rewrites the first rows of tablet 0 with other values: the file
+				// holds the new values
+				rb := tsfile.NewTabletBuilder(nil, "root.db.d0", testCols[1:2])
+				for i := 0; i < 3; i++ {
+					if err := rb.AppendRow(int64(i)*1000, int32(12345+i)); err != nil {
+						t.Fatal(err)
+					}
+				}
+				re, err := rb.Build()
+				rb.Release()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer re.Release()
+				reRows := readEventRows(t, &pipe.Event{Tablet: re})
+				fileTablets := append(append([]*tsfile.Tablet(nil), tbs...), re)
+				path := writeTsFile(t, fileTablets)
+				merged := map[int64]bool{}
+				for _, r := range reRows {
+					merged[r.Time] = true
+				}
+				var wantFile []row // the file's rows for the rewritten times: merged values
+				for _, r := range readRowsOfTsFile(t, path) {
+					if r.Device == "root.db.d0" && merged[r.Time] {
+						wantFile = append(wantFile, r)
+					}
+				}
+				want = append(want, wantFile...)
+
+				c := openConn(t, New(Options{}), params(dir, kv...))
+				a := newAcker()
+				var evs []*pipe.Event
+				for i := 0; i < 10; i++ {
+					evs = append(evs, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "r1", MinIndex: uint64(11 + i), MaxIndex: uint64(11 + i), Tablet: tbs[i]})
+				}
+				sendAsync(t, c, evs, 3, a)
+				if crash {
+					if err := c.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					c.crash()
+					c = openConn(t, New(Options{}), params(dir, kv...))
+				}
+				fe := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 11, Region: "r1", MinIndex: 21, MaxIndex: 30,
+					File: &pipe.FileRef{Path: path, MinTime: -1 << 63, MaxTime: 1<<63 - 1}}
+				fe.File.Info.MinIndex, fe.File.Info.MaxIndex = 11, 30
+				if err := c.SendAsync(context.Background(), []*pipe.Event{fe}, a.ack); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.Flush(); err != nil {
+					t.Fatal(err)
+				}
+				c.Close()
+				a.waitAcks(t, 11)
+				sameRows(t, readRows(t, dir), want)
+			})
+		}
+	}
+}
+
+// readRowsOfTsFile lists a TsFile's rows in the test's form.
+func readRowsOfTsFile(t testing.TB, path string) []row {
+	rd, err := tsfile.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []row
+	for _, d := range rd.Meta().Devices {
+		err := rd.ReadDevice(d.Device, nil, -1<<63, 1<<63-1, func(rec arrow.Record) error {
+			tb := tsfile.NewTablet(d.Device, rec)
+			out = append(out, readEventRows(t, &pipe.Event{Tablet: tb})...)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
