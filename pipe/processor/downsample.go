@@ -123,14 +123,16 @@ type dsSeries struct {
 	Last    int64           `json:"last"`     // time of the last point seen
 	Started bool            `json:"started"`  // a point was seen
 	Win     int64           `json:"win"`      // tumbling-time: the current window
-	Pend    *sample         `json:"pend"`     // tumbling-time last: the window's last point; sdt: the candidate
+	Pend    sample          `json:"pend"`     // tumbling-time last: the window's last point; sdt: the candidate
+	HasPend bool            `json:"has_pend"` // Pend holds a point
 	Sum     float64         `json:"sum"`      // tumbling-time avg
-	N       int64           `json:"n"`        // tumbling-time avg: points in the window; first: emitted
-	Kept    *sample         `json:"kept"`     // sdt: the archived point; changing-value: the last kept one
+	N       int64           `json:"n"`        // tumbling-time avg: points in the window
+	Kept    sample          `json:"kept"`     // sdt: the archived point; changing-value: the last kept one
+	HasKept bool            `json:"has_kept"` // Kept holds a point
+	KeptNum float64         `json:"kept_num"` // Kept's value as a number
 	Up      float64         `json:"up"`       // sdt: the largest lower slope bound of the points after Kept
 	Down    float64         `json:"down"`     // sdt: the smallest upper slope bound
-	Doors   bool            `json:"doors"`    // sdt: Up/Down hold bounds (some point after Kept)
-	KeptNum float64         `json:"kept_num"` // the number of Kept (or of the window's first) point
+	Doors   bool            `json:"doors"`    // sdt: Up and Down hold bounds (some point after Kept)
 }
 
 // NewDownsample returns a downsample processor for cfg.
@@ -303,10 +305,10 @@ func (d *Downsample) tumbling(s *dsSeries, t int64, v Value, x float64, out *[]s
 			*out = append(*out, sample{t, v})
 		}
 	case StrategyLast:
-		if newWin && s.Pend != nil {
-			*out = append(*out, *s.Pend)
+		if newWin && s.HasPend {
+			*out = append(*out, s.Pend)
 		}
-		s.Pend = &sample{t, v}
+		s.Pend, s.HasPend = sample{t, v}, true
 	case StrategyAvg:
 		if newWin && s.N > 0 {
 			*out = append(*out, sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)})
@@ -326,14 +328,14 @@ func (d *Downsample) tumbling(s *dsSeries, t int64, v Value, x float64, out *[]s
 // line between the archived points around it (min-interval may break this: it forbids
 // archiving a candidate too close to Kept).
 func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
-	if s.Kept == nil {
+	if !s.HasKept {
 		d.archive(s, sample{t, v}, x, out)
 		return
 	}
-	if s.Pend != nil && s.Doors {
+	if s.HasPend && s.Doors {
 		slope := (x - s.KeptNum) / float64(t-s.Kept.T)
 		if (slope < s.Up || slope > s.Down) && s.Pend.T-s.Kept.T >= d.cfg.MinGap {
-			c := *s.Pend
+			c := s.Pend
 			d.archive(s, c, c.V.Num(s.Type), out)
 		}
 	}
@@ -342,7 +344,7 @@ func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample
 		return
 	}
 	// the new point is the candidate, and a point after Kept for the next ones
-	s.Pend = &sample{t, v}
+	s.Pend, s.HasPend = sample{t, v}, true
 	dt := float64(t - s.Kept.T)
 	up, down := (x-s.KeptNum-d.cfg.Deviation)/dt, (x-s.KeptNum+d.cfg.Deviation)/dt
 	if !s.Doors {
@@ -354,11 +356,11 @@ func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample
 
 func (d *Downsample) archive(s *dsSeries, p sample, x float64, out *[]sample) {
 	*out = append(*out, p)
-	s.Kept, s.KeptNum, s.Pend, s.Doors = &p, x, nil, false
+	s.Kept, s.HasKept, s.KeptNum, s.HasPend, s.Doors = p, true, x, false, false
 }
 
 func (d *Downsample) changing(s *dsSeries, t int64, v Value, x float64, out *[]sample) {
-	if s.Kept != nil {
+	if s.HasKept {
 		gap := t - s.Kept.T
 		if gap < d.cfg.MinGap {
 			return
@@ -375,7 +377,7 @@ func (d *Downsample) changing(s *dsSeries, t int64, v Value, x float64, out *[]s
 	}
 	p := sample{t, v}
 	*out = append(*out, p)
-	s.Kept, s.KeptNum = &p, x
+	s.Kept, s.HasKept, s.KeptNum = p, true, x
 }
 
 // pending returns, per series, the point that state holds back (tumbling-time last and
@@ -384,12 +386,12 @@ func (d *Downsample) pending() map[string]sample {
 	out := map[string]sample{}
 	for k, s := range d.series {
 		switch {
-		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyLast && s.Pend != nil:
-			out[k] = *s.Pend
+		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyLast && s.HasPend:
+			out[k] = s.Pend
 		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyAvg && s.N > 0:
 			out[k] = sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)}
-		case (d.cfg.Method == MethodSDT || d.cfg.Method == MethodSwingingDoor) && s.Pend != nil:
-			out[k] = *s.Pend
+		case (d.cfg.Method == MethodSDT || d.cfg.Method == MethodSwingingDoor) && s.HasPend:
+			out[k] = s.Pend
 		}
 	}
 	return out

@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/compute"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
@@ -206,17 +207,72 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 	if mask == nil && whole {
 		return orig, nil
 	}
-	out := WithColumns(t.Device, rec, keep)
+	var out *tsfile.Tablet
+	if len(keep) == int(rec.NumCols())-1 {
+		rec.Retain()
+		out = tsfile.NewTablet(t.Device, rec)
+	} else {
+		out = WithColumns(t.Device, rec, keep)
+	}
 	if mask == nil {
 		return out, nil
 	}
 	defer out.Release()
-	filtered, err := compute.FilterRecordBatch(ctx, out.Rec, mask, compute.DefaultFilterOptions())
-	if err != nil {
-		return nil, fmt.Errorf("filter %s: %w", t.Device, err)
-	}
-	ft := tsfile.NewTablet(t.Device, filtered)
+	ft := tsfile.NewTablet(t.Device, takeRows(out.Rec, mask))
 	return dropEmptyColumns(ft), nil
+}
+
+// takeRows keeps the rows of rec where mask is true (not null). It copies the kept rows
+// column by column with typed loops: for tablets of a few thousand rows the compute take
+// and filter kernels cost more in dispatch (and FilterRecordBatch in a goroutine per
+// column) than the copying itself (see BenchmarkFilterPredicate).
+func takeRows(rec arrow.Record, mask arrow.Array) arrow.Record {
+	m := mask.(*array.Boolean)
+	idx := make([]int, 0, m.Len())
+	for i := 0; i < m.Len(); i++ {
+		if m.IsValid(i) && m.Value(i) {
+			idx = append(idx, i)
+		}
+	}
+	b := array.NewRecordBuilder(memory.DefaultAllocator, rec.Schema())
+	defer b.Release()
+	for c, col := range rec.Columns() {
+		fb := b.Field(c)
+		fb.Reserve(len(idx))
+		switch a := col.(type) {
+		case *array.Int64:
+			gather(fb.(*array.Int64Builder), a, a.Int64Values(), idx)
+		case *array.Int32:
+			gather(fb.(*array.Int32Builder), a, a.Int32Values(), idx)
+		case *array.Float64:
+			gather(fb.(*array.Float64Builder), a, a.Float64Values(), idx)
+		case *array.Float32:
+			gather(fb.(*array.Float32Builder), a, a.Float32Values(), idx)
+		default:
+			for _, i := range idx {
+				tsfile.AppendValue(fb, col, i)
+			}
+		}
+	}
+	return b.NewRecord()
+}
+
+// gather appends the values of rows idx of a primitive array (vals are its values).
+func gather[T int32 | int64 | float32 | float64](b interface {
+	AppendValues([]T, []bool)
+}, a arrow.Array, vals []T, idx []int) {
+	out := make([]T, len(idx))
+	for k, i := range idx {
+		out[k] = vals[i]
+	}
+	var valid []bool
+	if a.NullN() > 0 {
+		valid = make([]bool, len(idx))
+		for k, i := range idx {
+			valid[k] = a.IsValid(i)
+		}
+	}
+	b.AppendValues(out, valid)
 }
 
 // columns returns the indexes (≥ 1) of t's columns the pattern selects.

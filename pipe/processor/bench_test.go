@@ -1,0 +1,82 @@
+package processor
+
+import (
+	"context"
+	"testing"
+
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+	"github.com/weir-dev/weir/workload"
+)
+
+// benchTablets are n tablets of the demo workload (1,000 rows, 5 measurements), each
+// continuing its device's time line (a stateful processor drops repeated times).
+func benchTablets(b *testing.B, n int) []*tsfile.Tablet {
+	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000}
+	out := make([]*tsfile.Tablet, n)
+	for i := range out {
+		out[i] = gen.Next()
+	}
+	b.Cleanup(func() {
+		for _, t := range out {
+			t.Release()
+		}
+	})
+	return out
+}
+
+func benchProcessor(b *testing.B, p pipe.Processor) {
+	tablets := benchTablets(b, min(b.N, benchDistinct))
+	ctx := context.Background()
+	var outs []*pipe.Event
+	emit := func(e *pipe.Event) { outs = append(outs, e) }
+	points := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		tb := tablets[i%len(tablets)]
+		in := &pipe.Event{Kind: pipe.KindTablet, Tablet: tb, Origin: 1, OriginIndex: uint64(i + 1)}
+		if err := p.Process(ctx, in, emit); err != nil {
+			b.Fatal(err)
+		}
+		for _, o := range outs {
+			if o != in {
+				o.Release()
+			}
+		}
+		outs = outs[:0]
+		points += tb.Points()
+	}
+	b.ReportMetric(float64(points)/b.Elapsed().Seconds(), "points/s")
+}
+
+// benchDistinct bounds the distinct tablets a benchmark makes (a stateful processor needs
+// fresh times: run it with -benchtime of at most this many iterations).
+var benchDistinct = 3000
+
+// Baselines and ratios are measured by pipectl bench processor; these are for profiling.
+func BenchmarkFilterPredicate(b *testing.B) {
+	benchDistinct = 200 // stateless: the same tablets again
+	defer func() { benchDistinct = 3000 }()
+	pred, _ := ParsePredicate("temp > 22 and ok = true")
+	benchProcessor(b, NewFilter(tsfile.Pattern{}, minInt, maxInt, pred))
+}
+
+func BenchmarkDownsampleSDT(b *testing.B) {
+	d, _ := NewDownsample(DownsampleConfig{Method: MethodSDT, Deviation: 0.5})
+	benchProcessor(b, d)
+}
+
+func BenchmarkDownsampleChangingValue(b *testing.B) {
+	d, _ := NewDownsample(DownsampleConfig{Method: MethodChangingValue, Deviation: 0.5})
+	benchProcessor(b, d)
+}
+
+func BenchmarkDownsampleTumblingAvg(b *testing.B) {
+	d, _ := NewDownsample(DownsampleConfig{Method: MethodTumblingTime, Interval: 10_000, Strategy: StrategyAvg})
+	benchProcessor(b, d)
+}
+
+func BenchmarkAggregate(b *testing.B) {
+	a, _ := NewAggregate(AggregateConfig{Functions: []string{FuncCount, FuncAvg, FuncMin, FuncMax}, Interval: 60_000})
+	benchProcessor(b, a)
+}
