@@ -42,9 +42,9 @@ const (
 
 // Params declares the kafka sink's parameters (the task's runtime parameters included).
 var Params = append([]pipe.ParamSpec{
-	{Key: "brokers", Type: pipe.String, Required: true,
+	{Key: "brokers", Type: pipe.String, Required: true, Check: func(v string) error { _, err := parseBrokers(v); return err },
 		Doc: "seed brokers, host:port separated by commas (a YAML list works too), e.g. 127.0.0.1:9092"},
-	{Key: "topic", Type: pipe.String, Default: DefaultTopic,
+	{Key: "topic", Type: pipe.String, Default: DefaultTopic, Check: func(v string) error { _, err := ParseTemplate(v); return err },
 		Doc: "topic name template; {database}, {device}, {region} and {pipe} are replaced, e.g. weir.{database}"},
 	{Key: "key", Type: pipe.Enum, Enum: []string{"device", "database", "none"}, Default: "device",
 		Doc: "message key: the device path (one device's messages stay in order in one partition), the database, or none"},
@@ -62,13 +62,13 @@ var Params = append([]pipe.ParamSpec{
 		Doc: "how long a partition's record batch waits to fill within a send (each send ends with a flush)"},
 	{Key: "topic.create", Type: pipe.Bool, Default: "true",
 		Doc: "create missing topics (data and progress) before producing to them"},
-	{Key: "topic.partitions", Type: pipe.Int, Default: "-1",
+	{Key: "topic.partitions", Type: pipe.Int, Default: "-1", Check: checkCount(1 << 20),
 		Doc: "partitions of created data topics; -1 is the broker's default"},
-	{Key: "topic.replication-factor", Type: pipe.Int, Default: "-1",
+	{Key: "topic.replication-factor", Type: pipe.Int, Default: "-1", Check: checkCount(32767),
 		Doc: "replication factor of created topics; -1 is the broker's default"},
-	{Key: "progress.topic", Type: pipe.String, Default: DefaultProgressTopic,
+	{Key: "progress.topic", Type: pipe.String, Default: DefaultProgressTopic, Check: ValidTopic,
 		Doc: "compacted topic holding each exactly-once task's last committed progress (key pipe/region)"},
-	{Key: "transaction.id-prefix", Type: pipe.String, Default: "weir",
+	{Key: "transaction.id-prefix", Type: pipe.String, Default: "weir", Check: nonEmpty,
 		Doc: "exactly-once: the transactional id is PREFIX.PIPE.REGION, stable across restarts so that a restarted task fences its predecessor"},
 	{Key: "transaction.timeout", Type: pipe.Duration, Default: DefaultTxnTimeout.String(), Min: pipe.MinOf(1),
 		Doc: "exactly-once: the broker aborts a transaction open longer than this (raise it for very large TsFiles)"},
@@ -132,33 +132,28 @@ func ParseConfig(p pipe.Params) (*Config, error) {
 		TxnTimeout:      DefaultTxnTimeout,
 		Timeout:         DefaultTimeout,
 	}
-	for _, ps := range Params { // values not yet validated by a spec (tests, direct use)
+	badKey := map[string]bool{}
+	for _, ps := range Params { // the declared checks: values may come from outside a spec
 		if v, ok := p.Raw(ps.Key); ok {
 			if err := ps.CheckValue(v); err != nil {
 				bad(keyErr(ps.Key, "%v", err))
+				badKey[ps.Key] = true
 			}
 		}
 	}
-	for _, b := range strings.Split(p.String("brokers"), ",") {
-		b = strings.TrimSpace(b)
-		if b == "" {
-			continue
+	if !badKey["brokers"] {
+		var err error
+		if c.Brokers, err = parseBrokers(p.String("brokers")); err != nil {
+			bad(keyErr("brokers", "%v", err))
 		}
-		host, port, err := net.SplitHostPort(b)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || host == "" || n <= 0 || n > 65535 {
-			bad(keyErr("brokers", "%q is not host:port", b))
-			continue
+	}
+	if !badKey["topic"] {
+		t, err := ParseTemplate(or(p.String("topic"), DefaultTopic))
+		if err != nil {
+			bad(keyErr("topic", "%v", err))
 		}
-		c.Brokers = append(c.Brokers, b)
+		c.Topic = t
 	}
-	if len(c.Brokers) == 0 && len(errs) == 0 {
-		bad(keyErr("brokers", "no broker given (host:port, separated by commas)"))
-	}
-	t, err := ParseTemplate(or(p.String("topic"), DefaultTopic))
-	if err != nil {
-		bad(keyErr("topic", "%v", err))
-	}
-	c.Topic = t
 	switch d := or(p.String("delivery"), AtLeastOnce); d {
 	case AtLeastOnce:
 	case ExactlyOnce:
@@ -181,7 +176,7 @@ func ParseConfig(p pipe.Params) (*Config, error) {
 		bad(keyErr("compression", "%q is not one of none, gzip, snappy, lz4, zstd", comp))
 	}
 	c.SendDeletions = p.String("deletions") == "send"
-	if c.SendDeletions && t != nil && t.Uses("device") {
+	if c.SendDeletions && c.Topic != nil && c.Topic.Uses("device") {
 		bad(keyErr("deletions", "send needs a topic template without {device} (a deletion names a pattern, not a device)"))
 	}
 	if v, ok := p.Raw("max-message-bytes"); ok {
@@ -198,31 +193,17 @@ func ParseConfig(p pipe.Params) (*Config, error) {
 	if _, ok := p.Raw("topic.create"); ok {
 		c.CreateTopics = p.Bool("topic.create")
 	}
-	if v, ok := p.Raw("topic.partitions"); ok {
-		n := p.Int("topic.partitions")
-		if n == 0 || n < -1 || n > 1<<20 {
-			bad(keyErr("topic.partitions", "%s is neither -1 (the broker's default) nor a count of partitions", v))
-		}
-		c.Partitions = int32(n)
+	if _, ok := p.Raw("topic.partitions"); ok && !badKey["topic.partitions"] {
+		c.Partitions = int32(p.Int("topic.partitions"))
 	}
-	if v, ok := p.Raw("topic.replication-factor"); ok {
-		n := p.Int("topic.replication-factor")
-		if n == 0 || n < -1 || n > 32767 {
-			bad(keyErr("topic.replication-factor", "%s is neither -1 (the broker's default) nor a replication factor", v))
-		}
-		c.Replication = int16(n)
-	}
-	if err := ValidTopic(c.ProgressTopic); err != nil {
-		bad(keyErr("progress.topic", "%v", err))
+	if _, ok := p.Raw("topic.replication-factor"); ok && !badKey["topic.replication-factor"] {
+		c.Replication = int16(p.Int("topic.replication-factor"))
 	}
 	if _, ok := p.Raw("transaction.timeout"); ok {
 		c.TxnTimeout = p.Duration("transaction.timeout")
 	}
 	if _, ok := p.Raw("timeout"); ok {
 		c.Timeout = p.Duration("timeout")
-	}
-	if c.TxnPrefix == "" {
-		bad(keyErr("transaction.id-prefix", "is empty"))
 	}
 	user, pass := p.String("sasl.username"), expandEnv(p.String("sasl.password"))
 	switch m := or(p.String("sasl.mechanism"), "none"); m {
@@ -251,6 +232,44 @@ func ParseConfig(p pipe.Params) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// parseBrokers splits a comma-separated list of host:port.
+func parseBrokers(v string) ([]string, error) {
+	var out []string
+	for _, b := range strings.Split(v, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		host, port, err := net.SplitHostPort(b)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || host == "" || n <= 0 || n > 65535 {
+			return nil, fmt.Errorf("%q is not host:port", b)
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no broker given (host:port, separated by commas)")
+	}
+	return out, nil
+}
+
+// checkCount accepts -1 (the broker's default) or 1..max.
+func checkCount(max int64) func(string) error {
+	return func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n == 0 || n < -1 || n > max {
+			return fmt.Errorf("%s is neither -1 (the broker's default) nor in 1..%d", v, max)
+		}
+		return nil
+	}
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("is empty")
+	}
+	return nil
 }
 
 func tlsConfig(p pipe.Params) (*tls.Config, error) {

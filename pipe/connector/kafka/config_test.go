@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/weir-dev/weir/pipe"
@@ -23,7 +24,7 @@ func TestParseConfigNamesTheKey(t *testing.T) {
 		{[]string{"format", "csv"}, `sink.format: "csv" is not one of json, arrow`},
 		{[]string{"max-message-bytes", "12x"}, `sink.max-message-bytes: "12x" is not a byte size`},
 		{[]string{"max-message-bytes", "10"}, `sink.max-message-bytes: 10 is below the minimum 1024`},
-		{[]string{"topic.partitions", "0"}, "sink.topic.partitions: 0 is neither -1"},
+		{[]string{"topic.partitions", "0"}, "sink.topic.partitions: 0 is neither -1 (the broker's default) nor in 1..1048576"},
 		{[]string{"progress.topic", "a b"}, "sink.progress.topic: topic name \"a b\": character ' ' is not allowed"},
 		{[]string{"deletions", "send", "topic", "{device}"}, "sink.deletions: send needs a topic template without {device}"},
 		{[]string{"sasl.mechanism", "plain"}, "sink.sasl.username: missing, required by sasl.mechanism plain"},
@@ -73,10 +74,18 @@ sink: {plugin: kafka, brokers: ["127.0.0.1:9092", "127.0.0.1:9093"], delivery: e
 	if !c.ExactlyOnce || len(c.Brokers) != 2 || c.TxnTimeout != DefaultTxnTimeout {
 		t.Fatalf("from spec: %+v", c)
 	}
-	bad, _ := pipe.ParseSpec([]byte("name: x\nsink: {plugin: kafka, brokers: a:1, compression: brotli, formt: json}\n"))
+	// lint catches what Open would: the declared checks run at validation
+	bad, _ := pipe.ParseSpec([]byte(`name: x
+sink: {plugin: kafka, brokers: "a:1,b", compression: brotli, formt: json, topic: "{databse}", progress.topic: "a/b"}
+`))
 	errs := bad.Validate()
-	if len(errs) != 2 {
-		t.Fatalf("want 2 problems, got %v", errs)
+	if len(errs) != 5 {
+		t.Fatalf("want 5 problems, got %v", errs)
+	}
+	for _, want := range []string{"sink.brokers", "sink.compression", "sink.formt", "sink.topic", "sink.progress.topic"} {
+		if !contains(errors.Join(errs...), want) {
+			t.Errorf("no problem names %s: %v", want, errs)
+		}
 	}
 }
 

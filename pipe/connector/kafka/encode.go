@@ -2,9 +2,12 @@ package kafka
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -38,12 +41,13 @@ type Encoder struct {
 	pipe, region string
 	topics       map[[2]string]string // (database, device) → topic
 	mem          memory.Allocator
-	ipcBuf       bytes.Buffer
+	streams      map[string]*ipcStream
+	arena        arena
 }
 
 // NewEncoder returns an encoder for the records of one task.
 func NewEncoder(cfg *Config, pipeName, region string) *Encoder {
-	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator}
+	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator, streams: map[string]*ipcStream{}}
 }
 
 // Counts are what encoding an event produced.
@@ -60,6 +64,10 @@ func (c *Counts) add(o Counts) {
 	c.Points += o.Points
 	c.Rows += o.Rows
 }
+
+// Reset lets the encoder reuse the memory of every record it returned so far. Call it only
+// once none of them is in use any more (after a successful flush: every promise called).
+func (en *Encoder) Reset() { en.arena.reset() }
 
 // Topic returns the topic of a device's rows.
 func (en *Encoder) Topic(database, device string) (string, error) {
@@ -194,7 +202,9 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		err := en.arrowMessages(rec, limit, func(val []byte) error {
 			n.Records++
 			n.Bytes += int64(len(val) + len(key))
-			return emit(&kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr})
+			r := en.arena.record()
+			r.Topic, r.Key, r.Value, r.Headers = topic, key, val, hdr
+			return emit(r)
 		})
 		if err != nil {
 			return n, fmt.Errorf("device %s: %w", device, err)
@@ -205,47 +215,103 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 	if err != nil {
 		return n, err
 	}
-	buf := make([]byte, 0, rows*enc.estimate())
-	recs := make([]kgo.Record, rows)
 	for r := 0; r < rows; r++ {
-		start := len(buf)
-		buf = enc.appendRow(buf, r)
-		val := buf[start:len(buf):len(buf)]
+		val := en.arena.take(enc.appendRow(en.arena.room(enc.size(r)), r))
 		if len(val) > limit {
 			return n, pipe.Permanent(fmt.Errorf("device %s time %d: a %d-byte row does not fit in max-message-bytes %d", device, enc.time[r], len(val), en.cfg.MaxMessageBytes))
 		}
-		if cap(buf)-len(buf) < enc.estimate() && r+1 < rows {
-			// the values already cut out keep the old array; continue in a new one
-			buf = make([]byte, 0, (rows-r-1)*enc.estimate()+enc.estimate())
-		}
-		recs[r] = kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr}
+		rc := en.arena.record()
+		rc.Topic, rc.Key, rc.Value, rc.Headers = topic, key, val, hdr
 		n.Records++
 		n.Bytes += int64(len(val) + len(key))
-		if err := emit(&recs[r]); err != nil {
+		if err := emit(rc); err != nil {
 			return n, err
 		}
 	}
 	return n, nil
 }
 
-// arrowMessages emits rec as Arrow IPC streams (schema, one batch, end) of at most limit
-// bytes each, halving the rows until each fits.
+// ipcStream is a cached Arrow IPC stream writer for one schema: its schema message is
+// encoded once, and each message is that, one record batch and the end-of-stream marker.
+type ipcStream struct {
+	w      *ipc.Writer
+	buf    bytes.Buffer
+	schema []byte
+}
+
+var ipcEOS = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
+
+func schemaKey(s *arrow.Schema) string {
+	var b strings.Builder
+	for _, k := range s.Metadata().Keys() {
+		b.WriteString(k)
+		b.WriteByte('=')
+	}
+	for _, v := range s.Metadata().Values() {
+		b.WriteString(v)
+		b.WriteByte(';')
+	}
+	for _, f := range s.Fields() {
+		b.WriteString(f.Name)
+		b.WriteByte(':')
+		b.WriteString(f.Type.String())
+		if f.Nullable {
+			b.WriteByte('?')
+		}
+		b.WriteByte(',')
+	}
+	return b.String()
+}
+
+func (en *Encoder) ipcStream(rec arrow.Record) (*ipcStream, error) {
+	key := schemaKey(rec.Schema())
+	if st, ok := en.streams[key]; ok {
+		return st, nil
+	}
+	st := &ipcStream{}
+	st.w = ipc.NewWriter(&st.buf, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(en.mem))
+	empty := rec.NewSlice(0, 0) // its write puts the schema message first
+	err := st.w.Write(empty)
+	empty.Release()
+	if err != nil {
+		return nil, fmt.Errorf("arrow encode: %w", err)
+	}
+	b := st.buf.Bytes()
+	if len(b) < 8 || binary.LittleEndian.Uint32(b) != 0xffffffff {
+		return nil, errors.New("arrow encode: unexpected stream framing")
+	}
+	n := 8 + int(binary.LittleEndian.Uint32(b[4:]))
+	if n > len(b) {
+		return nil, errors.New("arrow encode: unexpected schema message length")
+	}
+	st.schema = bytes.Clone(b[:n])
+	if len(en.streams) >= 4096 { // a bound for very many devices
+		clear(en.streams)
+	}
+	en.streams[key] = st
+	return st, nil
+}
+
+// arrowMessages emits rec as Arrow IPC streams (schema, one record batch, end) of at most
+// limit bytes each, halving the rows until each fits.
 func (en *Encoder) arrowMessages(rec arrow.Record, limit int, emit func([]byte) error) error {
-	en.ipcBuf.Reset()
-	w := ipc.NewWriter(&en.ipcBuf, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(en.mem))
-	if err := w.Write(rec); err != nil {
-		w.Close()
+	st, err := en.ipcStream(rec)
+	if err != nil {
+		return err
+	}
+	st.buf.Reset()
+	if err := st.w.Write(rec); err != nil {
 		return fmt.Errorf("arrow encode: %w", err)
 	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("arrow encode: %w", err)
-	}
-	if en.ipcBuf.Len() <= limit {
-		return emit(bytes.Clone(en.ipcBuf.Bytes()))
+	size := len(st.schema) + st.buf.Len() + len(ipcEOS)
+	if size <= limit {
+		b := en.arena.room(size)
+		b = append(append(append(b, st.schema...), st.buf.Bytes()...), ipcEOS...)
+		return emit(en.arena.take(b))
 	}
 	rows := rec.NumRows()
 	if rows <= 1 {
-		return pipe.Permanent(fmt.Errorf("one row takes %d bytes in Arrow IPC, more than max-message-bytes allows (%d)", en.ipcBuf.Len(), limit))
+		return pipe.Permanent(fmt.Errorf("one row takes %d bytes in Arrow IPC, more than max-message-bytes allows (%d)", size, limit))
 	}
 	for _, half := range [][2]int64{{0, rows / 2}, {rows / 2, rows}} {
 		s := rec.NewSlice(half[0], half[1])
@@ -314,7 +380,7 @@ func newRowEncoder(device string, rec arrow.Record) (*rowEncoder, error) {
 	en.prefix = append(en.prefix, `{"device":`...)
 	en.prefix = appendJSONString(en.prefix, device)
 	en.prefix = append(en.prefix, `,"time":`...)
-	en.est = len(en.prefix) + 22
+	en.est = len(en.prefix) + 24 // the time and the closing brace
 	fs := rec.Schema().Fields()
 	for i := 1; i < len(fs); i++ {
 		c := colEncoder{arr: rec.Column(i), nulls: rec.Column(i).NullN() > 0}
@@ -337,13 +403,23 @@ func newRowEncoder(device string, rec arrow.Record) (*rowEncoder, error) {
 		default:
 			return nil, fmt.Errorf("device %s: column %s has type %s, not a Weir measurement type", device, fs[i].Name, fs[i].Type)
 		}
-		en.est += len(c.name) + 24
+		en.est += len(c.name) + 32 // the longest number, bool or null; a text's quotes
 		en.cols = append(en.cols, c)
 	}
 	return en, nil
 }
 
-func (en *rowEncoder) estimate() int { return en.est }
+// size bounds the bytes of row r's JSON: the fixed part's estimate and, for text values,
+// six bytes a byte (the longest escape).
+func (en *rowEncoder) size(r int) int {
+	n := en.est
+	for i := range en.cols {
+		if s := en.cols[i].s; s != nil {
+			n += 6 * s.ValueLen(r)
+		}
+	}
+	return n
+}
 
 func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 	b = append(b, en.prefix...)

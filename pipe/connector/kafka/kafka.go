@@ -198,10 +198,8 @@ func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 		return c.sendTxn(ctx, batch)
 	}
 	ps := c.newProduceState()
-	for _, e := range batch {
-		if err := c.produceEvent(ctx, e, ps); err != nil {
-			return err
-		}
+	if err := c.produceEvents(ctx, batch, ps); err != nil {
+		return err
 	}
 	if err := c.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("sink kafka: flush: %w", err)
@@ -209,6 +207,7 @@ func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 	if err := ps.err(); err != nil {
 		return err
 	}
+	c.enc.Reset() // every promise was called: the records' memory is free again
 	if err := c.step("flushed"); err != nil {
 		return err
 	}
@@ -244,10 +243,8 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 		}
 		return err
 	}
-	for _, e := range sent {
-		if err := c.produceEvent(ctx, e, ps); err != nil {
-			return abort(err)
-		}
+	if err := c.produceEvents(ctx, sent, ps); err != nil {
+		return abort(err)
 	}
 	if err := c.step("produced"); err != nil {
 		return err
@@ -266,6 +263,7 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 	if err := ps.err(); err != nil {
 		return abort(err)
 	}
+	c.enc.Reset() // every promise was called: the records' memory is free again
 	if err := c.step("flushed"); err != nil {
 		return err
 	}
@@ -336,24 +334,77 @@ func (ps *produceState) err() error {
 	return ps.first
 }
 
-func (c *Connector) produceEvent(ctx context.Context, e *pipe.Event, ps *produceState) error {
-	n, err := c.enc.Event(e, func(r *kgo.Record) error {
-		if !c.created[r.Topic] {
-			if err := c.ensureTopic(ctx, r.Topic); err != nil {
-				return err
+// produceEvents encodes the events and produces their records, in order. Encoding runs in
+// a goroutine of its own, a few hundred records ahead of producing, so that the two
+// overlap; it ends before produceEvents returns.
+func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps *produceState) error {
+	const chunk, chunkBytes = 512, 256 << 10 // a piece: this many records or bytes
+	type piece struct {
+		recs []*kgo.Record
+		err  error
+	}
+	pieces := make(chan piece, 8)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(pieces)
+		var cur []*kgo.Record
+		curBytes := 0
+		send := func(p piece) bool {
+			select {
+			case pieces <- p:
+				return true
+			case <-done:
+				return false
 			}
 		}
-		ps.records.Add(1)
-		c.cl.Produce(ctx, r, ps.promise)
-		return nil
-	})
-	c.stats.records.Add(n.Records)
-	c.stats.bytes.Add(n.Bytes)
-	c.stats.points.Add(n.Points)
-	if err != nil {
-		return fmt.Errorf("sink kafka: %s event %d: %w", e.Kind, e.CommitID, err)
+		for _, e := range events {
+			n, err := c.enc.Event(e, func(r *kgo.Record) error {
+				cur = append(cur, r)
+				if curBytes += len(r.Value); len(cur) == chunk || curBytes >= chunkBytes {
+					if !send(piece{recs: cur}) {
+						return context.Canceled
+					}
+					cur, curBytes = make([]*kgo.Record, 0, chunk), 0
+				}
+				return nil
+			})
+			c.stats.records.Add(n.Records)
+			c.stats.bytes.Add(n.Bytes)
+			c.stats.points.Add(n.Points)
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					send(piece{recs: cur, err: fmt.Errorf("sink kafka: %s event %d: %w", e.Kind, e.CommitID, err)})
+				}
+				return
+			}
+		}
+		if len(cur) > 0 {
+			send(piece{recs: cur})
+		}
+	}()
+	defer wg.Wait()
+	defer close(done)
+	for p := range pieces {
+		for _, r := range p.recs {
+			if !c.created[r.Topic] {
+				if err := c.ensureTopic(ctx, r.Topic); err != nil {
+					return err
+				}
+			}
+			ps.records.Add(1)
+			c.cl.Produce(ctx, r, ps.promise)
+		}
+		if p.err != nil {
+			return p.err
+		}
+		if err := ps.err(); err != nil {
+			return err
+		}
 	}
-	return ps.err()
+	return ctx.Err()
 }
 
 func (c *Connector) ensureTopic(ctx context.Context, topic string) error {
