@@ -222,6 +222,9 @@ func checkRecord(rec arrow.Record) error {
 		} else if d.NullN() != 0 {
 			return fmt.Errorf("column %s: %d nulls without a validity bitmap", name, d.NullN())
 		}
+		if i == 0 && d.NullN() != 0 {
+			return fmt.Errorf("column %s: %d nulls in the time column", name, d.NullN())
+		}
 		need := 0
 		switch d.DataType().ID() {
 		case arrow.BOOL:
