@@ -207,6 +207,9 @@ func (c *Connector) Flush() error {
 		return err
 	}
 	err := c.rollAllLocked()
+	if err != nil {
+		c.errSeen = true
+	}
 	c.unlockAndAck()
 	return err
 }
@@ -252,6 +255,7 @@ func (c *Connector) usableLocked() error {
 		return errors.New("parquet: sink is closed")
 	}
 	if c.err != nil {
+		c.errSeen = true
 		return c.err
 	}
 	return nil
@@ -392,7 +396,12 @@ func (c *Connector) addFileLocked(ctx context.Context, e *pipe.Event, h *heldEve
 	if c.fileMin == 0 || c.fileMin > e.MinIndex {
 		c.fileMin = e.MinIndex
 	}
-	defer func() { c.fileMin = 0 }()
+	defer func() {
+		c.fileMin = 0
+		for _, p := range *touched {
+			p.filter = nil
+		}
+	}()
 	type devCols struct {
 		device string
 		want   []string
