@@ -418,7 +418,11 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 				if acc == nil || acc.Count == 0 || acc.Type != typ {
 					continue
 				}
-				oc.pts = append(oc.pts, sample{w, acc.value(f)})
+				v := acc.value(f)
+				if (f == FuncSum || f == FuncAvg) && !finite(v.F) {
+					continue // the sum overflowed
+				}
+				oc.pts = append(oc.pts, sample{w, v})
 			}
 			cols = append(cols, oc)
 		}

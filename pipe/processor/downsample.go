@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sort"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
@@ -111,10 +112,11 @@ func (c DownsampleConfig) Check() error {
 // Points of a series must come in time order: a point not newer than the last point seen
 // of its series is dropped (it is late, or an overwrite).
 type Downsample struct {
-	cfg    DownsampleConfig
-	origin uint32
-	mem    memory.Allocator
-	series map[string]*dsSeries // device + "\x00" + measurement
+	cfg     DownsampleConfig
+	origin  uint32
+	mem     memory.Allocator
+	series  map[string]*dsSeries // device + "\x00" + measurement
+	scratch []float64
 }
 
 // dsSeries is the state of one series.
@@ -225,13 +227,11 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		if !ok {
 			continue
 		}
-		oc := outColumn{name: fs[c].Name, typ: col.typ}
-		arr := col.arr
+		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times}
 		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs[c].Name) {
-			for i, ts := range times {
-				if arr.IsValid(i) {
-					v, _ := col.at(i)
-					oc.pts = append(oc.pts, sample{ts, v})
+			for i := range times {
+				if col.arr.IsValid(i) {
+					oc.rows = append(oc.rows, int32(i))
 				}
 			}
 			cols = append(cols, oc)
@@ -243,21 +243,168 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 			s = &dsSeries{Type: col.typ}
 			d.series[key] = s
 		}
-		nulls := arr.NullN() > 0
-		for i, ts := range times {
-			if nulls && arr.IsNull(i) {
-				continue
+		// rows are in time order: skip those not newer than the series' last point
+		i0 := 0
+		if s.Started {
+			i0 = sort.Search(len(times), func(i int) bool { return times[i] > s.Last })
+		}
+		if numeric(col.typ) {
+			xs := col.floats(d.scratch)
+			if col.f64 == nil {
+				d.scratch = xs // a converted copy: reuse it (never the column's own values)
 			}
-			if s.Started && ts <= s.Last {
-				continue // late or overwritten
+			switch d.cfg.Method {
+			case MethodTumblingTime:
+				d.tumblingNum(s, &col, times, xs, i0, &oc)
+			case MethodSDT, MethodSwingingDoor:
+				d.sdtNum(s, &col, times, xs, i0, &oc)
+			default:
+				d.changingNum(s, &col, times, xs, i0, &oc)
 			}
-			v, x := col.at(i)
-			d.feed(s, ts, v, x, &oc.pts)
-			s.Started, s.Last = true, ts
+		} else {
+			nulls := col.arr.NullN() > 0
+			for i := i0; i < len(times); i++ {
+				if nulls && col.arr.IsNull(i) {
+					continue
+				}
+				v, x := col.at(i)
+				d.feed(s, times[i], v, x, &oc.pts)
+				s.Started, s.Last = true, times[i]
+			}
 		}
 		cols = append(cols, oc)
 	}
 	return buildTablet(d.mem, t.Device, cols)
+}
+
+// The typed paths below feed a numeric column (xs: its values as numbers) from row i0
+// on. They keep rows of the input by index (oc.rows) and state samples by value (oc.pts,
+// always before the rows); a candidate held back at the end of the tablet is copied into
+// the state.
+
+func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
+	iv := d.cfg.Interval
+	nulls := col.arr.NullN() > 0
+	pendRow := -1
+	winEnd := int64(math.MinInt64) // end of s.Win while it is known
+	for i := i0; i < len(times); i++ {
+		if nulls && col.arr.IsNull(i) {
+			continue
+		}
+		t := times[i]
+		w := s.Win
+		if !s.Started || t >= winEnd {
+			w = floorDiv(t, iv)
+			if winEnd = (w + 1) * iv; winEnd < w*iv { // overflow at the end of time
+				winEnd = math.MaxInt64
+			}
+		}
+		newWin := !s.Started || w != s.Win
+		switch d.cfg.Strategy {
+		case StrategyFirst:
+			if newWin {
+				oc.rows = append(oc.rows, int32(i))
+			}
+		case StrategyLast:
+			if newWin {
+				switch {
+				case pendRow >= 0:
+					oc.rows = append(oc.rows, int32(pendRow))
+				case s.HasPend:
+					oc.pts = append(oc.pts, s.Pend)
+				}
+			}
+			pendRow, s.HasPend = i, false
+		case StrategyAvg:
+			if newWin && s.N > 0 {
+				if avg := s.Sum / float64(s.N); finite(avg) {
+					oc.pts = append(oc.pts, sample{s.Win * iv, FromNum(avg, s.Type)})
+				}
+				s.Sum, s.N = 0, 0
+			}
+			s.Sum += xs[i]
+			s.N++
+		}
+		s.Win, s.Started, s.Last = w, true, t
+	}
+	if pendRow >= 0 {
+		v, _ := col.at(pendRow)
+		s.Pend, s.HasPend = sample{times[pendRow], v}, true
+	}
+}
+
+func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
+	nulls := col.arr.NullN() > 0
+	pendRow := -1 // the candidate, when it is a row of this tablet (else s.Pend, if s.HasPend)
+	keep := func(row int, t int64, x float64) {
+		oc.rows = append(oc.rows, int32(row))
+		s.Kept.T, s.HasKept, s.KeptNum, s.HasPend, s.Doors = t, true, x, false, false
+		pendRow = -1
+	}
+	for i := i0; i < len(times); i++ {
+		if nulls && col.arr.IsNull(i) {
+			continue
+		}
+		t, x := times[i], xs[i]
+		s.Started, s.Last = true, t
+		if !s.HasKept {
+			keep(i, t, x)
+			continue
+		}
+		if (pendRow >= 0 || s.HasPend) && s.Doors {
+			slope := (x - s.KeptNum) / float64(t-s.Kept.T)
+			pt := s.Pend.T
+			if pendRow >= 0 {
+				pt = times[pendRow]
+			}
+			if (slope < s.Up || slope > s.Down) && pt-s.Kept.T >= d.cfg.MinGap {
+				if pendRow >= 0 {
+					keep(pendRow, pt, xs[pendRow])
+				} else {
+					oc.pts = append(oc.pts, s.Pend)
+					s.Kept.T, s.HasKept, s.KeptNum, s.HasPend, s.Doors = pt, true, s.Pend.V.Num(s.Type), false, false
+				}
+			}
+		}
+		if d.cfg.MaxGap > 0 && t-s.Kept.T >= d.cfg.MaxGap {
+			keep(i, t, x)
+			continue
+		}
+		pendRow, s.HasPend = i, false
+		dt := float64(t - s.Kept.T)
+		up, down := (x-s.KeptNum-d.cfg.Deviation)/dt, (x-s.KeptNum+d.cfg.Deviation)/dt
+		if !s.Doors {
+			s.Up, s.Down, s.Doors = up, down, true
+		} else {
+			s.Up, s.Down = math.Max(s.Up, up), math.Min(s.Down, down)
+		}
+	}
+	if pendRow >= 0 {
+		v, _ := col.at(pendRow)
+		s.Pend, s.HasPend = sample{times[pendRow], v}, true
+	}
+}
+
+func (d *Downsample) changingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
+	nulls := col.arr.NullN() > 0
+	for i := i0; i < len(times); i++ {
+		if nulls && col.arr.IsNull(i) {
+			continue
+		}
+		t, x := times[i], xs[i]
+		s.Started, s.Last = true, t
+		if s.HasKept {
+			gap := t - s.Kept.T
+			if gap < d.cfg.MinGap {
+				continue
+			}
+			if math.Abs(x-s.KeptNum) <= d.cfg.Deviation && (d.cfg.MaxGap == 0 || gap < d.cfg.MaxGap) {
+				continue
+			}
+		}
+		oc.rows = append(oc.rows, int32(i))
+		s.Kept.T, s.HasKept, s.KeptNum = t, true, x
+	}
 }
 
 // selects reports whether the pattern selects some series of t.
@@ -311,7 +458,9 @@ func (d *Downsample) tumbling(s *dsSeries, t int64, v Value, x float64, out *[]s
 		s.Pend, s.HasPend = sample{t, v}, true
 	case StrategyAvg:
 		if newWin && s.N > 0 {
-			*out = append(*out, sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)})
+			if avg := s.Sum / float64(s.N); finite(avg) {
+				*out = append(*out, sample{s.Win * d.cfg.Interval, FromNum(avg, s.Type)})
+			}
 			s.Sum, s.N = 0, 0
 		}
 		s.Sum += x

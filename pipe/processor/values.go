@@ -2,7 +2,6 @@ package processor
 
 import (
 	"math"
-	"slices"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -66,6 +65,9 @@ func FromNum(x float64, t tsfile.DataType) Value {
 	return Value{F: x}
 }
 
+// finite reports whether x is neither infinite nor NaN (a tablet holds finite numbers only).
+func finite(x float64) bool { return !math.IsInf(x, 0) && !math.IsNaN(x) }
+
 // numeric reports whether t is one of the four number types.
 func numeric(t tsfile.DataType) bool {
 	return t == tsfile.Int32 || t == tsfile.Int64 || t == tsfile.Float || t == tsfile.Double
@@ -106,6 +108,34 @@ func newColumn(arr arrow.Array) (column, bool) {
 	return c, true
 }
 
+// floats returns the column's values as numbers (a numeric column; nulls hold anything),
+// in buf when they must be converted.
+func (c *column) floats(buf []float64) []float64 {
+	if c.f64 != nil {
+		return c.f64
+	}
+	n := c.arr.Len()
+	if cap(buf) < n {
+		buf = make([]float64, n)
+	}
+	buf = buf[:n]
+	switch {
+	case c.i32 != nil:
+		for i, v := range c.i32 {
+			buf[i] = float64(v)
+		}
+	case c.i64 != nil:
+		for i, v := range c.i64 {
+			buf[i] = float64(v)
+		}
+	case c.f32 != nil:
+		for i, v := range c.f32 {
+			buf[i] = float64(v)
+		}
+	}
+	return buf
+}
+
 // at returns row i's value and its number (0 for TEXT and BOOLEAN).
 func (c *column) at(i int) (Value, float64) {
 	switch c.typ {
@@ -133,61 +163,160 @@ type sample struct {
 	V Value `json:"v"`
 }
 
-// outColumn is a measurement column of an output tablet under construction: its samples in
-// time order.
+// outColumn is a measurement column of an output tablet under construction: samples kept
+// as values (pts), then rows of the input column src (rows, by index), all in time order
+// (every sample before the first row).
 type outColumn struct {
-	name string
-	typ  tsfile.DataType
-	pts  []sample
+	name  string
+	typ   tsfile.DataType
+	pts   []sample
+	src   arrow.Array
+	times []int64 // the input's time column, for rows
+	rows  []int32
 }
 
-// buildTablet makes a tablet of device from columns of samples (each in time order; a
-// column without samples is left out): the rows are the union of their times. Nil when no
-// column has a sample.
+func (c *outColumn) len() int { return len(c.pts) + len(c.rows) }
+
+// timeAt returns the time of the column's k-th value.
+func (c *outColumn) timeAt(k int) int64 {
+	if k < len(c.pts) {
+		return c.pts[k].T
+	}
+	return c.times[c.rows[k-len(c.pts)]]
+}
+
+// buildTablet makes a tablet of device from the columns (a column without values is left
+// out): the rows are the union of their times. Nil when no column has a value.
 func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.Tablet {
-	var times []int64
 	var schema []tsfile.Column
 	var used []*outColumn
 	for i := range cols {
 		c := &cols[i]
-		if len(c.pts) == 0 {
+		if c.len() == 0 {
 			continue
 		}
 		schema = append(schema, tsfile.Column{Name: c.name, Type: c.typ})
 		used = append(used, c)
-		for _, p := range c.pts {
-			times = append(times, p.T)
-		}
 	}
 	if len(used) == 0 {
 		return nil
 	}
-	if len(used) > 1 {
-		slices.Sort(times)
-		times = slices.Compact(times)
+	times := make([]int64, 0, used[0].len())
+	for k := 0; k < used[0].len(); k++ {
+		times = append(times, used[0].timeAt(k))
 	}
-	b := tsfile.NewTabletBuilder(mem, device, schema)
+	for _, c := range used[1:] {
+		times = mergeTimes(times, c)
+	}
+	// The values come from valid tablets and finite arithmetic (callers drop non-finite
+	// results): the record is built without tsfile's validation pass.
+	b := array.NewRecordBuilder(mem, tsfile.TabletSchema(device, schema))
 	defer b.Release()
-	b.Times().AppendValues(times, nil)
+	b.Field(0).(*array.Int64Builder).AppendValues(times, nil)
 	for ci, c := range used {
-		fb := b.Field(ci)
-		fb.Reserve(len(times))
-		k := 0
-		for _, t := range times {
-			if k < len(c.pts) && c.pts[k].T == t {
-				appendValue(fb, c.typ, c.pts[k].V)
-				k++
-			} else {
-				fb.AppendNull()
+		fb := b.Field(ci + 1)
+		switch fb := fb.(type) {
+		case *array.Int64Builder:
+			fill(fb, c, times, func(v Value) int64 { return v.I })
+		case *array.Int32Builder:
+			fill(fb, c, times, func(v Value) int32 { return int32(v.I) })
+		case *array.Float64Builder:
+			fill(fb, c, times, func(v Value) float64 { return v.F })
+		case *array.Float32Builder:
+			fill(fb, c, times, func(v Value) float32 { return float32(v.F) })
+		default:
+			fb.Reserve(len(times))
+			k, n := 0, c.len()
+			for _, t := range times {
+				if k < n && c.timeAt(k) == t {
+					if k < len(c.pts) {
+						appendValue(fb, c.typ, c.pts[k].V)
+					} else {
+						tsfile.AppendValue(fb, c.src, int(c.rows[k-len(c.pts)]))
+					}
+					k++
+				} else {
+					fb.AppendNull()
+				}
 			}
 		}
 	}
-	t, err := b.Build()
-	if err != nil {
-		// samples come from valid tablets and finite arithmetic: a failure is a bug
-		panic("processor: build output tablet: " + err.Error())
+	return tsfile.NewTablet(device, b.NewRecord())
+}
+
+// fill appends column c aligned on times (null where c has no value) to a primitive
+// builder; conv reads a sample's value.
+func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []bool) }, c *outColumn, times []int64, conv func(Value) T) {
+	out := make([]T, len(times))
+	valid := make([]bool, len(times))
+	all := true
+	var src []T
+	if len(c.rows) > 0 {
+		src = primitiveValues[T](c.src)
 	}
-	return t
+	k, n := 0, c.len()
+	for j, t := range times {
+		if k < n && c.timeAt(k) == t {
+			if k < len(c.pts) {
+				out[j] = conv(c.pts[k].V)
+			} else {
+				out[j] = src[c.rows[k-len(c.pts)]]
+			}
+			valid[j] = true
+			k++
+		} else {
+			all = false
+		}
+	}
+	if all {
+		valid = nil
+	}
+	b.AppendValues(out, valid)
+}
+
+// primitiveValues returns the values of a primitive Arrow array of element type T.
+func primitiveValues[T int32 | int64 | float32 | float64](a arrow.Array) []T {
+	var v any
+	switch x := a.(type) {
+	case *array.Int32:
+		v = x.Int32Values()
+	case *array.Int64:
+		v = x.Int64Values()
+	case *array.Float32:
+		v = x.Float32Values()
+	case *array.Float64:
+		v = x.Float64Values()
+	}
+	return v.([]T)
+}
+
+// mergeTimes returns the sorted union of times (sorted, distinct) and c's times.
+func mergeTimes(times []int64, c *outColumn) []int64 {
+	n := c.len()
+	same := len(times) == n
+	for k := 0; same && k < n; k++ {
+		same = times[k] == c.timeAt(k)
+	}
+	if same {
+		return times
+	}
+	out := make([]int64, 0, len(times)+n)
+	i, k := 0, 0
+	for i < len(times) || k < n {
+		switch {
+		case k == n || (i < len(times) && times[i] < c.timeAt(k)):
+			out = append(out, times[i])
+			i++
+		case i == len(times) || c.timeAt(k) < times[i]:
+			out = append(out, c.timeAt(k))
+			k++
+		default:
+			out = append(out, times[i])
+			i++
+			k++
+		}
+	}
+	return out
 }
 
 func appendValue(b array.Builder, t tsfile.DataType, v Value) {
