@@ -319,35 +319,17 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		if !ok {
 			continue
 		}
-		arr := col.arr
-		nulls := arr.NullN() > 0
-		curStart, curEnd := int64(0), int64(math.MinInt64) // the window of the last row
-		var acc *accumulator
-		for i, ts := range times {
-			if nulls && arr.IsNull(i) {
-				continue
-			}
-			if acc == nil || ts < curStart || ts >= curEnd {
-				w := floorDiv(ts, iv) * iv
-				if w+iv <= d.Closed && d.Closed != math.MinInt64 {
-					d.Late++
-					acc = nil
-					continue
-				}
-				win := d.Open[w]
-				if win == nil {
-					win = map[string]*accumulator{}
-					d.Open[w] = win
-				}
-				acc = win[name]
-				if acc == nil || acc.Type != col.typ {
-					acc = &accumulator{Type: col.typ}
-					win[name] = acc
-				}
-				curStart, curEnd = w, w+iv
-			}
-			v, x := col.at(i)
-			acc.add(ts, v, x)
+		switch col.typ {
+		case tsfile.Int32:
+			accumulate(a, d, name, &col, times, col.i32, func(v int32) Value { return Value{I: int64(v)} })
+		case tsfile.Int64:
+			accumulate(a, d, name, &col, times, col.i64, func(v int64) Value { return Value{I: v} })
+		case tsfile.Float:
+			accumulate(a, d, name, &col, times, col.f32, func(v float32) Value { return Value{F: float64(v)} })
+		case tsfile.Double:
+			accumulate(a, d, name, &col, times, col.f64, func(v float64) Value { return Value{F: v} })
+		default:
+			a.accumulateValues(d, name, &col, times)
 		}
 	}
 	for _, ts := range times {
@@ -360,6 +342,113 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		}
 	}
 	return raw, a.emit(t.Device, d, false)
+}
+
+// window returns the accumulator of measurement name in the window starting at w, or nil
+// when the window is closed (the point is late: counted).
+func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataType) *accumulator {
+	if d.Closed != math.MinInt64 && w+a.cfg.Interval <= d.Closed {
+		d.Late++
+		return nil
+	}
+	win := d.Open[w]
+	if win == nil {
+		win = map[string]*accumulator{}
+		d.Open[w] = win
+	}
+	acc := win[name]
+	if acc == nil || acc.Type != typ {
+		acc = &accumulator{Type: typ}
+		win[name] = acc
+	}
+	return acc
+}
+
+// accumulate adds a numeric column's values (vals) to the windows, a run of rows in the
+// same window at a time; toValue makes a state value of one.
+func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice, name string, col *column, times []int64, vals []T, toValue func(T) Value) {
+	iv := a.cfg.Interval
+	nulls := col.arr.NullN() > 0
+	for i := 0; i < len(times); {
+		if nulls && col.arr.IsNull(i) {
+			i++
+			continue
+		}
+		w := floorDiv(times[i], iv) * iv
+		acc := a.window(d, w, name, col.typ)
+		if acc == nil {
+			i++
+			continue
+		}
+		end := w + iv
+		if end < w {
+			end = math.MaxInt64
+		}
+		var lo, hi T
+		if acc.Count > 0 {
+			lo, hi = fromValue[T](acc.Min), fromValue[T](acc.Max)
+		}
+		sum, n := acc.Sum, acc.Count
+		firstRow, lastRow := -1, -1
+		firstT, lastT := acc.First.T, acc.Last.T
+		for ; i < len(times) && times[i] >= w && times[i] < end; i++ {
+			if nulls && col.arr.IsNull(i) {
+				continue
+			}
+			v, t := vals[i], times[i]
+			if n == 0 {
+				lo, hi, firstT, lastT, firstRow, lastRow = v, v, t, t, i, i
+			} else {
+				lo, hi = min(lo, v), max(hi, v)
+				if t < firstT {
+					firstT, firstRow = t, i
+				}
+				if t >= lastT {
+					lastT, lastRow = t, i
+				}
+			}
+			sum += float64(v)
+			n++
+		}
+		acc.Sum, acc.Count, acc.Min, acc.Max = sum, n, toValue(lo), toValue(hi)
+		if firstRow >= 0 {
+			acc.First = sample{firstT, toValue(vals[firstRow])}
+		}
+		if lastRow >= 0 {
+			acc.Last = sample{lastT, toValue(vals[lastRow])}
+		}
+	}
+}
+
+func fromValue[T int32 | int64 | float32 | float64](v Value) T {
+	var z T
+	switch any(z).(type) {
+	case int32, int64:
+		return T(v.I)
+	}
+	return T(v.F)
+}
+
+// accumulateValues adds a TEXT or BOOLEAN column's values to the windows.
+func (a *Aggregate) accumulateValues(d *aggDevice, name string, col *column, times []int64) {
+	iv := a.cfg.Interval
+	nulls := col.arr.NullN() > 0
+	curStart, curEnd := int64(0), int64(math.MinInt64) // the window of the last row
+	var acc *accumulator
+	for i, ts := range times {
+		if nulls && col.arr.IsNull(i) {
+			continue
+		}
+		if acc == nil || ts < curStart || ts >= curEnd {
+			w := floorDiv(ts, iv) * iv
+			if acc = a.window(d, w, name, col.typ); acc == nil {
+				continue
+			}
+			curStart, curEnd = w, w+iv
+		}
+		v, x := col.at(i)
+		acc.add(ts, v, x)
+	}
 }
 
 // split returns a tablet of t's series the pattern does not select (nil when none has a
