@@ -83,7 +83,7 @@ var Params = append([]pipe.ParamSpec{
 		Doc: "none: one directory; device: a device=<device> directory per device; day: a date=<YYYY-MM-DD> directory per UTC day of the rows' time"},
 	{Key: ParamRollSize, Type: pipe.Bytes, Default: "128MiB", Min: pipe.MinOf(1),
 		Doc: "a file is finished once it reaches about this size (checked between events)"},
-	{Key: ParamRollInterval, Type: pipe.Duration, Default: DefaultRollInterval.String(), Min: pipe.MinOf(0),
+	{Key: ParamRollInterval, Type: pipe.Duration, Default: "1m", Min: pipe.MinOf(0),
 		Doc: "a file is finished at most this long after its first row (its events are acknowledged only then); 0: no limit"},
 	{Key: ParamCompression, Type: pipe.Enum, Enum: []string{"zstd", "snappy", "none"}, Default: "zstd",
 		Doc: "page compression"},

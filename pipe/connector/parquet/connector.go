@@ -2,7 +2,6 @@ package parquet
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -744,17 +743,13 @@ func (c *Connector) rollLocked(p *partition) error {
 		c.releaseAllLocked(p)
 		return nil
 	}
-	prog, _ := json.Marshal(p.progress)
-	if p.progress == nil {
-		prog = []byte("{}")
-	}
 	meta := [][2]string{
 		{"weir.format_version", "1"},
 		{"weir.region", c.region},
 		{"weir.partition", p.key},
 		{"weir.min_index", strconv.FormatUint(p.first, 10)},
 		{"weir.max_index", strconv.FormatUint(p.last.Index, 10)},
-		{"weir.progress", string(prog)},
+		{"weir.progress", p.progress.String()},
 		{"weir.timestamp_precision", string(c.cfg.Precision)},
 	}
 	if err := w.finish(meta); err != nil {

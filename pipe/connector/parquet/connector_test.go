@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	pq "github.com/parquet-go/parquet-go"
 
 	"github.com/weir-dev/weir/engine/vfs"
 	"github.com/weir-dev/weir/pipe"
@@ -225,6 +226,22 @@ func TestRollSize(t *testing.T) {
 		}
 	}
 	sameRows(t, readRows(t, dir), want)
+	f, err := os.Open(filepath.Join(dir, files[4]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, _ := f.Stat()
+	pf, err := pq.OpenFile(f, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"weir.format_version": "1", "weir.region": "r1", "weir.partition": "",
+		"weir.min_index": "5", "weir.max_index": "5", "weir.progress": "1:5", "weir.timestamp_precision": "ms"} {
+		if got, ok := pf.Lookup(k); !ok || got != v {
+			t.Errorf("metadata %s = %q, %v; want %q", k, got, ok, v)
+		}
+	}
 }
 
 func TestRollInterval(t *testing.T) {

@@ -19,7 +19,7 @@
 // Rows are in the order the pipe delivered them. The key-value metadata records
 // weir.format_version (1), weir.region, weir.partition, weir.min_index, weir.max_index
 // (the region's WAL index range of the events in the file), weir.progress (the progress
-// index after the file's last event, JSON) and weir.timestamp_precision.
+// index after the file's last event, as origin:index pairs) and weir.timestamp_precision.
 //
 // # Layout and names
 //
