@@ -31,7 +31,8 @@ node), and every region syncs its WAL.
 The configuration comes from a YAML file (--config; docs/node.md lists its keys) and flags;
 a flag given overrides the file. On start the node prints the addresses it listens on.`,
 		Example: `  pipectl node run --config examples/two-nodes/node1.yaml
-  pipectl node run --id 1 --data /tmp/weir1 --http 127.0.0.1:7070 --flight 127.0.0.1:7071`,
+  pipectl node run --id 1 --data /tmp/weir1 --http 127.0.0.1:7070 --flight 127.0.0.1:7071
+  pipectl node run --id 2 --data /tmp/weir2 --cluster examples/three-replicas/cluster.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg node.Config
@@ -59,6 +60,9 @@ a flag given overrides the file. On start the node prints the addresses it liste
 			}
 			if f.Changed("durability") {
 				cfg.Durability = c.Durability
+			}
+			if f.Changed("cluster") {
+				cfg.Cluster = c.Cluster
 			}
 			if f.Changed("log-level") {
 				cfg.Log.Level = logLvl
@@ -102,6 +106,7 @@ a flag given overrides the file. On start the node prints the addresses it liste
 	f.StringVar(&c.Flight, "flight", "", "Arrow Flight receiver address (none if empty)")
 	f.IntVar(&c.Regions, "regions", node.DefaultRegions, "regions of a database created on this node")
 	f.StringVar(&c.Durability, "durability", "sync", "WAL durability: sync|batch|async")
+	f.StringVar(&c.Cluster, "cluster", "", "cluster file: run as a member of that cluster (docs/cluster.md)")
 	f.StringVar(&logLvl, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&logFmt, "log-format", "text", "log format: text|json")
 	cmd.AddCommand(run, newNodeStatusCmd())

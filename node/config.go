@@ -11,6 +11,7 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/weir-dev/weir/cluster"
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
@@ -43,6 +44,8 @@ const (
 //	log: {level: info, format: text}
 //	databases:                 # created at start when missing
 //	  - {name: root.demo, regions: 4}
+//	cluster: cluster.yaml      # member of this cluster (docs/cluster.md); http and flight
+//	                           # default to the cluster file's addresses of this id
 type Config struct {
 	ID              uint32           `yaml:"id" json:"id"`
 	Data            string           `yaml:"data" json:"data"`
@@ -58,6 +61,7 @@ type Config struct {
 	ShutdownTimeout string           `yaml:"shutdown-timeout" json:"shutdown-timeout"`
 	Log             LogConfig        `yaml:"log" json:"log"`
 	Databases       []DatabaseConfig `yaml:"databases" json:"databases"`
+	Cluster         string           `yaml:"cluster" json:"cluster"`
 }
 
 // LogConfig configures the node's slog logger.
@@ -108,6 +112,31 @@ func (c Config) Options() (Options, error) {
 	}
 	if c.Data == "" {
 		bad("data", "missing: the node's data directory")
+	}
+	if c.Cluster != "" {
+		cl, err := cluster.Load(c.Cluster)
+		if err != nil {
+			bad("cluster", "%v", err)
+		} else if me, ok := cl.Node(c.ID); !ok {
+			bad("cluster", "node %d is not in %s", c.ID, c.Cluster)
+		} else {
+			o.Cluster = cl
+			for _, a := range []struct {
+				key       string
+				dst       *string
+				clusterIs string
+			}{{"http", &o.HTTPAddr, me.HTTP}, {"flight", &o.FlightAddr, me.Flight}} {
+				if *a.dst == "" {
+					*a.dst = a.clusterIs
+					continue
+				}
+				_, p1, _ := net.SplitHostPort(*a.dst)
+				_, p2, _ := net.SplitHostPort(a.clusterIs)
+				if p1 != p2 {
+					bad(a.key, "%s: node %d listens on %s in the cluster file %s (leave %s out to use it)", *a.dst, c.ID, a.clusterIs, c.Cluster, a.key)
+				}
+			}
+		}
 	}
 	if o.HTTPAddr == "" {
 		o.HTTPAddr = DefaultHTTPAddr

@@ -57,6 +57,11 @@ type Database struct {
 
 	mu     sync.Mutex
 	schema map[string]tsfile.DataType
+
+	// gate, when set, is asked before a write or deletion reaches region i; an error keeps
+	// it out (a replicated database: only the leader takes writes, once its protocol
+	// admits them).
+	gate func(ctx context.Context, region int) error
 }
 
 // Name returns the database's name (root.x).
@@ -142,6 +147,19 @@ func (d *Database) WriteTablets(ctx context.Context, tablets []*tsfile.Tablet) (
 		}
 		byDev[t.Device] = append(byDev[t.Device], t)
 	}
+	if d.gate != nil {
+		seen := map[int]bool{}
+		for _, dev := range order {
+			i := d.RegionIndex(dev)
+			if seen[i] {
+				continue
+			}
+			seen[i] = true
+			if err := d.gate(ctx, i); err != nil {
+				return 0, err
+			}
+		}
+	}
 	var mu sync.Mutex
 	var points int64
 	p := pool.New().WithErrors().WithContext(ctx).WithMaxGoroutines(32)
@@ -169,12 +187,38 @@ func (d *Database) WriteTablets(ctx context.Context, tablets []*tsfile.Tablet) (
 
 // Delete hides the points of series matching p in [minT, maxT] in every region.
 func (d *Database) Delete(p tsfile.Pattern, minT, maxT int64) error {
-	for _, r := range d.regions {
+	idx := make([]int, len(d.regions))
+	for i := range idx {
+		idx[i] = i
+	}
+	return d.deleteIn(context.Background(), idx, p, minT, maxT)
+}
+
+// deleteIn hides the points of series matching p in [minT, maxT] in the regions idx.
+func (d *Database) deleteIn(ctx context.Context, idx []int, p tsfile.Pattern, minT, maxT int64) error {
+	for _, i := range idx {
+		r := d.regions[i]
+		if d.gate != nil {
+			if err := d.gate(ctx, i); err != nil {
+				return err
+			}
+		}
 		if _, err := r.Delete(p, minT, maxT); err != nil {
 			return fmt.Errorf("delete in %s: %w", r.Name(), err)
 		}
 	}
 	return nil
+}
+
+// view returns the database restricted to the regions idx (for reads: its scans and
+// digests cover those regions only).
+func (d *Database) view(idx []int) *Database {
+	v := &Database{name: d.name, dir: d.dir, schema: d.Schema()}
+	for _, i := range idx {
+		v.regions = append(v.regions, d.regions[i])
+		v.origins = append(v.origins, d.origins[i])
+	}
+	return v
 }
 
 // Flush seals and flushes every region's memtables.

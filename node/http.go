@@ -41,6 +41,8 @@ func (n *Node) Handler() http.Handler {
 	route("/v1/pipes/{name}/start", map[string]http.HandlerFunc{"POST": n.handlePipeOp(pipeStart)})
 	route("/v1/pipes/{name}/stop", map[string]http.HandlerFunc{"POST": n.handlePipeOp(pipeStop)})
 	route("/v1/sql", map[string]http.HandlerFunc{"POST": n.handleSQL})
+	route("/v1/cluster", map[string]http.HandlerFunc{"GET": n.handleCluster})
+	route("/v1/cluster/replicasets", map[string]http.HandlerFunc{"GET": n.handleReplicaSets})
 	mux.Handle("/", n.instrument("other", map[string]http.HandlerFunc{}))
 	return mux
 }
@@ -251,14 +253,28 @@ func (n *Node) databasesParam(r *http.Request) ([]*Database, error) {
 }
 
 func (n *Node) handleDigest(w http.ResponseWriter, r *http.Request) {
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	dbs, err := n.databasesParam(r)
 	if err != nil {
 		writeError(w, apiError(err))
 		return
 	}
+	if dbs, err = n.narrow(r, dbs); err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	out := []api.Digest{}
 	for _, d := range dbs {
-		dg, err := d.Digest(r.Context())
+		dg, err := func() (api.Digest, error) {
+			if n.routed(d.name, local) {
+				return n.clusterDigest(r.Context(), d)
+			}
+			return d.Digest(r.Context())
+		}()
 		if err != nil {
 			writeError(w, apiError(err))
 			return
@@ -273,10 +289,21 @@ func (n *Node) handleDigest(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleFlush(w http.ResponseWriter, r *http.Request) {
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	dbs, err := n.databasesParam(r)
 	if err != nil {
 		writeError(w, apiError(err))
 		return
+	}
+	if n.cl != nil && !local {
+		if err := n.clusterFlush(r.Context(), r.URL.Query().Get("db")); err != nil {
+			writeError(w, apiError(err))
+			return
+		}
 	}
 	names := []string{}
 	for _, d := range dbs {

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weir-dev/weir/cluster"
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/vfs"
 	"github.com/weir-dev/weir/engine/wal"
@@ -62,6 +63,12 @@ type Options struct {
 	Flight FlightFunc
 	// OnStart, if set, is called by Start once the node listens, with the bound addresses.
 	OnStart func(httpAddr, flightAddr string)
+	// Cluster, when set, makes the node a member of that cluster (its ID must be one of the
+	// cluster's nodes): it holds the replicated databases, leads the regions the placement
+	// gives it (a consensus replica set each, shipping to the followers' Flight addresses
+	// with the peer sink, which must be registered) and routes writes and reads by region.
+	// See docs/cluster.md.
+	Cluster *cluster.Cluster
 }
 
 // Node is a running node. Open it, Start it (or Run it), and Shutdown (or Close) it.
@@ -79,6 +86,7 @@ type Node struct {
 
 	mgr     *pipe.Manager
 	metrics *metrics
+	cl      *clusterState // nil when the node runs alone
 
 	httpSrv    *http.Server
 	httpLn     net.Listener
@@ -125,6 +133,13 @@ func Open(o Options) (*Node, error) {
 		o.Flight = RegisteredFlight()
 	}
 	n := &Node{o: o, log: o.Logger.With("node", o.ID), dir: o.DataDir, dbs: map[string]*Database{}, started: time.Now()}
+	if o.Cluster != nil {
+		cs, err := newClusterState(o.Cluster, o.ID)
+		if err != nil {
+			return nil, err
+		}
+		n.cl = cs
+	}
 	if err := os.MkdirAll(filepath.Join(o.DataDir, "databases"), 0o755); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -152,6 +167,14 @@ func Open(o Options) (*Node, error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.mgr = mgr
+	if n.cl != nil {
+		if err := n.openCluster(); err != nil {
+			n.closeCluster()
+			mgr.Close()
+			n.closeDatabases()
+			return nil, err
+		}
+	}
 	n.metrics = newMetrics(n)
 	n.log.Info("node opened", "data", o.DataDir, "databases", len(n.dbs), "pipes", len(mgr.List()))
 	return n, nil
@@ -200,7 +223,7 @@ func (n *Node) openDatabases() error {
 		if !e.IsDir() || CheckDatabaseName(e.Name()) != nil {
 			continue
 		}
-		d, err := openDatabase(filepath.Join(n.dir, "databases", e.Name()), e.Name(), nil, n.regionOptions())
+		d, err := openDatabase(filepath.Join(n.dir, "databases", e.Name()), e.Name(), nil, n.dbRegionOptions(e.Name()))
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
@@ -271,7 +294,7 @@ func (n *Node) CreateDatabase(name string, regions int) (*Database, error) {
 	if err := n.saveMeta(); err != nil {
 		return nil, err
 	}
-	d, err := openDatabase(filepath.Join(n.dir, "databases", name), name, meta, n.regionOptions())
+	d, err := openDatabase(filepath.Join(n.dir, "databases", name), name, meta, n.dbRegionOptions(name))
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -464,6 +487,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	}
 	if err := n.mgr.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("pipes: %w", err))
+	}
+	if err := n.closeCluster(); err != nil {
+		errs = append(errs, fmt.Errorf("cluster: %w", err))
 	}
 	if err := n.closeDatabases(); err != nil {
 		errs = append(errs, err)

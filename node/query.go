@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"sort"
@@ -110,9 +111,22 @@ func (n *Node) handleQuery(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("format", "%q is not one of json, csv", format))
 		return
 	}
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	dbs, err := n.databasesFor(eq.Pattern, false)
 	if err != nil {
 		writeError(w, apiError(err))
+		return
+	}
+	if dbs, err = n.narrow(r, dbs); err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	if n.cl != nil && !local {
+		n.clusterQuery(w, r, q, eq, format, dbs)
 		return
 	}
 	var out queryWriter
@@ -179,7 +193,7 @@ type queryWriter interface {
 
 // jsonQueryWriter writes api.QueryResult, one series per device.
 type jsonQueryWriter struct {
-	w      http.ResponseWriter
+	w      io.Writer
 	buf    []byte
 	dev    string
 	open   bool
@@ -393,19 +407,45 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("start", "start %d after end %d", minT, maxT))
 		return
 	}
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	dbs, err := n.databasesFor(p, false)
 	if err != nil {
 		writeError(w, apiError(err))
 		return
 	}
+	if dbs, err = n.narrow(r, dbs); err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	res := api.DeleteResult{Databases: []string{}}
 	for _, d := range dbs {
-		if err := d.Delete(p, minT, maxT); err != nil {
-			writeError(w, apiError(err))
-			return
+		switch {
+		case n.routed(d.name, local):
+			k, err := n.routeDelete(r.Context(), d, req, p, minT, maxT)
+			res.Regions += k
+			if err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+		case n.cl != nil && n.routed(d.name, false): // local=true: the regions this node leads
+			led := n.ledRegions(d.name)
+			if err := d.deleteIn(r.Context(), led, p, minT, maxT); err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			res.Regions += len(led)
+		default:
+			if err := d.Delete(p, minT, maxT); err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			res.Regions += len(d.regions)
 		}
 		res.Databases = append(res.Databases, d.name)
-		res.Regions += len(d.regions)
 	}
 	writeJSON(w, http.StatusOK, res)
 }

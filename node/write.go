@@ -38,9 +38,14 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request) {
 	body := &countingReader{r: r.Body}
 	defer func() { n.metrics.bodyBytes.Add(float64(body.n)) }()
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	switch mt := mediaType(r); mt {
 	case "application/json":
-		res, err := n.writeJSON(r.Context(), body)
+		res, err := n.writeJSON(r.Context(), body, local)
 		n.metrics.written.WithLabelValues("json").Add(float64(res.Points))
 		if err != nil {
 			e := apiError(err)
@@ -50,7 +55,7 @@ func (n *Node) handleWrite(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, res)
 	case "", "text/plain", "application/octet-stream":
-		res, err := n.writeLines(r.Context(), body)
+		res, err := n.writeLines(r.Context(), body, local)
 		n.metrics.written.WithLabelValues("line").Add(float64(res.Points))
 		n.metrics.lineErrs.Add(float64(len(res.LineErrors) + res.Omitted))
 		if err != nil {
@@ -89,8 +94,9 @@ func (n *Node) dbNamed(name string) (*Database, error) {
 }
 
 // writeLines parses a line-format body in batches and writes each batch. Bad lines are
-// reported, not written; the good ones are.
-func (n *Node) writeLines(ctx context.Context, body io.Reader) (api.WriteResult, error) {
+// reported, not written; the good ones are. In a cluster, the points of a replicated
+// database go to their regions' leaders unless local is set.
+func (n *Node) writeLines(ctx context.Context, body io.Reader, local bool) (api.WriteResult, error) {
 	var res api.WriteResult
 	dbs := map[string]bool{}
 	var bad []api.LineError
@@ -101,13 +107,9 @@ func (n *Node) writeLines(ctx context.Context, body io.Reader) (api.WriteResult,
 			res.Omitted++
 		}
 	}
-	type linePoint struct {
-		line int
-		p    tsfile.Point
-	}
 	var batch []linePoint
 	flush := func() error {
-		byDB := map[*Database][]tsfile.Point{}
+		byDB := map[*Database][]linePoint{}
 		var order []*Database
 		for _, lp := range batch {
 			d, err := n.dbFor(lp.p.Device)
@@ -129,12 +131,28 @@ func (n *Node) writeLines(ctx context.Context, body io.Reader) (api.WriteResult,
 			if _, ok := byDB[d]; !ok {
 				order = append(order, d)
 			}
-			byDB[d] = append(byDB[d], lp.p)
+			byDB[d] = append(byDB[d], lp)
 			res.Lines++
 		}
 		batch = batch[:0]
 		for _, d := range order {
-			pts := byDB[d]
+			if n.routed(d.name, local) {
+				r, les, err := n.routeLines(ctx, d, byDB[d])
+				res.Points += r.Points
+				res.Tablets += r.Tablets
+				for _, le := range les {
+					addBad(le)
+				}
+				dbs[d.name] = true
+				if err != nil {
+					return err
+				}
+				continue
+			}
+			pts := make([]tsfile.Point, len(byDB[d]))
+			for i, lp := range byDB[d] {
+				pts[i] = lp.p
+			}
 			// a device's points together, in line order: one tablet per device and field set
 			sort.SliceStable(pts, func(i, j int) bool { return pts[i].Device < pts[j].Device })
 			tablets, err := tsfile.PointsToTablets(memory.DefaultAllocator, pts)
@@ -188,8 +206,15 @@ func (n *Node) writeLines(ctx context.Context, body io.Reader) (api.WriteResult,
 	return res, err
 }
 
-// writeJSON decodes JSON tablets, checks all of them, then writes them.
-func (n *Node) writeJSON(ctx context.Context, body io.Reader) (api.WriteResult, error) {
+// linePoint is a parsed point and its line in the body.
+type linePoint struct {
+	line int
+	p    tsfile.Point
+}
+
+// writeJSON decodes JSON tablets, checks all of them, then writes them. In a cluster, the
+// tablets of a replicated database go to their regions' leaders unless local is set.
+func (n *Node) writeJSON(ctx context.Context, body io.Reader, local bool) (api.WriteResult, error) {
 	var res api.WriteResult
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
@@ -223,18 +248,30 @@ func (n *Node) writeJSON(ctx context.Context, body io.Reader) (api.WriteResult, 
 		tablets = append(tablets, t)
 	}
 	byDB := map[string][]*tsfile.Tablet{}
+	jsonOf := map[*tsfile.Tablet]api.Tablet{}
 	var order []string
-	for _, t := range tablets {
+	for i, t := range tablets {
 		db := tsfile.Database(t.Device)
 		if _, ok := byDB[db]; !ok {
 			order = append(order, db)
 		}
 		byDB[db] = append(byDB[db], t)
+		jsonOf[t] = req.Tablets[i]
 	}
 	for _, name := range order {
 		d, err := n.dbNamed(name)
 		if err != nil {
 			return res, err
+		}
+		if n.routed(name, local) {
+			r, err := n.routeTablets(ctx, d, byDB[name], jsonOf)
+			res.Points += r.Points
+			res.Tablets += r.Tablets
+			res.Databases = append(res.Databases, name)
+			if err != nil {
+				return res, err
+			}
+			continue
 		}
 		k, err := d.WriteTablets(ctx, byDB[name])
 		res.Points += k

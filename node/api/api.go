@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
 )
@@ -21,8 +22,15 @@ const (
 	CodeConflict     = "conflict"       // the pipe (or database) already exists, or has another shape
 	CodeTooLarge     = "body_too_large" // the body is over the node's limit (HTTP 413)
 	CodeMethod       = "method_not_allowed"
-	CodeUnavailable  = "unavailable" // the node is stopping
+	CodeUnavailable  = "unavailable" // the node is stopping, or (in a cluster) a region's leader is unreachable
 	CodeInternal     = "internal"
+	// CodeNotLeader (HTTP 409): a write or deletion sent with local=true to a node that does
+	// not lead the region (cluster mode).
+	CodeNotLeader = "not_leader"
+	// CodeBacklog (HTTP 503): an iot write rejected because a follower holds back more WAL
+	// than the database's backlog-limit for longer than its backlog-timeout; the message
+	// names the follower.
+	CodeBacklog = "follower_backlog"
 )
 
 // Error is the body of every error response: a code and a message, and for some codes
@@ -167,6 +175,8 @@ type RegionDigest struct {
 	Region string `json:"region"`
 	Digest string `json:"digest"`
 	Points int64  `json:"points"`
+	// Node is the replica that answered, in a cluster digest.
+	Node uint32 `json:"node,omitempty"`
 }
 
 // Database describes a database of the node.
@@ -217,4 +227,48 @@ type SQLResult struct {
 	Pipes     []pipe.Status `json:"pipes,omitempty"`
 	// Done is false when IF EXISTS / IF NOT EXISTS made the statement do nothing.
 	Done bool `json:"done"`
+}
+
+// Cluster is the answer to GET /v1/cluster: the cluster file as the node read it, with each
+// replicated database's placement (docs/cluster.md).
+type Cluster struct {
+	// Self is the id of the node that answered.
+	Self      uint32            `json:"self"`
+	Nodes     []ClusterNode     `json:"nodes"`
+	Databases []ClusterDatabase `json:"databases"`
+}
+
+// ClusterNode is a node of the cluster.
+type ClusterNode struct {
+	ID     uint32 `json:"id"`
+	HTTP   string `json:"http"`
+	Flight string `json:"flight,omitempty"`
+}
+
+// ClusterDatabase is a replicated database and the placement of its regions.
+type ClusterDatabase struct {
+	Name        string          `json:"name"`
+	Protocol    string          `json:"protocol"`
+	Replication int             `json:"replication"`
+	Regions     []ClusterRegion `json:"regions"`
+}
+
+// ClusterRegion is a region's placement: its replicas, the preferred leader first.
+type ClusterRegion struct {
+	Region   string   `json:"region"`
+	Index    int      `json:"index"`
+	Leader   uint32   `json:"leader"`
+	Replicas []uint32 `json:"replicas"`
+}
+
+// ReplicaSet is the replication state of a region the answering node leads (GET
+// /v1/cluster/replicasets): the consensus status (per follower: carrier, phase, lag,
+// pinned WAL, bytes per carrier, last error) and the nodes involved.
+type ReplicaSet struct {
+	consensus.Status
+	Database string `json:"database"`
+	Index    int    `json:"index"`
+	Leader   uint32 `json:"leader"`
+	// FollowerNodes are the follower node ids, in the order of Status.Followers.
+	FollowerNodes []uint32 `json:"follower_nodes"`
 }

@@ -312,3 +312,19 @@ func (c *Client) Metrics(ctx context.Context) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// Cluster returns the node's cluster: its nodes and each replicated database's placement
+// (GET /v1/cluster; a node not in a cluster answers not_found).
+func (c *Client) Cluster(ctx context.Context) (api.Cluster, error) {
+	var out api.Cluster
+	err := c.call(ctx, http.MethodGet, "/v1/cluster", nil, "", nil, &out)
+	return out, err
+}
+
+// ReplicaSets returns the replication state of the regions the node leads (GET
+// /v1/cluster/replicasets): per follower, carrier, lag and pinned WAL.
+func (c *Client) ReplicaSets(ctx context.Context) ([]api.ReplicaSet, error) {
+	var out []api.ReplicaSet
+	err := c.call(ctx, http.MethodGet, "/v1/cluster/replicasets", nil, "", nil, &out)
+	return out, err
+}
