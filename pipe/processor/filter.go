@@ -8,7 +8,6 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
-	"github.com/apache/arrow/go/v17/arrow/compute"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
@@ -151,26 +150,20 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 	// rows: the time range as a slice when times are sorted (they are from the WAL and
 	// files), else a mask; then the predicate's mask
 	lo, hi := int64(0), rec.NumRows()
-	var mask arrow.Array
-	defer func() {
-		if mask != nil {
-			mask.Release()
-		}
-	}()
+	var mask []uint8
 	if f.minT != math.MinInt64 || f.maxT != math.MaxInt64 {
+		ts := t.Times()
 		if t.Sorted() {
-			ts := t.Times()
 			lo = int64(sort.Search(len(ts), func(i int) bool { return ts[i] >= f.minT }))
 			hi = int64(sort.Search(len(ts), func(i int) bool { return ts[i] > f.maxT }))
 			if lo >= hi {
 				return nil, nil
 			}
 		} else {
-			m, err := timeMask(ctx, rec.Column(0), f.minT, f.maxT)
-			if err != nil {
-				return nil, err
+			mask = make([]uint8, len(ts))
+			for i, v := range ts {
+				mask[i] = tri(v >= f.minT && v <= f.maxT)
 			}
-			mask = m
 		}
 	}
 	if lo > 0 || hi < rec.NumRows() {
@@ -179,18 +172,14 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 		t = tsfile.NewTablet(t.Device, rec)
 	}
 	if f.pred != nil {
-		pm, err := f.pred.Eval(ctx, t)
+		pm, err := f.pred.mask(t)
 		if err != nil {
 			return nil, err
 		}
 		if mask != nil {
-			both, err := callArray(ctx, "and_kleene", compute.NewDatum(mask), compute.NewDatum(pm))
-			pm.Release()
-			if err != nil {
-				return nil, err
+			for i, x := range mask {
+				pm[i] = join(x, pm[i], true)
 			}
-			pm = both
-			mask.Release()
 		}
 		mask = pm
 	}
@@ -199,8 +188,7 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 		switch n := trueCount(mask); {
 		case n == 0:
 			return nil, nil
-		case n == mask.Len():
-			mask.Release()
+		case n == len(mask):
 			mask = nil
 		}
 	}
@@ -222,45 +210,57 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 	return dropEmptyColumns(ft), nil
 }
 
-// takeRows keeps the rows of rec where mask is true (not null). It copies the kept rows
-// column by column with typed loops: for tablets of a few thousand rows the compute take
-// and filter kernels cost more in dispatch (and FilterRecordBatch in a goroutine per
-// column) than the copying itself (see BenchmarkFilterPredicate).
-func takeRows(rec arrow.Record, mask arrow.Array) arrow.Record {
-	m := mask.(*array.Boolean)
-	idx := make([]int, 0, m.Len())
-	for i := 0; i < m.Len(); i++ {
-		if m.IsValid(i) && m.Value(i) {
+// takeRows keeps the rows of rec where mask is true. It copies the kept rows column by
+// column with typed loops: on tablets of a few thousand rows the compute take and filter
+// kernels cost more in dispatch (and FilterRecordBatch in a goroutine per column) than the
+// copying itself (see BenchmarkFilterPredicate).
+func takeRows(rec arrow.Record, mask []uint8) arrow.Record {
+	idx := make([]int, 0, len(mask))
+	for i, x := range mask {
+		if x == triTrue {
 			idx = append(idx, i)
 		}
 	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, rec.Schema())
-	defer b.Release()
+	cols := make([]arrow.Array, rec.NumCols())
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
 	for c, col := range rec.Columns() {
-		fb := b.Field(c)
-		fb.Reserve(len(idx))
 		switch a := col.(type) {
 		case *array.Int64:
-			gather(fb.(*array.Int64Builder), a, a.Int64Values(), idx)
+			cols[c] = gather(a, a.Int64Values(), idx)
 		case *array.Int32:
-			gather(fb.(*array.Int32Builder), a, a.Int32Values(), idx)
+			cols[c] = gather(a, a.Int32Values(), idx)
 		case *array.Float64:
-			gather(fb.(*array.Float64Builder), a, a.Float64Values(), idx)
+			cols[c] = gather(a, a.Float64Values(), idx)
 		case *array.Float32:
-			gather(fb.(*array.Float32Builder), a, a.Float32Values(), idx)
-		default:
-			for _, i := range idx {
-				tsfile.AppendValue(fb, col, i)
+			cols[c] = gather(a, a.Float32Values(), idx)
+		case *array.Boolean:
+			vals, valid := make([]bool, len(idx)), make([]bool, len(idx))
+			for k, i := range idx {
+				vals[k], valid[k] = a.Value(i), a.IsValid(i)
 			}
+			b := array.NewBooleanBuilder(memory.DefaultAllocator)
+			b.AppendValues(vals, valid)
+			cols[c] = b.NewArray()
+			b.Release()
+		default:
+			b := array.NewBuilder(memory.DefaultAllocator, col.DataType())
+			b.Reserve(len(idx))
+			for _, i := range idx {
+				tsfile.AppendValue(b, col, i)
+			}
+			cols[c] = b.NewArray()
+			b.Release()
 		}
 	}
-	return b.NewRecord()
+	return array.NewRecord(rec.Schema(), cols, int64(len(idx)))
 }
 
-// gather appends the values of rows idx of a primitive array (vals are its values).
-func gather[T int32 | int64 | float32 | float64](b interface {
-	AppendValues([]T, []bool)
-}, a arrow.Array, vals []T, idx []int) {
+// gather returns the rows idx of a primitive array (vals are its values) as a new array.
+func gather[T int32 | int64 | float32 | float64](a arrow.Array, vals []T, idx []int) arrow.Array {
 	out := make([]T, len(idx))
 	for k, i := range idx {
 		out[k] = vals[i]
@@ -272,7 +272,7 @@ func gather[T int32 | int64 | float32 | float64](b interface {
 			valid[k] = a.IsValid(i)
 		}
 	}
-	b.AppendValues(out, valid)
+	return newPrimitive(a.DataType(), out, valid)
 }
 
 // columns returns the indexes (≥ 1) of t's columns the pattern selects.
@@ -293,53 +293,15 @@ func (f *Filter) columns(t *tsfile.Tablet) []int {
 	return keep
 }
 
-// trueCount counts the true, non-null values of a boolean array.
-func trueCount(a arrow.Array) int {
-	b := a.(*array.Boolean)
-	if b.NullN() == 0 {
-		n := 0
-		for i := 0; i < b.Len(); i++ {
-			if b.Value(i) {
-				n++
-			}
-		}
-		return n
-	}
+// trueCount counts the rows a mask keeps.
+func trueCount(mask []uint8) int {
 	n := 0
-	for i := 0; i < b.Len(); i++ {
-		if b.IsValid(i) && b.Value(i) {
+	for _, x := range mask {
+		if x == triTrue {
 			n++
 		}
 	}
 	return n
-}
-
-func timeMask(ctx context.Context, times arrow.Array, minT, maxT int64) (arrow.Array, error) {
-	var parts []arrow.Array
-	defer func() {
-		for _, p := range parts {
-			p.Release()
-		}
-	}()
-	if minT != math.MinInt64 {
-		m, err := callArray(ctx, "greater_equal", compute.NewDatum(times), compute.NewDatum(scalarFor(constant{kind: kindNumber, isInt: true, i: minT}, times.DataType())))
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, m)
-	}
-	if maxT != math.MaxInt64 {
-		m, err := callArray(ctx, "less_equal", compute.NewDatum(times), compute.NewDatum(scalarFor(constant{kind: kindNumber, isInt: true, i: maxT}, times.DataType())))
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, m)
-	}
-	if len(parts) == 1 {
-		parts[0].Retain()
-		return parts[0], nil
-	}
-	return callArray(ctx, "and", compute.NewDatum(parts[0]), compute.NewDatum(parts[1]))
 }
 
 // dropEmptyColumns returns t without its all-null measurement columns (nil when none is

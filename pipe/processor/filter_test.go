@@ -1,7 +1,6 @@
 package processor
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -60,7 +59,7 @@ func TestPredicateCheckTypes(t *testing.T) {
 	}
 	tb := makeTablet(t, "root.db.d", []tsfile.Column{{Name: "temp", Type: tsfile.Text}}, []row{{1, []any{"hot"}}})
 	defer tb.Release()
-	if _, err := p.Eval(context.Background(), tb); err == nil || !strings.Contains(err.Error(), "is TEXT") {
+	if _, err := p.Eval(tb); err == nil || !strings.Contains(err.Error(), "is TEXT") {
 		t.Fatalf("Eval on a TEXT temp: %v", err)
 	}
 }

@@ -2,9 +2,11 @@ package processor
 
 import (
 	"math"
+	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/tsfile"
@@ -272,6 +274,31 @@ func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []
 		valid = nil
 	}
 	b.AppendValues(out, valid)
+}
+
+// newPrimitive makes an Arrow array of dt (a primitive type with elements T) holding vals
+// without copying them; valid marks the non-null elements (nil: all are).
+func newPrimitive[T int32 | int64 | float32 | float64](dt arrow.DataType, vals []T, valid []bool) arrow.Array {
+	var bytes []byte
+	if len(vals) > 0 {
+		bytes = unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), len(vals)*int(unsafe.Sizeof(vals[0])))
+	}
+	var bitmap *memory.Buffer
+	nulls := 0
+	if valid != nil {
+		bits := make([]byte, bitutil.BytesForBits(int64(len(valid))))
+		for i, ok := range valid {
+			if ok {
+				bitutil.SetBit(bits, i)
+			} else {
+				nulls++
+			}
+		}
+		bitmap = memory.NewBufferBytes(bits)
+	}
+	data := array.NewData(dt, len(vals), []*memory.Buffer{bitmap, memory.NewBufferBytes(bytes)}, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
 }
 
 // primitiveValues returns the values of a primitive Arrow array of element type T.
