@@ -43,6 +43,18 @@ type Encoder struct {
 	mem          memory.Allocator
 	streams      map[string]*ipcStream
 	arena        arena
+	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
+	drop    rowHashes
+	hasher  *rowHasher
+	dropped int64
+}
+
+// dropRows makes the rows whose hashes are in set be left out, until set is nil again.
+func (en *Encoder) dropRows(set rowHashes) {
+	en.drop = set
+	if set != nil && en.hasher == nil {
+		en.hasher = newRowHasher()
+	}
 }
 
 // NewEncoder returns an encoder for the records of one task.
@@ -199,13 +211,19 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 	}
 	n.Rows = int64(rows)
 	if en.cfg.Format == FormatArrow {
-		err := en.arrowMessages(rec, limit, func(val []byte) error {
+		emitMsg := func(val []byte) error {
 			n.Records++
 			n.Bytes += int64(len(val) + len(key))
 			r := en.arena.record()
 			r.Topic, r.Key, r.Value, r.Headers = topic, key, val, hdr
 			return emit(r)
-		})
+		}
+		var err error
+		if en.drop == nil {
+			err = en.arrowMessages(rec, limit, emitMsg)
+		} else {
+			err = en.keptRuns(device, rec, func(s arrow.Record) error { return en.arrowMessages(s, limit, emitMsg) })
+		}
 		if err != nil {
 			return n, fmt.Errorf("device %s: %w", device, err)
 		}
@@ -216,7 +234,16 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		return n, err
 	}
 	for r := 0; r < rows; r++ {
-		val := en.arena.take(enc.appendRow(en.arena.room(enc.size(r)), r))
+		b := enc.appendRow(en.arena.room(enc.size(r)), r)
+		if en.drop != nil {
+			if h, ok := en.hasher.jsonRow(b); ok {
+				if _, dup := en.drop[h]; dup {
+					en.dropped++
+					continue // not taken: its bytes are reused
+				}
+			}
+		}
+		val := en.arena.take(b)
 		if len(val) > limit {
 			return n, pipe.Permanent(fmt.Errorf("device %s time %d: a %d-byte row does not fit in max-message-bytes %d", device, enc.time[r], len(val), en.cfg.MaxMessageBytes))
 		}
@@ -229,6 +256,37 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		}
 	}
 	return n, nil
+}
+
+// keptRuns calls fn with the runs of rec's rows that are not to be dropped.
+func (en *Encoder) keptRuns(device string, rec arrow.Record, fn func(arrow.Record) error) error {
+	rows := int(rec.NumRows())
+	drop := make([]bool, rows)
+	for r := range drop {
+		if _, dup := en.drop[en.hasher.arrowRow(device, rec, r)]; dup {
+			drop[r] = true
+			en.dropped++
+		}
+	}
+	for lo := 0; lo < rows; {
+		for lo < rows && drop[lo] {
+			lo++
+		}
+		hi := lo
+		for hi < rows && !drop[hi] {
+			hi++
+		}
+		if hi > lo {
+			s := rec.NewSlice(int64(lo), int64(hi))
+			err := fn(s)
+			s.Release()
+			if err != nil {
+				return err
+			}
+		}
+		lo = hi
+	}
+	return nil
 }
 
 // ipcStream is a cached Arrow IPC stream writer for one schema: its schema message is

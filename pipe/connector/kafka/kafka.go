@@ -35,6 +35,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
 )
 
@@ -56,9 +57,10 @@ type Stats struct {
 	Bytes        int64 // key and value bytes
 	Points       int64
 	Transactions int64
-	// Overlaps counts TsFiles sent whole although part of their memtable had been exported
-	// as tablets (exactly-once): their rows from that part are repeated (see the package doc).
+	// Overlaps counts TsFiles of a memtable partly exported as tablets before (exactly-once);
+	// Dropped counts their rows left out because Kafka held them already.
 	Overlaps int64
+	Dropped  int64
 }
 
 // Connector is the kafka sink. Use it through the pipe registry, or directly: Open, Send
@@ -76,9 +78,11 @@ type Connector struct {
 	txnID, progressKey string
 	skip               *skipper
 	origin             uint32 // the source region's origin id, for overlap checks
+	epoch              uint64 // epoch (memtable) of the last committed data event
+	epochStart         int64  // unix ms when the first transaction holding that epoch began
 
 	stats struct {
-		events, skipped, records, bytes, points, txns, overlaps atomic.Int64
+		events, skipped, records, bytes, points, txns, overlaps, dropped atomic.Int64
 	}
 	// hook, if set (tests), is called at each step of a send; an error ends the send there
 	// as a crash would: without ending the transaction.
@@ -100,7 +104,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	c.pipe, c.region = env.Pipe, "region"
+	c.pipe, c.region, c.origin = env.Pipe, "region", engine.DefaultOrigin
 	if env.Region != nil {
 		c.region, c.origin = env.Region.Name(), env.Region.Origin()
 	}
@@ -161,6 +165,7 @@ func (c *Connector) openExactlyOnce(ctx context.Context) error {
 	var pos Position
 	if pr != nil {
 		pos = Position{Progress: pr.Progress, Tail: pr.Tail}
+		c.epoch, c.epochStart = pr.Epoch, pr.EpochStart
 		c.log.Info("kafka sink: resuming after the committed position", "progress", pr.Progress.String(), "tail", pr.Tail, "committed", pr.Time)
 	}
 	c.skip = newSkipper(pos)
@@ -180,7 +185,7 @@ func (c *Connector) Position() Position {
 func (c *Connector) Stats() Stats {
 	s := &c.stats
 	return Stats{Events: s.events.Load(), Skipped: s.skipped.Load(), Records: s.records.Load(),
-		Bytes: s.bytes.Load(), Points: s.points.Load(), Transactions: s.txns.Load(), Overlaps: s.overlaps.Load()}
+		Bytes: s.bytes.Load(), Points: s.points.Load(), Transactions: s.txns.Load(), Overlaps: s.overlaps.Load(), Dropped: s.dropped.Load()}
 }
 
 func (c *Connector) step(name string) error {
@@ -223,16 +228,30 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 			}
 			continue
 		}
-		c.checkOverlap(e)
 		sent = append(sent, e)
 	}
 	if len(sent) == 0 {
 		return nil
 	}
+	filters := map[*pipe.Event]rowHashes{}
+	epoch, epochStart := c.epoch, c.epochStart
+	for _, e := range sent {
+		set, err := c.fileFilter(ctx, e)
+		if err != nil {
+			return err
+		}
+		if set != nil {
+			filters[e] = set
+		}
+		if counted(e) && e.Epoch > epoch {
+			epoch, epochStart = e.Epoch, time.Now().UnixMilli()
+		}
+	}
 	if err := c.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("sink kafka: begin transaction: %w", err)
 	}
 	ps := c.newProduceState()
+	ps.filters = filters
 	abort := func(err error) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 		defer cancel()
@@ -252,7 +271,8 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 	pos := advance(c.skip.pos, sent)
 	last := sent[len(sent)-1]
 	val, err := json.Marshal(ProgressRecord{Pipe: c.pipe, Region: c.region, Progress: pos.Progress, Tail: pos.Tail,
-		CommitID: last.CommitID, Events: len(sent), Records: ps.records.Load(), Time: time.Now().UTC()})
+		CommitID: last.CommitID, Events: len(sent), Records: ps.records.Load(), Epoch: epoch, EpochStart: epochStart,
+		Time: time.Now().UTC()})
 	if err != nil {
 		return abort(fmt.Errorf("sink kafka: progress record: %w", err))
 	}
@@ -276,30 +296,16 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 	}
 	c.stats.txns.Add(1)
 	c.skip.pos, c.skip.replays = pos, 0 // the replay, if any, is over once something new is in
+	c.epoch, c.epochStart = epoch, epochStart
 	if err := c.step("committed"); err != nil {
 		return err
 	}
 	return nil
 }
 
-// checkOverlap warns about a TsFile whose memtable was partly exported as tablets: a file
-// holds its memtable's rows merged, without the WAL index of each, so the part already in
-// Kafka cannot be told apart and is sent again. It happens when a wal or hybrid source
-// resumes after the WAL it needed was flushed away.
-func (c *Connector) checkOverlap(e *pipe.Event) {
-	if e.Kind != pipe.KindTsFile || c.origin == 0 {
-		return
-	}
-	k := c.skip.pos.Progress[c.origin]
-	if info := e.File.Info; info.MinIndex > 0 && info.MinIndex <= k && k < info.MaxIndex {
-		c.stats.overlaps.Add(1)
-		c.log.Warn("kafka sink: a TsFile whose memtable was partly exported already is sent whole; its rows up to the committed index repeat",
-			"file", info.Name, "min_index", info.MinIndex, "max_index", info.MaxIndex, "committed_index", k)
-	}
-}
-
 // produceState tracks the records of one send.
 type produceState struct {
+	filters map[*pipe.Event]rowHashes // rows of TsFile events to leave out
 	records atomic.Int64
 	mu      sync.Mutex
 	first   error
@@ -360,7 +366,10 @@ func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps 
 				return false
 			}
 		}
+		defer c.enc.dropRows(nil)
 		for _, e := range events {
+			c.enc.dropRows(ps.filters[e])
+			before := c.enc.dropped
 			n, err := c.enc.Event(e, func(r *kgo.Record) error {
 				cur = append(cur, r)
 				if curBytes += len(r.Value); len(cur) == chunk || curBytes >= chunkBytes {
@@ -374,6 +383,7 @@ func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps 
 			c.stats.records.Add(n.Records)
 			c.stats.bytes.Add(n.Bytes)
 			c.stats.points.Add(n.Points)
+			c.stats.dropped.Add(c.enc.dropped - before)
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					send(piece{recs: cur, err: fmt.Errorf("sink kafka: %s event %d: %w", e.Kind, e.CommitID, err)})

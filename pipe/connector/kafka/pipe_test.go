@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -164,29 +163,28 @@ func createPipe(t testing.TB, m *pipe.Manager, spec string) {
 
 // TestPipeExactlyOnceUnderCrashes runs whole pipes into the kafka sink while sends crash
 // at random steps (records produced but not committed, flushed but not committed,
-// committed but not acknowledged), the pipe is stopped and started, and the whole node
-// restarts; a read_committed consumer then sees every written point exactly once.
-//
-// The wal source runs without flushes or node restarts (a region flushes what it replays
-// when it opens): it resumes from its durable position in the WAL. With the WAL of a partly
-// exported memtable flushed away it ships the memtable's file instead, which repeats the
-// part already exported: see TestPipeExactlyOnceWALFallbackLosesNothing. The tsfile source
-// flushes every round and its node restarts.
+// committed but not acknowledged), the pipe is stopped and started, the region flushes and
+// the whole node restarts; a read_committed consumer then sees every written point
+// exactly once. With flushes, a wal source resuming after its WAL was flushed away ships
+// the memtable's file, and a hybrid source switches carriers: files whose memtable was
+// partly exported as tablets, whose repeated rows the sink drops.
 func TestPipeExactlyOnceUnderCrashes(t *testing.T) {
-	for _, source := range []string{"wal", "tsfile"} {
-		t.Run(source, func(t *testing.T) { runPipeUnderCrashes(t, source, ExactlyOnce, source == "tsfile") })
+	for _, tc := range []struct {
+		name, source string
+		flush        bool
+	}{
+		{"wal", "wal", false},
+		{"wal-flushed", "wal", true},
+		{"tsfile", "tsfile", true},
+		{"hybrid", "hybrid", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) { runPipeUnderCrashes(t, tc.source, ExactlyOnce, tc.flush) })
 	}
 }
 
 // TestPipeAtLeastOnceUnderCrashes: the same faults with at-least-once delivery lose nothing.
 func TestPipeAtLeastOnceUnderCrashes(t *testing.T) {
 	runPipeUnderCrashes(t, "wal", AtLeastOnce, true)
-}
-
-// TestPipeExactlyOnceWALFallbackLosesNothing: a wal source whose WAL was flushed away
-// while the pipe was down ships files; rows may repeat then, but none is lost.
-func TestPipeExactlyOnceWALFallbackLosesNothing(t *testing.T) {
-	runPipeUnderCrashes(t, "wal", ExactlyOnce+"-fallback", true)
 }
 
 func runPipeUnderCrashes(t *testing.T, source, delivery string, flush bool) {
@@ -199,11 +197,15 @@ func runPipeUnderCrashes(t *testing.T, source, delivery string, flush bool) {
 	dir := t.TempDir()
 	n := openNode(t, dir, flush)
 	exact := delivery == ExactlyOnce
+	extra := ""
+	if source == "hybrid" {
+		extra = ", selector.max-pending-events: 12, selector.resume-ratio: 0.2"
+	}
 	createPipe(t, n.mgr, fmt.Sprintf(`
 name: export
-source: {plugin: %s, pattern: root.src.**}
+source: {plugin: %s, pattern: root.src.**%s}
 sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.max-events: 4, batch.linger: 1ms, timeout: 10s, transaction.timeout: 10s}
-`, source, addr, strings.TrimSuffix(delivery, "-fallback")))
+`, source, extra, addr, delivery))
 	next := map[string]int64{}
 	retries := int64(0)
 	for round := 0; round < 8; round++ {
@@ -225,7 +227,7 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.
 				t.Fatal(err)
 			}
 		}
-		if round == 4 && flush { // the whole node restarts; the pipe resumes from its durable progress
+		if round == 4 && flush { // the whole node restarts (a region flushes what it replays); the pipe resumes from its durable progress
 			n.close()
 			n = openNode(t, dir, flush)
 		}
@@ -236,12 +238,13 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.
 			t.Fatal(err)
 		}
 	}
-	retries += waitCommitted(t, n.mgr, "export").Retries
+	st := waitCommitted(t, n.mgr, "export")
+	retries += st.Retries
 	want := sourceDigest(t, n.src)
 	n.close()
 	recs := consume(t, addr, "x.root.src")
 	got := digestJSON(t, recs)
-	t.Logf("%s %s: %d points, %d records, %d retries, faults %v", source, delivery, want.Points, len(recs), retries, f.hits)
+	t.Logf("%s %s: %d points, %d records, %d retries, %d carrier switches, faults %v", source, delivery, want.Points, len(recs), retries, st.Switches, f.hits)
 	if exact {
 		if got != want {
 			dups := map[uint64][]string{}

@@ -35,9 +35,14 @@ type ProgressRecord struct {
 	// pipe's durable checkpoint, so they say where, not what).
 	CommitID uint64 `json:"commit_id"`
 	// Events and Records are what the transaction held.
-	Events  int       `json:"events"`
-	Records int64     `json:"records"`
-	Time    time.Time `json:"time"`
+	Events  int   `json:"events"`
+	Records int64 `json:"records"`
+	// Epoch is the epoch (memtable) of the last data event, and EpochStart (unix ms) when the
+	// first transaction holding one of its events began: where to read back from if a file
+	// of that memtable comes later.
+	Epoch      uint64    `json:"epoch,omitempty"`
+	EpochStart int64     `json:"epoch_start,omitempty"`
+	Time       time.Time `json:"time"`
 }
 
 // ProgressKey is the key of a task's record in the progress topic.

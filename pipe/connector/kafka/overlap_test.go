@@ -1,0 +1,76 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// A memtable partly exported as tablets, then shipped as its TsFile (a restart after its
+// WAL was flushed away): with exactly-once, the file's rows already in Kafka are dropped.
+func TestExactlyOnceFileAfterTablets(t *testing.T) {
+	for _, format := range []string{FormatJSON, FormatArrow} {
+		t.Run(format, func(t *testing.T) {
+			_, addr := broker(t)
+			p := params(addr, "delivery", "exactly-once", "format", format)
+			var es []*pipe.Event
+			var data []tsfile.DeviceData
+			var want digest
+			for i := 1; i <= 6; i++ {
+				dev := fmt.Sprintf("root.db.d%d", i)
+				e := tabletEvent(t, uint64(i), dev, int64(i)*100, 20)
+				e.Epoch = 7
+				es = append(es, e)
+				data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
+				want.addRecord(dev, e.Tablet.Rec)
+			}
+			defer release(es)
+			path := filepath.Join(t.TempDir(), "7.tsfile")
+			f, err := os.Create(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, tsfile.WriteOptions{Compression: "lz4"}); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 4, Epoch: 7, Progress: pipe.ProgressIndex{1: 6},
+				File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: "7.tsfile", Epoch: 7, MinIndex: 1, MaxIndex: 6},
+					MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+
+			c := openConn(t, p)
+			if err := c.Send(context.Background(), es[:3]); err != nil { // tablets 1..3 committed
+				t.Fatal(err)
+			}
+			c.Close()
+			c = openConn(t, p) // the restart finds the WAL gone: the file comes instead
+			if err := c.Send(context.Background(), []*pipe.Event{file}); err != nil {
+				t.Fatal(err)
+			}
+			st := c.Stats()
+			c.Close()
+			if st.Overlaps != 1 || st.Dropped != 60 {
+				t.Fatalf("stats %+v, want 1 overlap and 60 rows dropped", st)
+			}
+			recs := consume(t, addr, "root.db")
+			var got digest
+			for _, r := range recs {
+				if format == FormatJSON {
+					got.addJSON(t, r.Value)
+				} else {
+					got = addArrow(t, got, r.Value)
+				}
+			}
+			if got != want {
+				t.Fatalf("%d records, digest %+v, want %+v", len(recs), got, want)
+			}
+		})
+	}
+}
