@@ -328,6 +328,8 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 			accumulate(a, d, name, &col, times, col.f32, func(v float32) Value { return Value{F: float64(v)} })
 		case tsfile.Double:
 			accumulate(a, d, name, &col, times, col.f64, func(v float64) Value { return Value{F: v} })
+		case tsfile.Boolean:
+			a.accumulateBools(d, name, &col, times)
 		default:
 			a.accumulateValues(d, name, &col, times)
 		}
@@ -429,7 +431,57 @@ func fromValue[T int32 | int64 | float32 | float64](v Value) T {
 	return T(v.F)
 }
 
-// accumulateValues adds a TEXT or BOOLEAN column's values to the windows.
+// accumulateBools adds a BOOLEAN column's values to the windows (count, first, last), a
+// run of rows in the same window at a time.
+func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, times []int64) {
+	iv := a.cfg.Interval
+	arr := col.bl
+	nulls := arr.NullN() > 0
+	for i := 0; i < len(times); {
+		if nulls && arr.IsNull(i) {
+			i++
+			continue
+		}
+		w := floorDiv(times[i], iv) * iv
+		acc := a.window(d, w, name, col.typ)
+		if acc == nil {
+			i++
+			continue
+		}
+		end := w + iv
+		if end < w {
+			end = math.MaxInt64
+		}
+		n := acc.Count
+		firstRow, lastRow := -1, -1
+		firstT, lastT := acc.First.T, acc.Last.T
+		for ; i < len(times) && times[i] >= w && times[i] < end; i++ {
+			if nulls && arr.IsNull(i) {
+				continue
+			}
+			t := times[i]
+			switch {
+			case n == 0:
+				firstT, lastT, firstRow, lastRow = t, t, i, i
+			case t < firstT:
+				firstT, firstRow = t, i
+			}
+			if n > 0 && t >= lastT {
+				lastT, lastRow = t, i
+			}
+			n++
+		}
+		acc.Count = n
+		if firstRow >= 0 {
+			acc.First = sample{firstT, Value{B: arr.Value(firstRow)}}
+		}
+		if lastRow >= 0 {
+			acc.Last = sample{lastT, Value{B: arr.Value(lastRow)}}
+		}
+	}
+}
+
+// accumulateValues adds a TEXT column's values to the windows.
 func (a *Aggregate) accumulateValues(d *aggDevice, name string, col *column, times []int64) {
 	iv := a.cfg.Interval
 	nulls := col.arr.NullN() > 0

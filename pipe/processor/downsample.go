@@ -248,18 +248,25 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		if s.Started {
 			i0 = sort.Search(len(times), func(i int) bool { return times[i] > s.Last })
 		}
-		if numeric(col.typ) {
+		if isBool := col.typ == tsfile.Boolean; numeric(col.typ) || isBool {
 			xs := col.floats(d.scratch)
 			if col.f64 == nil {
 				d.scratch = xs // a converted copy: reuse it (never the column's own values)
 			}
-			switch d.cfg.Method {
-			case MethodTumblingTime:
-				d.tumblingNum(s, &col, times, xs, i0, &oc)
-			case MethodSDT, MethodSwingingDoor:
-				d.sdtNum(s, &col, times, xs, i0, &oc)
+			strategy, dev := d.cfg.Strategy, d.cfg.Deviation
+			if isBool { // as 0 and 1: keep every change; the average of booleans is the first
+				dev = 0
+				if strategy == StrategyAvg {
+					strategy = StrategyFirst
+				}
+			}
+			switch {
+			case d.cfg.Method == MethodTumblingTime:
+				d.tumblingNum(s, &col, times, xs, i0, strategy, &oc)
+			case isBool || d.cfg.Method == MethodChangingValue:
+				d.changingNum(s, &col, times, xs, i0, dev, &oc)
 			default:
-				d.changingNum(s, &col, times, xs, i0, &oc)
+				d.sdtNum(s, &col, times, xs, i0, &oc)
 			}
 		} else {
 			nulls := col.arr.NullN() > 0
@@ -282,7 +289,7 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 // always before the rows); a candidate held back at the end of the tablet is copied into
 // the state.
 
-func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
+func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, strategy string, oc *outColumn) {
 	iv := d.cfg.Interval
 	nulls := col.arr.NullN() > 0
 	pendRow := -1
@@ -300,7 +307,7 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 			}
 		}
 		newWin := !s.Started || w != s.Win
-		switch d.cfg.Strategy {
+		switch strategy {
 		case StrategyFirst:
 			if newWin {
 				oc.rows = append(oc.rows, int32(i))
@@ -385,7 +392,7 @@ func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float6
 	}
 }
 
-func (d *Downsample) changingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
+func (d *Downsample) changingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, dev float64, oc *outColumn) {
 	nulls := col.arr.NullN() > 0
 	for i := i0; i < len(times); i++ {
 		if nulls && col.arr.IsNull(i) {
@@ -398,7 +405,7 @@ func (d *Downsample) changingNum(s *dsSeries, col *column, times []int64, xs []f
 			if gap < d.cfg.MinGap {
 				continue
 			}
-			if math.Abs(x-s.KeptNum) <= d.cfg.Deviation && (d.cfg.MaxGap == 0 || gap < d.cfg.MaxGap) {
+			if math.Abs(x-s.KeptNum) <= dev && (d.cfg.MaxGap == 0 || gap < d.cfg.MaxGap) {
 				continue
 			}
 		}

@@ -110,8 +110,8 @@ func newColumn(arr arrow.Array) (column, bool) {
 	return c, true
 }
 
-// floats returns the column's values as numbers (a numeric column; nulls hold anything),
-// in buf when they must be converted.
+// floats returns the column's values as numbers (a numeric column, or BOOLEAN as 0 and 1;
+// nulls hold anything), in buf when they must be converted.
 func (c *column) floats(buf []float64) []float64 {
 	if c.f64 != nil {
 		return c.f64
@@ -122,6 +122,13 @@ func (c *column) floats(buf []float64) []float64 {
 	}
 	buf = buf[:n]
 	switch {
+	case c.bl != nil:
+		for i := range buf {
+			buf[i] = 0
+			if c.bl.Value(i) {
+				buf[i] = 1
+			}
+		}
 	case c.i32 != nil:
 		for i, v := range c.i32 {
 			buf[i] = float64(v)
