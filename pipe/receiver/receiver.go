@@ -118,10 +118,13 @@ func New(o Options) (*Server, error) {
 }
 
 // ServerOptions are the grpc.Server options the receiver wants: its message size limit,
-// large flow-control windows and keepalive enforcement that allows the sender's pings.
+// the peerwire codec (which decodes FlightData without copying its body), large
+// flow-control windows and keepalive enforcement that allows the sender's pings. A server
+// given these must not set a shared receive buffer pool.
 func (s *Server) ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.o.MaxMessageBytes),
+		grpc.ForceServerCodec(peerwire.Codec{}), // FlightData bodies are used in place
 		grpc.InitialWindowSize(peerwire.WindowSize),
 		grpc.InitialConnWindowSize(2 * peerwire.WindowSize),
 		grpc.ReadBufferSize(256 << 10),

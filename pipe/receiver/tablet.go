@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/flight"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	flatbuffers "github.com/google/flatbuffers/go"
 
 	"github.com/weir-dev/weir/pipe/peerwire"
 	"github.com/weir-dev/weir/tsfile"
@@ -29,8 +32,9 @@ type schemaSet struct {
 }
 
 type schemaReader struct {
-	feed *feed
-	rd   *ipc.Reader
+	schema *arrow.Schema
+	feed   *feed
+	rd     *ipc.Reader // for compressed batches
 }
 
 // feed is an ipc.MessageReader that yields the one message put in it.
@@ -157,24 +161,38 @@ func (s *schemaSet) add(m *peerwire.Msg) error {
 	if err != nil {
 		return fmt.Errorf("schema %d: %w", m.SchemaID, err)
 	}
-	s.m[m.SchemaID] = &schemaReader{feed: f, rd: rd}
+	s.m[m.SchemaID] = &schemaReader{schema: sc, feed: f, rd: rd}
 	return nil
 }
 
-// decode reads one record batch of schema id; the caller owns the record.
+// decode reads one record batch of schema id; the caller owns the record. An uncompressed
+// batch is used in place: its arrays point into body (which must not change afterwards);
+// a compressed one is decompressed by Arrow's reader within budget bytes.
 func (s *schemaSet) decode(id uint32, header, body []byte, budget int) (arrow.Record, error) {
 	r := s.m[id]
 	if r == nil {
 		return nil, fmt.Errorf("schema %d was never declared", id)
+	}
+	rb, err := parseRecordBatch(header)
+	if err != nil {
+		return nil, err
+	}
+	if !rb.compressed {
+		rec, err := inPlace(r.schema, rb, body)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkRecord(rec); err != nil {
+			rec.Release()
+			return nil, err
+		}
+		return rec, nil
 	}
 	msg, err := message(header, body)
 	if err != nil {
 		return nil, err
 	}
 	defer msg.Release()
-	if msg.Type() != ipc.MessageRecordBatch {
-		return nil, fmt.Errorf("IPC message is a %s, want a record batch", msg.Type())
-	}
 	r.feed.msg = msg
 	s.alloc.left = budget
 	if !r.rd.Next() {
@@ -192,6 +210,135 @@ func (s *schemaSet) decode(id uint32, header, body []byte, budget int) (arrow.Re
 	}
 	rec.Retain()
 	return rec, nil
+}
+
+// recordBatch is what the receiver reads of an IPC RecordBatch message header.
+type recordBatch struct {
+	length     int64
+	nodes      [][2]int64 // length, null count
+	buffers    [][2]int64 // offset, length in the body
+	compressed bool
+}
+
+// parseRecordBatch reads an IPC Message flatbuffer holding a RecordBatch. Flatbuffers are
+// read without bounds checks, so a panic on garbage is recovered as an error.
+func parseRecordBatch(header []byte) (rb recordBatch, err error) {
+	if len(header) < 8 {
+		return rb, fmt.Errorf("IPC message header of %d bytes", len(header))
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			rb, err = recordBatch{}, fmt.Errorf("IPC message header: %v", r)
+		}
+	}()
+	msg := flatbuffers.Table{Bytes: header, Pos: flatbuffers.GetUOffsetT(header)}
+	o := flatbuffers.UOffsetT(msg.Offset(6))   // Message.header_type
+	if o == 0 || msg.GetByte(msg.Pos+o) != 3 { // MessageHeader.RecordBatch
+		return rb, errors.New("IPC message is not a record batch")
+	}
+	if o = flatbuffers.UOffsetT(msg.Offset(8)); o == 0 { // Message.header
+		return rb, errors.New("IPC record batch message without its header")
+	}
+	var t flatbuffers.Table
+	msg.Union(&t, o)
+	if o = flatbuffers.UOffsetT(t.Offset(4)); o != 0 { // RecordBatch.length
+		rb.length = t.GetInt64(t.Pos + o)
+	}
+	vec := func(slot flatbuffers.VOffsetT) [][2]int64 {
+		o := flatbuffers.UOffsetT(t.Offset(slot))
+		if o == 0 {
+			return nil
+		}
+		start, n := t.Vector(o), t.VectorLen(o)
+		if n < 0 || n > maxBuffers || int(start)+16*n > len(header) {
+			panic(fmt.Sprintf("vector of %d structs", n))
+		}
+		out := make([][2]int64, n)
+		for i := range out {
+			p := start + flatbuffers.UOffsetT(16*i)
+			out[i] = [2]int64{t.GetInt64(p), t.GetInt64(p + 8)}
+		}
+		return out
+	}
+	rb.nodes = vec(6)                 // RecordBatch.nodes: FieldNode{length, null_count}
+	rb.buffers = vec(8)               // RecordBatch.buffers: Buffer{offset, length}
+	rb.compressed = t.Offset(10) != 0 // RecordBatch.compression
+	return rb, nil
+}
+
+// maxBuffers bounds the field nodes and buffers of a record batch (3 per column at most).
+const maxBuffers = 3 * (1 << 14)
+
+// inPlace builds the record of an uncompressed batch on body's bytes. Arrow checks some
+// buffers as it wraps them (string offsets), panicking: that is recovered as an error.
+func inPlace(sc *arrow.Schema, rb recordBatch, body []byte) (rec arrow.Record, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			rec, err = nil, fmt.Errorf("record batch: %v", r)
+		}
+	}()
+	fields := sc.Fields()
+	if len(rb.nodes) != len(fields) {
+		return nil, fmt.Errorf("record batch of %d columns for a schema of %d", len(rb.nodes), len(fields))
+	}
+	if rb.length <= 0 || rb.length > 1<<31 {
+		return nil, fmt.Errorf("record batch of %d rows", rb.length)
+	}
+	if len(body) > 0 && uintptr(unsafe.Pointer(&body[0]))%8 != 0 {
+		body = append(make([]byte, 0, len(body)), body...) // Arrow reads values in place: align them
+	}
+	cols := make([]arrow.Array, 0, len(fields))
+	defer func() {
+		for _, c := range cols {
+			c.Release()
+		}
+	}()
+	next := 0
+	buffer := func() (*memory.Buffer, error) {
+		if next >= len(rb.buffers) {
+			return nil, errors.New("record batch has too few buffers")
+		}
+		off, n := rb.buffers[next][0], rb.buffers[next][1]
+		next++
+		if off < 0 || n < 0 || off > int64(len(body)) || n > int64(len(body))-off {
+			return nil, fmt.Errorf("buffer [%d, +%d) outside the %d-byte body", off, n, len(body))
+		}
+		if n == 0 {
+			return nil, nil
+		}
+		b := body[off : off+n : off+n]
+		if off%8 != 0 {
+			b = append([]byte(nil), b...)
+		}
+		return memory.NewBufferBytes(b), nil
+	}
+	for i, f := range fields {
+		node := rb.nodes[i]
+		if node[0] != rb.length || node[1] < 0 || node[1] > node[0] {
+			return nil, fmt.Errorf("column %s: %d rows, %d nulls in a batch of %d rows", f.Name, node[0], node[1], rb.length)
+		}
+		nbuf := 2
+		if f.Type.ID() == arrow.STRING {
+			nbuf = 3
+		}
+		bufs := make([]*memory.Buffer, nbuf)
+		for k := range bufs {
+			var err error
+			if bufs[k], err = buffer(); err != nil {
+				return nil, fmt.Errorf("column %s: %w", f.Name, err)
+			}
+		}
+		if bufs[1] == nil {
+			bufs[1] = memory.NewBufferBytes(nil)
+		}
+		data := array.NewData(f.Type, int(node[0]), bufs, nil, int(node[1]), 0)
+		cols = append(cols, array.MakeFromData(data))
+		data.Release()
+	}
+	if next != len(rb.buffers) {
+		return nil, fmt.Errorf("record batch has %d buffers, its columns %d", len(rb.buffers), next)
+	}
+	return array.NewRecord(sc, cols, rb.length), nil
 }
 
 // checkRecord checks that a decoded record's buffers hold what its lengths claim, so that

@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -30,6 +29,7 @@ type tabletEncoder struct {
 	nextID  uint32
 	reset   bool
 	key     strings.Builder
+	meta    []byte // app metadata, reused (NewFrame copies it)
 }
 
 type schemaWriter struct {
@@ -38,31 +38,50 @@ type schemaWriter struct {
 	cap *capture
 }
 
-// capture is an ipc.PayloadWriter that keeps the payloads as FlightData.
+// capture is an ipc.PayloadWriter that encodes a record batch payload into a Frame with
+// the app metadata set beforehand (meta), the Arrow buffers copied once, straight into the
+// gRPC message. The schema payload, the first, is dropped: the receiver builds schemas from
+// column lists.
 type capture struct {
-	out     []*flight.FlightData
-	started bool         // the schema payload came (it is the first)
-	body    bytes.Buffer // reused for record batches: gRPC encodes a message as it sends it
+	meta    []byte
+	out     *peerwire.Frame
+	started bool
 }
 
 func (c *capture) Start() error { return nil }
 func (c *capture) Close() error { return nil }
 func (c *capture) WritePayload(p ipc.Payload) error {
-	meta := p.Meta()
-	fd := &flight.FlightData{DataHeader: append([]byte(nil), meta.Bytes()...)}
-	meta.Release()
-	dst := &c.body
-	if c.started {
-		c.body.Reset()
-	} else {
-		dst, c.started = new(bytes.Buffer), true
+	if !c.started {
+		c.started = true
+		return nil
 	}
-	if err := p.SerializeBody(dst); err != nil {
+	var n byteCounter
+	if err := p.SerializeBody(&n); err != nil {
 		return err
 	}
-	fd.DataBody = dst.Bytes()
-	c.out = append(c.out, fd)
+	meta := p.Meta()
+	defer meta.Release()
+	f, body := peerwire.NewFrame(c.meta, meta.Bytes(), int(n.n))
+	w := sliceWriter{b: body[:0]}
+	if err := p.SerializeBody(&w); err != nil {
+		return err
+	}
+	if len(w.b) != len(body) {
+		return fmt.Errorf("IPC body of %d bytes, expected %d", len(w.b), len(body))
+	}
+	c.out = f
 	return nil
+}
+
+// sliceWriter appends to a slice that has the room.
+type sliceWriter struct{ b []byte }
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	if len(w.b)+len(p) > cap(w.b) {
+		return 0, fmt.Errorf("IPC body larger than measured")
+	}
+	w.b = append(w.b, p...)
+	return len(p), nil
 }
 
 func newTabletEncoder(comp string) *tabletEncoder {
@@ -91,8 +110,8 @@ func (t *tabletEncoder) schemaKey(sc *arrow.Schema) string {
 }
 
 // encode returns the schema message to send first (nil when the schema was sent already)
-// and the record batch message, whose app metadata names the schema id.
-func (t *tabletEncoder) encode(tb *tsfile.Tablet) (schema *peerwire.Msg, batch *flight.FlightData, id uint32, err error) {
+// and the frame of the record batch, whose app metadata is meta with the schema id set.
+func (t *tabletEncoder) encode(tb *tsfile.Tablet, meta *peerwire.Msg) (schema *peerwire.Msg, frame *peerwire.Frame, err error) {
 	rec := tb.Rec
 	k := t.schemaKey(rec.Schema())
 	sw := t.writers[k]
@@ -107,19 +126,21 @@ func (t *tabletEncoder) encode(tb *tsfile.Tablet) (schema *peerwire.Msg, batch *
 		for _, c := range tb.Columns() {
 			schema.Columns = append(schema.Columns, peerwire.Column{Name: c.Name, Type: c.Type})
 		}
-		fields := rec.Schema().Fields() // without the schema metadata: the device is in the app metadata
-		sc := arrow.NewSchema(fields, nil)
+		sc := arrow.NewSchema(rec.Schema().Fields(), nil) // the device is in the app metadata
 		c := &capture{}
 		sw = &schemaWriter{id: t.nextID, cap: c, w: ipc.NewWriterWithPayloadWriter(c, append([]ipc.Option{ipc.WithSchema(sc)}, t.opts...)...)}
 		t.writers[k] = sw
 	}
-	sw.cap.out = sw.cap.out[:0]
+	meta.SchemaID = sw.id
+	t.meta = meta.Append(t.meta[:0])
+	sw.cap.meta, sw.cap.out = t.meta, nil
 	if err := sw.w.Write(rec); err != nil {
-		return nil, nil, 0, fmt.Errorf("encode tablet of %s: %w", tb.Device, err)
+		return nil, nil, fmt.Errorf("encode tablet of %s: %w", tb.Device, err)
 	}
-	// the first write of a writer also gives the IPC schema message: the receiver builds
-	// the schema from the column list instead
-	return schema, sw.cap.out[len(sw.cap.out)-1], sw.id, nil
+	if sw.cap.out == nil {
+		return nil, nil, fmt.Errorf("encode tablet of %s: no record batch", tb.Device)
+	}
+	return schema, sw.cap.out, nil
 }
 
 func (t *tabletEncoder) release() {
@@ -160,16 +181,19 @@ func (l *limiter) wait(ctx context.Context, n int) error {
 	}
 }
 
-func size(fd *flight.FlightData) int {
-	return len(fd.AppMetadata) + len(fd.DataHeader) + len(fd.DataBody)
-}
-
-// send sends fd on st at the connector's rate.
-func (c *Connector) send(st *stream, lim *limiter, fd *flight.FlightData) error {
-	if err := lim.wait(c.ctx, size(fd)); err != nil {
+// send sends m (a *flight.FlightData or a *peerwire.Frame) on st at the connector's rate.
+func (c *Connector) send(st *stream, lim *limiter, m any) error {
+	n := 0
+	switch m := m.(type) {
+	case *peerwire.Frame:
+		n = len(m.B)
+	case *flight.FlightData:
+		n = len(m.AppMetadata) + len(m.DataHeader) + len(m.DataBody)
+	}
+	if err := lim.wait(c.ctx, n); err != nil {
 		return err
 	}
-	return st.cs.Send(fd)
+	return st.cs.SendMsg(m)
 }
 
 // prepare readies it for sending and returns how many sequenced messages it takes (0:
@@ -203,7 +227,8 @@ func (c *Connector) sendEvent(st *stream, enc *tabletEncoder, lim *limiter, it *
 	e := it.e
 	switch e.Kind {
 	case pipe.KindTablet:
-		schema, batch, id, err := enc.encode(e.Tablet)
+		schema, frame, err := enc.encode(e.Tablet, &peerwire.Msg{Type: peerwire.TypeTablet, Seq: first, Commit: e.CommitID,
+			Origin: e.Origin, OriginIndex: e.OriginIndex, Progress: e.Progress, Device: e.Tablet.Device})
 		if err != nil {
 			return err
 		}
@@ -212,9 +237,7 @@ func (c *Connector) sendEvent(st *stream, enc *tabletEncoder, lim *limiter, it *
 				return err
 			}
 		}
-		batch.AppMetadata = (&peerwire.Msg{Type: peerwire.TypeTablet, Seq: first, Commit: e.CommitID, Origin: e.Origin,
-			OriginIndex: e.OriginIndex, Progress: e.Progress, Device: e.Tablet.Device, SchemaID: id}).Encode()
-		return c.send(st, lim, batch)
+		return c.send(st, lim, frame)
 	case pipe.KindDeletion:
 		d := e.Deletion
 		m := &peerwire.Msg{Type: peerwire.TypeDeletion, Seq: first, Commit: e.CommitID, Origin: e.Origin, OriginIndex: e.OriginIndex,
@@ -235,3 +258,8 @@ func (c *Connector) sendEvent(st *stream, enc *tabletEncoder, lim *limiter, it *
 	}
 	return fmt.Errorf("cannot send a %s event", e.Kind)
 }
+
+// byteCounter counts what is written to it.
+type byteCounter struct{ n int64 }
+
+func (c *byteCounter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }

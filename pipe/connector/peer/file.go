@@ -220,17 +220,16 @@ func (c *Connector) sendFile(st *stream, lim *limiter, it *item, seq uint64) err
 		return err
 	}
 	defer fh.Close()
-	if cap(c.buf) < c.chunk {
-		c.buf = make([]byte, c.chunk)
-	}
 	for off < f.size {
+		// the chunk is read straight into its gRPC message, its metadata (with the CRC) after it
 		n := int(min(int64(c.chunk), f.size-off))
-		b := c.buf[:n]
+		frame, b := peerwire.BodyFirst(n, 32)
 		if _, err := fh.ReadAt(b, off); err != nil {
 			return fmt.Errorf("read %s at %d: %w", f.path, off, err)
 		}
 		m := &peerwire.Msg{Type: peerwire.TypeFileChunk, Seq: seq, Offset: off, CRC: crc32.Checksum(b, castagnoli)}
-		if err := c.send(st, lim, &flight.FlightData{AppMetadata: m.Encode(), DataBody: b}); err != nil {
+		frame.AppendMeta(m.Append(c.meta[:0]))
+		if err := c.send(st, lim, frame); err != nil {
 			return err
 		}
 		off += int64(n)

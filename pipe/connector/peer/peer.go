@@ -77,7 +77,7 @@ type Connector struct {
 	log      *slog.Logger
 	outDir   string
 	sender   string
-	buf      []byte // file chunks (the serving goroutine's)
+	meta     []byte // chunk metadata, reused (the serving goroutine's)
 
 	ctx    context.Context
 	cancel context.CancelFunc

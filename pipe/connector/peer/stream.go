@@ -39,7 +39,7 @@ func (c *Connector) dial(url string) (*grpc.ClientConn, error) {
 		grpc.WithInitialConnWindowSize(2*peerwire.WindowSize),
 		grpc.WithWriteBufferSize(256<<10),
 		grpc.WithReadBufferSize(64<<10),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(1<<30)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20), grpc.MaxCallSendMsgSize(1<<30), grpc.ForceCodec(peerwire.Codec{})),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 			MinConnectTimeout: c.timeout,
