@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/connector/kafka/kafkaserve"
 )
 
@@ -77,5 +78,23 @@ func TestKafkaServeBadFlags(t *testing.T) {
 	out, _, err := runCLI(t, "bench", "kafka", "--help")
 	if err != nil || !strings.Contains(out, "raw franz-go producer") {
 		t.Fatalf("bench kafka --help: %v %q", err, out)
+	}
+}
+
+// The kafka-export example lints in both forms, which normalise to the same spec.
+func TestKafkaExampleLints(t *testing.T) {
+	if _, ok := pipe.Lookup(pipe.RoleProcessor, "downsample"); !ok {
+		t.Skip("the downsample processor is not registered")
+	}
+	y, _, err := runCLI(t, "lint", "../examples/kafka-export/export.yaml")
+	if err != nil {
+		t.Fatalf("export.yaml: %v", err)
+	}
+	s, _, err := runCLI(t, "lint", "../examples/kafka-export/export.sql")
+	if err != nil {
+		t.Fatalf("export.sql: %v", err)
+	}
+	if y != s || !strings.Contains(y, "delivery: exactly-once") {
+		t.Fatalf("the YAML and SQL forms differ:\n%s\n---\n%s", y, s)
 	}
 }

@@ -101,8 +101,11 @@ func TestTemplate(t *testing.T) {
 	if !tm.Uses("device") || !tm.Uses("pipe") {
 		t.Fatal("Uses")
 	}
-	if _, err := (&Template{parts: []tmplPart{{field: "region"}}}).Render(TemplateValues{Region: "a b"}); err == nil {
-		t.Fatal("an invalid rendered name passed")
+	if got, err := (&Template{parts: []tmplPart{{field: "region"}}}).Render(TemplateValues{Region: "root.demo/3"}); err != nil || got != "root.demo_3" {
+		t.Fatalf("region rendered as %q, %v", got, err)
+	}
+	if _, err := (&Template{parts: []tmplPart{{field: "database"}}}).Render(TemplateValues{}); err == nil {
+		t.Fatal("an empty topic name passed")
 	}
 	for _, bad := range []string{"", "}", "{", "{x}", "a:b"} {
 		if _, err := ParseTemplate(bad); err == nil {

@@ -26,6 +26,8 @@ type TemplateValues struct {
 	Database, Device, Region, Pipe string
 }
 
+// get returns a field's value; a region or pipe name's characters that a topic name does
+// not allow (a node's regions are named like root.demo/3) become '_'.
 func (v TemplateValues) get(f string) string {
 	switch f {
 	case "database":
@@ -33,9 +35,19 @@ func (v TemplateValues) get(f string) string {
 	case "device":
 		return v.Device
 	case "region":
-		return v.Region
+		return sanitize(v.Region)
 	}
-	return v.Pipe
+	return sanitize(v.Pipe)
+}
+
+func sanitize(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !topicChar(c) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // ParseTemplate parses a topic template. Literal text must be valid in a topic name
