@@ -414,8 +414,8 @@ func TestOpenErrors(t *testing.T) {
 func TestCrashMidFileReplay(t *testing.T) {
 	for _, by := range []string{"none", "device", "day"} {
 		t.Run(by, func(t *testing.T) {
-			evs, want := workload(t, 60, 3, 40, testCols)
-			kv := []string{ParamPartitionBy, by, ParamRollSize, "6KiB", ParamRollInterval, "0", ParamRowGroupSize, "50"}
+			evs, want := workload(t, 40, 3, 30, testCols)
+			kv := []string{ParamPartitionBy, by, ParamRollSize, "4KiB", ParamRollInterval, "0", ParamRowGroupSize, "50"}
 
 			clean := t.TempDir()
 			c := openConn(t, New(Options{}), params(clean, kv...))
@@ -431,7 +431,7 @@ func TestCrashMidFileReplay(t *testing.T) {
 				t.Fatalf("only %d files: roll-size too large for the test", len(wantFiles))
 			}
 
-			for _, cut := range []int{1, 17, 40, 59} {
+			for _, cut := range []int{1, 21, 39} {
 				dir := t.TempDir()
 				c := openConn(t, New(Options{}), params(dir, kv...))
 				a := newAcker()
@@ -536,7 +536,7 @@ func TestReplaySplitOutputs(t *testing.T) {
 // A full disk fails the sink visibly; no partial file is left under a final name, and the
 // replay once space is back gives exactly the source rows.
 func TestDiskFull(t *testing.T) {
-	for _, limit := range []int64{0, 3000, 20_000, 60_000} {
+	for _, limit := range []int64{0, 5000, 40_000} {
 		t.Run(fmt.Sprint(limit), func(t *testing.T) {
 			dir := t.TempDir()
 			evs, want := workload(t, 40, 4, 30, testCols)
