@@ -342,53 +342,73 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 
 func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
 	nulls := col.arr.NullN() > 0
-	pendRow := -1 // the candidate, when it is a row of this tablet (else s.Pend, if s.HasPend)
-	keep := func(row int, t int64, x float64) {
-		oc.rows = append(oc.rows, int32(row))
-		s.Kept.T, s.HasKept, s.KeptNum, s.HasPend, s.Doors = t, true, x, false, false
-		pendRow = -1
-	}
+	dev, minGap, maxGap := d.cfg.Deviation, d.cfg.MinGap, d.cfg.MaxGap
+	// the state in locals for the loop, written back at the end
+	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
+	up, down, doors := s.Up, s.Down, s.Doors
+	statePend := s.HasPend // the candidate is s.Pend, from an earlier tablet
+	pendRow := -1          // the candidate is this row
+	started, last := s.Started, s.Last
 	for i := i0; i < len(times); i++ {
 		if nulls && col.arr.IsNull(i) {
 			continue
 		}
 		t, x := times[i], xs[i]
-		s.Started, s.Last = true, t
-		if !s.HasKept {
-			keep(i, t, x)
+		started, last = true, t
+		if !hasKept {
+			oc.rows = append(oc.rows, int32(i))
+			hasKept, keptT, keptX, statePend, pendRow, doors = true, t, x, false, -1, false
 			continue
 		}
-		if (pendRow >= 0 || s.HasPend) && s.Doors {
-			slope := (x - s.KeptNum) / float64(t-s.Kept.T)
+		if (pendRow >= 0 || statePend) && doors {
+			slope := (x - keptX) / float64(t-keptT)
 			pt := s.Pend.T
 			if pendRow >= 0 {
 				pt = times[pendRow]
 			}
-			if (slope < s.Up || slope > s.Down) && pt-s.Kept.T >= d.cfg.MinGap {
+			if (slope < up || slope > down) && pt-keptT >= minGap {
+				// the candidate ends the segment: archive it
 				if pendRow >= 0 {
-					keep(pendRow, pt, xs[pendRow])
+					oc.rows = append(oc.rows, int32(pendRow))
+					keptX = xs[pendRow]
 				} else {
 					oc.pts = append(oc.pts, s.Pend)
-					s.Kept.T, s.HasKept, s.KeptNum, s.HasPend, s.Doors = pt, true, s.Pend.V.Num(s.Type), false, false
+					keptX = s.Pend.V.Num(s.Type)
 				}
+				keptT, statePend, pendRow, doors = pt, false, -1, false
 			}
 		}
-		if d.cfg.MaxGap > 0 && t-s.Kept.T >= d.cfg.MaxGap {
-			keep(i, t, x)
+		if maxGap > 0 && t-keptT >= maxGap {
+			oc.rows = append(oc.rows, int32(i))
+			keptT, keptX, statePend, pendRow, doors = t, x, false, -1, false
 			continue
 		}
-		pendRow, s.HasPend = i, false
-		dt := float64(t - s.Kept.T)
-		up, down := (x-s.KeptNum-d.cfg.Deviation)/dt, (x-s.KeptNum+d.cfg.Deviation)/dt
-		if !s.Doors {
-			s.Up, s.Down, s.Doors = up, down, true
-		} else {
-			s.Up, s.Down = math.Max(s.Up, up), math.Min(s.Down, down)
+		// the point is the candidate, and a point after Kept for the next ones
+		pendRow, statePend = i, false
+		inv := 1 / float64(t-keptT)
+		slope := (x - keptX) * inv
+		u, w := slope-dev*inv, slope+dev*inv
+		switch {
+		case !doors:
+			up, down, doors = u, w, true
+		default:
+			if u > up {
+				up = u
+			}
+			if w < down {
+				down = w
+			}
 		}
 	}
-	if pendRow >= 0 {
+	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
+	s.Up, s.Down, s.Doors = up, down, doors
+	s.Started, s.Last = started, last
+	switch {
+	case pendRow >= 0:
 		v, _ := col.at(pendRow)
 		s.Pend, s.HasPend = sample{times[pendRow], v}, true
+	case !statePend:
+		s.HasPend = false
 	}
 }
 
