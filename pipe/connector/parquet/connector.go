@@ -250,6 +250,9 @@ func (c *Connector) Close() error {
 }
 
 func (c *Connector) usableLocked() error {
+	if c.parts == nil {
+		return errors.New("parquet: sink is not open")
+	}
 	if c.closed {
 		return errors.New("parquet: sink is closed")
 	}
