@@ -235,8 +235,8 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 	}
 	filters := map[*pipe.Event]rowHashes{}
 	epoch, epochStart := c.epoch, c.epochStart
-	for _, e := range sent {
-		set, err := c.fileFilter(ctx, e)
+	for i, e := range sent {
+		set, err := c.fileFilter(ctx, e, sent[:i])
 		if err != nil {
 			return err
 		}

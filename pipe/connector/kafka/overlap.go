@@ -236,25 +236,59 @@ func (c *Connector) addRecordRows(rh *rowHasher, set rowHashes, r *kgo.Record) e
 	return nil
 }
 
-// fileFilter returns, for a TsFile event whose memtable was partly exported, the hashes of
-// the rows already in Kafka (nil when there is no overlap).
-func (c *Connector) fileFilter(ctx context.Context, e *pipe.Event) (rowHashes, error) {
-	if e.Kind != pipe.KindTsFile || c.origin == 0 {
+// fileFilter returns, for a TsFile event whose memtable was partly exported as tablets
+// (committed before, or earlier in this batch), the hashes of those rows (nil when there is
+// no overlap).
+func (c *Connector) fileFilter(ctx context.Context, e *pipe.Event, earlier []*pipe.Event) (rowHashes, error) {
+	if e.Kind != pipe.KindTsFile || c.origin == 0 || e.File.Info.MinIndex == 0 {
 		return nil, nil
 	}
-	k := c.skip.pos.Progress[c.origin]
 	info := e.File.Info
-	if info.MinIndex == 0 || k < info.MinIndex || k >= info.MaxIndex {
+	in := func(idx uint64) bool { return idx >= info.MinIndex && idx <= info.MaxIndex }
+	var batch []*pipe.Event
+	for _, x := range earlier {
+		if x.Kind == pipe.KindTablet && x.Tablet != nil && in(x.Progress[c.origin]) {
+			batch = append(batch, x)
+		}
+	}
+	k := c.skip.pos.Progress[c.origin]
+	committed := k >= info.MinIndex && k < info.MaxIndex
+	if !committed && len(batch) == 0 {
 		return nil, nil
 	}
 	c.stats.overlaps.Add(1)
-	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout+c.cfg.TxnTimeout)
-	defer cancel()
-	set, err := c.exportedRows(rctx, e.File, info.MinIndex, k)
-	if err != nil {
-		return nil, fmt.Errorf("sink kafka: read back the rows of %s already exported (indexes %d..%d): %w", info.Name, info.MinIndex, k, err)
+	set := rowHashes{}
+	if committed {
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout+c.cfg.TxnTimeout)
+		defer cancel()
+		var err error
+		if set, err = c.exportedRows(rctx, e.File, info.MinIndex, k); err != nil {
+			return nil, fmt.Errorf("sink kafka: read back the rows of %s already exported (indexes %d..%d): %w", info.Name, info.MinIndex, k, err)
+		}
+	}
+	rh := newRowHasher()
+	var buf []byte
+	for _, x := range batch {
+		t := x.Tablet
+		if c.cfg.Format != FormatJSON {
+			for r := 0; r < t.Rows(); r++ {
+				set[rh.arrowRow(t.Device, t.Rec, r)] = struct{}{}
+			}
+			continue
+		}
+		enc, err := newRowEncoder(t.Device, t.Rec)
+		if err != nil {
+			return nil, err
+		}
+		for r := 0; r < t.Rows(); r++ {
+			buf = enc.appendRow(buf[:0], r)
+			if h, ok := rh.jsonRow(buf); ok {
+				set[h] = struct{}{}
+			}
+		}
 	}
 	c.log.Info("kafka sink: a TsFile repeats rows already exported as tablets; they are dropped",
-		"file", info.Name, "min_index", info.MinIndex, "max_index", info.MaxIndex, "committed_index", k, "rows", len(set))
+		"file", info.Name, "min_index", info.MinIndex, "max_index", info.MaxIndex, "committed_index", k,
+		"tablets_in_batch", len(batch), "rows", len(set))
 	return set, nil
 }

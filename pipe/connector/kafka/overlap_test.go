@@ -74,3 +74,47 @@ func TestExactlyOnceFileAfterTablets(t *testing.T) {
 		})
 	}
 }
+
+// The same within one batch: tablets of a memtable, then its file (a carrier switch).
+func TestExactlyOnceFileAfterTabletsInOneBatch(t *testing.T) {
+	_, addr := broker(t)
+	var es []*pipe.Event
+	var data []tsfile.DeviceData
+	var want digest
+	for i := 1; i <= 4; i++ {
+		dev := fmt.Sprintf("root.db.d%d", i)
+		e := tabletEvent(t, uint64(i), dev, 0, 10)
+		e.Epoch = 3
+		es = append(es, e)
+		data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
+		want.addRecord(dev, e.Tablet.Rec)
+	}
+	defer release(es)
+	path := filepath.Join(t.TempDir(), "3.tsfile")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, tsfile.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 3, Epoch: 3, Progress: pipe.ProgressIndex{1: 4},
+		File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: "3.tsfile", Epoch: 3, MinIndex: 1, MaxIndex: 4},
+			MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+	c := openConn(t, params(addr, "delivery", "exactly-once"))
+	if err := c.Send(context.Background(), es[:1]); err != nil { // tablet 1 committed
+		t.Fatal(err)
+	}
+	if err := c.Send(context.Background(), []*pipe.Event{es[1], file}); err != nil { // tablet 2, then the file
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	c.Close()
+	if st.Dropped != 20 {
+		t.Fatalf("stats %+v, want 20 rows dropped", st)
+	}
+	if got := digestJSON(t, consume(t, addr, "root.db")); got != want {
+		t.Fatalf("digest %+v, want %+v", got, want)
+	}
+}
