@@ -53,7 +53,7 @@ type rawRow struct {
 //     values converted from the same Arrow columns as it goes, the least a writer fed
 //     Arrow data must do;
 //
-// and
+// and the figures measured:
 //
 //   - parquet-sink: the sink alone, fed the workload's tablets as events in batches of
 //     256 (the pipe's default), acknowledging at roll, until every file is finished;
@@ -63,7 +63,9 @@ type rawRow struct {
 //     drained, and would otherwise wait for roll-interval).
 //
 // Points/s, MB/s of rows exported (their Arrow size) and Parquet bytes per point are
-// reported for each, with the raw write's as baseline.
+// reported for each. Each round runs both raw writes before and after the sink and the
+// pipe, and takes their mean; values are medians over rounds, ratios the medians of the
+// per-round ratios.
 func Parquet(cfg ParquetConfig) ([]Result, error) {
 	if cfg.Points <= 0 {
 		return nil, fmt.Errorf("points must be > 0")
@@ -104,20 +106,30 @@ func Parquet(cfg ParquetConfig) ([]Result, error) {
 	rows := rawRows(tablets)
 	registerBenchSink()
 
+	// Each round measures both raw writes before and after the sink and the pipe, so that
+	// a round's ratios compare runs made close together (on a shared machine load drifts
+	// within seconds); ratios are medians of the per-round ratios.
 	var rawD, colD, sinkD, pipeD []time.Duration
 	var rawB, sinkB, pipeB int64
-	for round := 0; round < cfg.Rounds; round++ {
-		dir := filepath.Join(cfg.Dir, fmt.Sprintf("round%d", round))
+	raws := func(dir string) (time.Duration, time.Duration, error) {
 		d, b, err := rawParquetWrite(filepath.Join(dir, "raw"), rows, pq.Compression(codec))
 		if err != nil {
-			return nil, fmt.Errorf("raw parquet-go write: %w", err)
+			return 0, 0, fmt.Errorf("raw parquet-go write: %w", err)
 		}
-		rawD, rawB = append(rawD, d), b
-		if d, _, err = rawColumnWrite(filepath.Join(dir, "columns"), tablets, codec); err != nil {
-			return nil, fmt.Errorf("raw parquet-go column write: %w", err)
+		rawB = b
+		dc, _, err := rawColumnWrite(filepath.Join(dir, "columns"), tablets, codec)
+		if err != nil {
+			return 0, 0, fmt.Errorf("raw parquet-go column write: %w", err)
 		}
-		colD = append(colD, d)
-		d, b, err = sinkRound(filepath.Join(dir, "sink"), tablets, cfg.Compression)
+		return d, dc, nil
+	}
+	for round := 0; round < cfg.Rounds; round++ {
+		dir := filepath.Join(cfg.Dir, fmt.Sprintf("round%d", round))
+		r1, c1, err := raws(dir)
+		if err != nil {
+			return nil, err
+		}
+		d, b, err := sinkRound(filepath.Join(dir, "sink"), tablets, cfg.Compression)
 		if err != nil {
 			return nil, fmt.Errorf("parquet sink: %w", err)
 		}
@@ -127,27 +139,41 @@ func Parquet(cfg ParquetConfig) ([]Result, error) {
 			return nil, fmt.Errorf("parquet pipe: %w", err)
 		}
 		pipeD, pipeB = append(pipeD, d), b
+		r2, c2, err := raws(dir)
+		if err != nil {
+			return nil, err
+		}
+		rawD, colD = append(rawD, (r1+r2)/2), append(colD, (c1+c2)/2)
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
 		}
 	}
-	raw, col := median(rawD).Seconds(), median(colD).Seconds()
 	const mb = 1e6
 	base := "raw parquet-go GenericWriter, same rows/schema/" + cfg.Compression
 	colBase := "raw parquet-go column writes from the same Arrow columns, " + cfg.Compression
+	rate := func(ds []time.Duration) float64 { return total / median(ds).Seconds() }
+	// the median over rounds of base[i]/d[i] (a ratio of durations is a ratio of rates)
+	ratio := func(d, base []time.Duration) float64 {
+		rs := make([]time.Duration, len(d))
+		for i := range d {
+			rs[i] = time.Duration(float64(time.Second) * base[i].Seconds() / d[i].Seconds())
+		}
+		return median(rs).Seconds()
+	}
 	var out []Result
 	for _, s := range []struct {
 		name  string
-		d     time.Duration
+		d     []time.Duration
 		bytes int64
-	}{{"parquet-sink", median(sinkD), sinkB}, {"parquet-pipe", median(pipeD), pipeB}} {
-		sec := s.d.Seconds()
-		out = append(out,
-			result(s.name, "points_per_second", "points/s", base, total/sec, total/raw),
-			result(s.name, "points_per_second", "points/s", colBase, total/sec, total/col),
-			result(s.name, "mb_per_second", "MB/s", base, srcBytes/mb/sec, srcBytes/mb/raw),
-			result(s.name, "bytes_per_point", "B/point", base, float64(s.bytes)/total, float64(rawB)/total),
-		)
+	}{{"parquet-sink", sinkD, sinkB}, {"parquet-pipe", pipeD, pipeB}} {
+		r := result(s.name, "points_per_second", "points/s", base, rate(s.d), rate(rawD))
+		r.Ratio = ratio(s.d, rawD)
+		rc := result(s.name, "points_per_second", "points/s", colBase, rate(s.d), rate(colD))
+		rc.Ratio = ratio(s.d, colD)
+		rm := result(s.name, "mb_per_second", "MB/s", base, rate(s.d)/total*srcBytes/mb, rate(rawD)/total*srcBytes/mb)
+		rm.Ratio = r.Ratio
+		out = append(out, r, rc, rm,
+			result(s.name, "bytes_per_point", "B/point", base, float64(s.bytes)/total, float64(rawB)/total))
 	}
 	return out, nil
 }
