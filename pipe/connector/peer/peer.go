@@ -54,7 +54,20 @@ var Params = append([]pipe.ParamSpec{
 		Doc: "how long connecting to a receiver and its welcome may take"},
 	{Key: ParamChunkSize, Type: pipe.Bytes, Default: "1MiB", Min: pipe.MinOf(4096),
 		Doc: "size of the pieces a TsFile is sent in (each checked by its CRC32C)"},
-}, pipe.SinkRuntimeParams...)
+}, runtimeParams()...)
+
+// runtimeParams are pipe.SinkRuntimeParams with batch.linger defaulting to 0: SendAsync
+// only queues, and the stream pipelines, so waiting for a batch to fill only adds lag.
+func runtimeParams() []pipe.ParamSpec {
+	out := append([]pipe.ParamSpec(nil), pipe.SinkRuntimeParams...)
+	for i := range out {
+		if out[i].Key == pipe.ParamBatchLinger {
+			out[i].Default = "0s"
+			out[i].Doc = "how long a batch waits to fill before it is handed to the stream; the peer sink pipelines, so 0 (the default) sends at once"
+		}
+	}
+	return out
+}
 
 func init() {
 	pipe.RegisterConnector(pipe.PluginInfo{

@@ -5,10 +5,12 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -138,4 +140,24 @@ func TestHalfSentFileResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("resumed %d bytes in all", r.srv.Stats().Resumed)
+}
+
+// TestBadNodeURLsFailsPipe: an address that is not host:port fails the pipe for good,
+// naming the key; nothing is retried.
+func TestBadNodeURLsFailsPipe(t *testing.T) {
+	srcDir, _, pipesDir := tempDirs(t)
+	src := openRegion(t, srcDir, 1, 16<<10)
+	defer src.Close()
+	m := newManager(t, pipesDir, src)
+	defer m.Close()
+	createPipe(t, m, "name: rep\nsink: {plugin: peer, node-urls: \"localhost,127.0.0.1:99999\"}\n")
+	waitFor(t, 30*time.Second, "the pipe to fail", func() bool {
+		st, _ := m.Describe("rep")
+		return len(st.Regions) > 0 && st.Regions[0].Phase == pipe.PhaseFailed
+	})
+	st, _ := m.Describe("rep")
+	if !strings.Contains(st.LastError, "sink.node-urls") || st.Retries != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	t.Log(st.LastError)
 }
