@@ -6,12 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"math/rand"
+	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
@@ -277,5 +280,52 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.
 	}
 	if distinct != want || got.Points < want.Points {
 		t.Fatalf("consumed %+v (distinct %+v), source %+v", got, distinct, want)
+	}
+}
+
+// TestPipeBrokerDownThenUp: a pipe whose broker is not there yet shows the error and
+// retries with backoff, keeping its position; once the broker is up it exports everything.
+func TestPipeBrokerDownThenUp(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	n := openNode(t, t.TempDir(), false)
+	defer n.close()
+	createPipe(t, n.mgr, fmt.Sprintf(`
+name: export
+source: {plugin: wal, pattern: root.src.**}
+sink: {plugin: kafka, brokers: "%s", delivery: exactly-once, timeout: 300ms}
+`, addr))
+	rng := rand.New(rand.NewSource(1))
+	next := map[string]int64{}
+	writeRows(t, n.src, rng, next, 20)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := n.mgr.Describe("export")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Retries > 0 && strings.Contains(st.LastError, "unreachable") && st.CommittedEvents == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no retried error shown: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port))
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	defer c.Close()
+	writeRows(t, n.src, rng, next, 20)
+	waitCommitted(t, n.mgr, "export")
+	want := sourceDigest(t, n.src)
+	if got := digestJSON(t, consume(t, addr, "root.src")); got != want {
+		t.Fatalf("consumed %+v, source %+v", got, want)
 	}
 }
