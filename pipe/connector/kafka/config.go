@@ -343,6 +343,9 @@ func (c *Config) ClientOptions() []kgo.Opt {
 		kgo.RecordDeliveryTimeout(max(c.Timeout, time.Second)), // franz-go's least
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.DialTimeout(min(c.Timeout, 10*time.Second)),
+		// what a send may hold unacknowledged: a TsFile's records are produced as they are
+		// read, and this bounds them
+		kgo.MaxBufferedBytes(max(256<<20, 2*c.MaxMessageBytes)),
 	}
 	if c.SASL != nil {
 		opts = append(opts, kgo.SASL(c.SASL))

@@ -44,9 +44,10 @@ type Encoder struct {
 	streams      map[string]*ipcStream
 	arena        arena
 	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
-	drop    rowHashes
-	hasher  *rowHasher
-	dropped int64
+	drop      rowHashes
+	hasher    *rowHasher
+	dropped   int64
+	streaming bool // encoding a TsFile: records are not from the arena
 }
 
 // dropRows makes the rows whose hashes are in set be left out, until set is nil again.
@@ -80,6 +81,30 @@ func (c *Counts) add(o Counts) {
 // Reset lets the encoder reuse the memory of every record it returned so far. Call it only
 // once none of them is in use any more (after a successful flush: every promise called).
 func (en *Encoder) Reset() { en.arena.reset() }
+
+// The encoder's records and values come from its arena, except while a TsFile is read:
+// a file may be larger than memory, and its records must be freed as they are acknowledged
+// (the client's buffer bounds them), not at the end of the send.
+func (en *Encoder) record() *kgo.Record {
+	if en.streaming {
+		return &kgo.Record{}
+	}
+	return en.arena.record()
+}
+
+func (en *Encoder) room(n int) []byte {
+	if en.streaming {
+		return make([]byte, 0, n)
+	}
+	return en.arena.room(n)
+}
+
+func (en *Encoder) take(v []byte) []byte {
+	if en.streaming {
+		return v[:len(v):len(v)]
+	}
+	return en.arena.take(v)
+}
 
 // Topic returns the topic of a device's rows.
 func (en *Encoder) Topic(database, device string) (string, error) {
@@ -125,6 +150,8 @@ func (en *Encoder) Event(e *pipe.Event, emit func(*kgo.Record) error) (Counts, e
 
 func (en *Encoder) file(e *pipe.Event, emit func(*kgo.Record) error) (Counts, error) {
 	var n Counts
+	en.streaming = true
+	defer func() { en.streaming = false }()
 	f := e.File
 	rd, err := f.Open()
 	if err != nil {
@@ -214,7 +241,7 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		emitMsg := func(val []byte) error {
 			n.Records++
 			n.Bytes += int64(len(val) + len(key))
-			r := en.arena.record()
+			r := en.record()
 			r.Topic, r.Key, r.Value, r.Headers = topic, key, val, hdr
 			return emit(r)
 		}
@@ -234,7 +261,7 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		return n, err
 	}
 	for r := 0; r < rows; r++ {
-		b := enc.appendRow(en.arena.room(enc.size(r)), r)
+		b := enc.appendRow(en.room(enc.size(r)), r)
 		if en.drop != nil {
 			if h, ok := en.hasher.jsonRow(b); ok {
 				if _, dup := en.drop[h]; dup {
@@ -243,11 +270,11 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 				}
 			}
 		}
-		val := en.arena.take(b)
+		val := en.take(b)
 		if len(val) > limit {
 			return n, pipe.Permanent(fmt.Errorf("device %s time %d: a %d-byte row does not fit in max-message-bytes %d", device, enc.time[r], len(val), en.cfg.MaxMessageBytes))
 		}
-		rc := en.arena.record()
+		rc := en.record()
 		rc.Topic, rc.Key, rc.Value, rc.Headers = topic, key, val, hdr
 		n.Records++
 		n.Bytes += int64(len(val) + len(key))
@@ -363,9 +390,9 @@ func (en *Encoder) arrowMessages(rec arrow.Record, limit int, emit func([]byte) 
 	}
 	size := len(st.schema) + st.buf.Len() + len(ipcEOS)
 	if size <= limit {
-		b := en.arena.room(size)
+		b := en.room(size)
 		b = append(append(append(b, st.schema...), st.buf.Bytes()...), ipcEOS...)
-		return emit(en.arena.take(b))
+		return emit(en.take(b))
 	}
 	rows := rec.NumRows()
 	if rows <= 1 {
