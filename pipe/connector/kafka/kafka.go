@@ -45,7 +45,6 @@ func init() {
 		Doc: "Exports events to Kafka (franz-go): JSON rows or Arrow IPC batches, keyed by device, " +
 			"at-least-once (idempotent producer) or exactly-once (transactions that also commit the pipe's progress).",
 		Params:  Params,
-		Aliases: []string{"iotdb-kafka"},
 	}, func() pipe.Connector { return &Connector{} })
 }
 
