@@ -563,7 +563,7 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 				if (f == FuncSum || f == FuncAvg) && !finite(v.F) {
 					continue // the sum overflowed
 				}
-				oc.pts = append(oc.pts, sample{w, v})
+				oc.add(w, v)
 			}
 			cols = append(cols, oc)
 		}

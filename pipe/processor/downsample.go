@@ -285,7 +285,7 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 }
 
 // The typed paths below feed a numeric column (xs: its values as numbers) from row i0
-// on. They keep rows of the input by index (oc.rows) and state samples by value (oc.pts,
+// on. They keep rows of the input by index (oc.rows) and state samples by value (oc.add,
 // always before the rows); a candidate held back at the end of the tablet is copied into
 // the state.
 
@@ -294,6 +294,17 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 	nulls := col.arr.NullN() > 0
 	pendRow := -1
 	winEnd := int64(math.MinInt64) // end of s.Win while it is known
+	if i0 < len(times) { // about one value per window
+		n := len(times) - i0
+		if span := times[len(times)-1] - times[i0]; span >= 0 && span/iv+2 < int64(n) {
+			n = int(span/iv + 2)
+		}
+		if strategy == StrategyAvg {
+			oc.nums = make([]numSample, 0, n)
+		} else {
+			oc.rows = make([]int32, 0, n)
+		}
+	}
 	for i := i0; i < len(times); i++ {
 		if nulls && col.arr.IsNull(i) {
 			continue
@@ -318,14 +329,14 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 				case pendRow >= 0:
 					oc.rows = append(oc.rows, int32(pendRow))
 				case s.HasPend:
-					oc.pts = append(oc.pts, s.Pend)
+					oc.add(s.Pend.T, s.Pend.V)
 				}
 			}
 			pendRow, s.HasPend = i, false
 		case StrategyAvg:
 			if newWin && s.N > 0 {
 				if avg := s.Sum / float64(s.N); finite(avg) {
-					oc.pts = append(oc.pts, sample{s.Win * iv, FromNum(avg, s.Type)})
+					oc.add(s.Win*iv, FromNum(avg, s.Type))
 				}
 				s.Sum, s.N = 0, 0
 			}
@@ -372,7 +383,7 @@ func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float6
 					oc.rows = append(oc.rows, int32(pendRow))
 					keptX = xs[pendRow]
 				} else {
-					oc.pts = append(oc.pts, s.Pend)
+					oc.add(s.Pend.T, s.Pend.V)
 					keptX = s.Pend.V.Num(s.Type)
 				}
 				keptT, statePend, pendRow, doors = pt, false, -1, false

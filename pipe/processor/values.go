@@ -172,26 +172,49 @@ type sample struct {
 	V Value `json:"v"`
 }
 
-// outColumn is a measurement column of an output tablet under construction: samples kept
-// as values (pts), then rows of the input column src (rows, by index), all in time order
-// (every sample before the first row).
+// outColumn is a measurement column of an output tablet under construction: values kept
+// by value (pts for TEXT and BOOLEAN, nums for numbers: no pointers for the collector to
+// follow), then rows of the input column src (rows, by index), all in time order (every
+// value before the first row).
 type outColumn struct {
 	name  string
 	typ   tsfile.DataType
 	pts   []sample
+	nums  []numSample
 	src   arrow.Array
 	times []int64 // the input's time column, for rows
 	rows  []int32
 }
 
-func (c *outColumn) len() int { return len(c.pts) + len(c.rows) }
+// numSample is a sample of a numeric column.
+type numSample struct {
+	T int64
+	I int64
+	F float64
+}
+
+// add appends a value (before any row).
+func (c *outColumn) add(t int64, v Value) {
+	if numeric(c.typ) {
+		c.nums = append(c.nums, numSample{t, v.I, v.F})
+	} else {
+		c.pts = append(c.pts, sample{t, v})
+	}
+}
+
+func (c *outColumn) values() int { return len(c.pts) + len(c.nums) }
+
+func (c *outColumn) len() int { return c.values() + len(c.rows) }
 
 // timeAt returns the time of the column's k-th value.
 func (c *outColumn) timeAt(k int) int64 {
-	if k < len(c.pts) {
+	switch {
+	case k < len(c.pts):
 		return c.pts[k].T
+	case k < len(c.nums):
+		return c.nums[k].T
 	}
-	return c.times[c.rows[k-len(c.pts)]]
+	return c.times[c.rows[k-c.values()]]
 }
 
 // buildTablet makes a tablet of device from the columns (a column without values is left
@@ -210,6 +233,9 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 	if len(used) == 0 {
 		return nil
 	}
+	if rowsOnly(used) {
+		return buildFromRows(device, schema, used)
+	}
 	times := make([]int64, 0, used[0].len())
 	for k := 0; k < used[0].len(); k++ {
 		times = append(times, used[0].timeAt(k))
@@ -226,13 +252,13 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 		fb := b.Field(ci + 1)
 		switch fb := fb.(type) {
 		case *array.Int64Builder:
-			fill(fb, c, times, func(v Value) int64 { return v.I })
+			fill(fb, c, times, func(v numSample) int64 { return v.I })
 		case *array.Int32Builder:
-			fill(fb, c, times, func(v Value) int32 { return int32(v.I) })
+			fill(fb, c, times, func(v numSample) int32 { return int32(v.I) })
 		case *array.Float64Builder:
-			fill(fb, c, times, func(v Value) float64 { return v.F })
+			fill(fb, c, times, func(v numSample) float64 { return v.F })
 		case *array.Float32Builder:
-			fill(fb, c, times, func(v Value) float32 { return float32(v.F) })
+			fill(fb, c, times, func(v numSample) float32 { return float32(v.F) })
 		default:
 			fb.Reserve(len(times))
 			k, n := 0, c.len()
@@ -241,7 +267,7 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 					if k < len(c.pts) {
 						appendValue(fb, c.typ, c.pts[k].V)
 					} else {
-						tsfile.AppendValue(fb, c.src, int(c.rows[k-len(c.pts)]))
+						tsfile.AppendValue(fb, c.src, int(c.rows[k-c.values()]))
 					}
 					k++
 				} else {
@@ -255,7 +281,7 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 
 // fill appends column c aligned on times (null where c has no value) to a primitive
 // builder; conv reads a sample's value.
-func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []bool) }, c *outColumn, times []int64, conv func(Value) T) {
+func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []bool) }, c *outColumn, times []int64, conv func(numSample) T) {
 	out := make([]T, len(times))
 	valid := make([]bool, len(times))
 	all := true
@@ -266,10 +292,10 @@ func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []
 	k, n := 0, c.len()
 	for j, t := range times {
 		if k < n && c.timeAt(k) == t {
-			if k < len(c.pts) {
-				out[j] = conv(c.pts[k].V)
+			if k < len(c.nums) {
+				out[j] = conv(c.nums[k])
 			} else {
-				out[j] = src[c.rows[k-len(c.pts)]]
+				out[j] = src[c.rows[k-len(c.nums)]]
 			}
 			valid[j] = true
 			k++
@@ -322,6 +348,90 @@ func primitiveValues[T int32 | int64 | float32 | float64](a arrow.Array) []T {
 		v = x.Float64Values()
 	}
 	return v.([]T)
+}
+
+// rowsOnly reports whether the columns hold rows of one input only (no values).
+func rowsOnly(cols []*outColumn) bool {
+	for _, c := range cols {
+		if c.values() > 0 || c.src == nil || len(c.times) != len(cols[0].times) {
+			return false
+		}
+	}
+	return true
+}
+
+// buildFromRows builds the tablet of columns made of input rows only: the output rows are
+// the input rows some column keeps, in input order; a column is null where it does not
+// keep the row. Numeric columns are gathered into slices that become the arrays.
+func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *tsfile.Tablet {
+	n := len(cols[0].times)
+	kept := make([]bool, n) // by input row: some column keeps it
+	marks := make([][]bool, len(cols))
+	for ci, c := range cols {
+		m := make([]bool, n)
+		for _, r := range c.rows {
+			m[r], kept[r] = true, true
+		}
+		marks[ci] = m
+	}
+	sel := make([]int, 0, n)
+	for r, k := range kept {
+		if k {
+			sel = append(sel, r)
+		}
+	}
+	arrs := make([]arrow.Array, 0, len(cols)+1)
+	defer func() {
+		for _, a := range arrs {
+			a.Release()
+		}
+	}()
+	ts := make([]int64, len(sel))
+	for k, r := range sel {
+		ts[k] = cols[0].times[r]
+	}
+	arrs = append(arrs, newPrimitive(arrow.PrimitiveTypes.Int64, ts, nil))
+	for ci, c := range cols {
+		var valid []bool
+		if len(c.rows) != len(sel) {
+			valid = make([]bool, len(sel))
+			for k, r := range sel {
+				valid[k] = marks[ci][r]
+			}
+		}
+		switch a := c.src.(type) {
+		case *array.Int64:
+			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Int64Values(), sel), valid))
+		case *array.Int32:
+			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Int32Values(), sel), valid))
+		case *array.Float64:
+			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Float64Values(), sel), valid))
+		case *array.Float32:
+			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Float32Values(), sel), valid))
+		default:
+			b := array.NewBuilder(memory.DefaultAllocator, c.src.DataType())
+			b.Reserve(len(sel))
+			for k, r := range sel {
+				if valid == nil || valid[k] {
+					tsfile.AppendValue(b, c.src, r)
+				} else {
+					b.AppendNull()
+				}
+			}
+			arrs = append(arrs, b.NewArray())
+			b.Release()
+		}
+	}
+	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(sel))))
+}
+
+// pick returns vals at the indexes sel.
+func pick[T any](vals []T, sel []int) []T {
+	out := make([]T, len(sel))
+	for k, r := range sel {
+		out[k] = vals[r]
+	}
+	return out
 }
 
 // mergeTimes returns the sorted union of times (sorted, distinct) and c's times.
