@@ -64,7 +64,7 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 
 	// A reader goroutine lets a newer stream of the same sender (or Close) cancel this one
 	// while it waits for a message; it ends when the handler returns (the stream closes).
-	in := make(chan *flight.FlightData, 16)
+	in := make(chan *flight.FlightData, 4)
 	var recvErr error
 	s.wg.Add(1)
 	go func() {

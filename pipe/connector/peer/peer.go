@@ -100,13 +100,13 @@ type Connector struct {
 	conns  map[string]*grpc.ClientConn
 	urlIdx int
 
-	mu       sync.Mutex
-	wake     chan struct{}
-	items    []*item // unacknowledged events in commit order; items[:sent] are on the stream
-	sent     int
-	ack      func(ids ...uint64)
-	broken   error         // why no stream is up, while none is
-	brokenCh chan struct{} // closed while broken
+	mu      sync.Mutex
+	wake    chan struct{}
+	items   []*item // unacknowledged events in commit order; items[:sent] are on the stream
+	sent    int
+	ack     func(ids ...uint64)
+	broken  error         // why no stream is up, while none is
+	changed chan struct{} // closed (and replaced) when the stream breaks
 }
 
 // item is an event on its way: seq is its last message's sequence on the current stream.
@@ -195,6 +195,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 	c.removeOutgoing()
 	c.conns = map[string]*grpc.ClientConn{}
 	c.wake = make(chan struct{}, 1)
+	c.changed = make(chan struct{})
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 
 	st, err := c.connect()
@@ -247,22 +248,20 @@ func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	brk := c.brokenCh
-	c.mu.Unlock()
-	if brk == nil {
-		brk = make(chan struct{}) // never closed: wait for the acks or ctx
-	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-brk:
+	for {
 		c.mu.Lock()
-		err := c.broken
+		broken, changed := c.broken, c.changed
 		c.mu.Unlock()
-		return fmt.Errorf("peer %s: %w", strings.Join(c.urls, ","), err)
+		if broken != nil {
+			return fmt.Errorf("peer %s: %w", strings.Join(c.urls, ","), broken)
+		}
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed: // the stream broke: look again
+		}
 	}
 }
 
@@ -273,19 +272,18 @@ func (c *Connector) signal() {
 	}
 }
 
+// setBroken records why no stream is up and wakes Send's waiters.
 func (c *Connector) setBroken(err error) {
 	c.mu.Lock()
-	if c.broken == nil {
-		c.brokenCh = make(chan struct{})
-		close(c.brokenCh)
-	}
 	c.broken = err
+	close(c.changed)
+	c.changed = make(chan struct{})
 	c.mu.Unlock()
 }
 
 func (c *Connector) clearBroken() {
 	c.mu.Lock()
-	c.broken, c.brokenCh = nil, nil
+	c.broken = nil
 	c.mu.Unlock()
 }
 

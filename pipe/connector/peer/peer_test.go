@@ -1,6 +1,7 @@
 package peer_test
 
 import (
+	"context"
 	"encoding/hex"
 	"fmt"
 	"math/rand"
@@ -11,6 +12,7 @@ import (
 	"github.com/zeebo/xxh3"
 
 	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -114,5 +116,62 @@ func TestNoLoopBack(t *testing.T) {
 	sa, sb := ra.srv.Stats(), rb.srv.Stats()
 	if sa.Tablets != 100 || sb.Tablets != 150 || sa.Skipped != 0 || sb.Skipped != 0 {
 		t.Fatalf("a received %+v, b received %+v; want 100 and 150 tablets, none skipped", sa, sb)
+	}
+}
+
+// TestSendSync: Send (the synchronous Connector method) returns once the receiver applied
+// the batch, and fails while the receiver is gone.
+func TestSendSync(t *testing.T) {
+	d := t.TempDir()
+	src := openRegion(t, d+"/src", 1, 16<<10)
+	defer src.Close()
+	dst := openRegion(t, d+"/dst", 2, 16<<10)
+	defer dst.Close()
+	r := startReceiver(t, "127.0.0.1:0", dst)
+	c, err := pipe.NewConnector("iotdb-thrift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &pipe.Env{Pipe: "sync", Region: src, Logger: quiet(),
+		Params: pipe.NewParams(map[string]string{"node-urls": r.addr, "compressor": "zstd", "connect-timeout": "1s"})}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Open(ctx, env); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var batch []*pipe.Event
+	for i := 1; i <= 5; i++ {
+		b := tsfile.NewTabletBuilder(nil, "root.sg.d1", cols)
+		_ = b.AppendRow(int64(i), int64(i), "x", 1.5)
+		tb, err := b.Build()
+		b.Release()
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch = append(batch, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i), Origin: 1, OriginIndex: uint64(i),
+			Progress: pipe.ProgressIndex{1: uint64(i)}, Tablet: tb})
+	}
+	batch = append(batch, &pipe.Event{Kind: pipe.KindHeartbeat, CommitID: 6})
+	if err := c.Send(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range batch {
+		e.Release()
+	}
+	if got := digest(t, dst).Points; got != 15 {
+		t.Fatalf("receiver holds %d points, want 15", got)
+	}
+	r.stop()
+	b := tsfile.NewTabletBuilder(nil, "root.sg.d1", cols)
+	_ = b.AppendRow(9, int64(9), "x", 1.5)
+	tb, _ := b.Build()
+	b.Release()
+	e := &pipe.Event{Kind: pipe.KindTablet, CommitID: 7, Origin: 1, OriginIndex: 9, Tablet: tb}
+	defer e.Release()
+	if err := c.Send(ctx, []*pipe.Event{e}); err == nil {
+		t.Fatal("Send succeeded with the receiver gone")
+	} else {
+		t.Log(err)
 	}
 }
