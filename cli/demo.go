@@ -17,10 +17,13 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/sourcegraph/conc/pool"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/connector/kafka/kafkaserve"
 	"github.com/weir-dev/weir/tsfile"
 	"github.com/weir-dev/weir/workload"
 )
@@ -189,9 +192,28 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 	if err := mgr.Start("demo-copy"); err != nil {
 		return err
 	}
-	if len(nodes) > 1 {
-		fmt.Fprintf(out, "  replication pipes: n1 → n2, n1 → n3 (source %s); user pipe demo-copy: hybrid → write-back root.copy\n\n", proto.Source().Plugin)
+	// export: an embedded Kafka broker and an exactly-once pipe into it
+	kctx, kcancel := context.WithCancel(context.Background())
+	defer kcancel()
+	broker, stopBroker, err := kafkaserve.Serve(kctx, kafkaserve.Options{Listen: "127.0.0.1:0", Partitions: 2, Logger: quiet})
+	if err != nil {
+		return fmt.Errorf("embedded kafka: %w", err)
 	}
+	defer stopBroker()
+	kspec, err := pipe.ParseSpec([]byte(fmt.Sprintf(demoKafkaPipe, broker)))
+	if err != nil {
+		return err
+	}
+	if err := mgr.Create(kspec, true); err != nil {
+		return err
+	}
+	if err := mgr.Start("demo-kafka"); err != nil {
+		return err
+	}
+	if len(nodes) > 1 {
+		fmt.Fprintf(out, "  replication pipes: n1 → n2, n1 → n3 (source %s)\n", proto.Source().Plugin)
+	}
+	fmt.Fprintf(out, "  user pipes: demo-copy (hybrid → write-back root.copy), demo-kafka (hybrid → kafka %s, exactly-once)\n\n", broker)
 
 	gen := &workload.Generator{Database: "root.demo", Devices: 100, RowsPerTablet: 1000, Start: 1_732_530_000_000, Step: 1000}
 	per := int64(gen.PointsPerTablet())
@@ -335,8 +357,10 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 		return err
 	}
 	note("every follower caught up")
-	if err := waitCaughtUp(mgr, "demo-copy", 2*time.Minute); err != nil {
-		return err
+	for _, name := range []string{"demo-copy", "demo-kafka"} {
+		if err := waitCaughtUp(mgr, name, 2*time.Minute); err != nil {
+			return err
+		}
 	}
 	stopSampler()
 	if err := leader.Flush(); err != nil {
@@ -421,9 +445,16 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 			}
 		}
 	}
-	ps, _ := mgr.Describe("demo-copy")
 	fmt.Fprintln(out, "\nuser pipes")
-	printPipeTable(out, []pipe.Status{ps})
+	printPipeTable(out, mgr.List())
+	records, err := countKafka(broker, "weir.root.demo")
+	if err != nil {
+		return fmt.Errorf("read back from kafka: %w", err)
+	}
+	fmt.Fprintf(out, "\nkafka: %d records in topic weir.root.demo (one per row, read_committed), broker %s\n", records, broker)
+	fmt.Fprintln(out, "  the demo's broker stops with it; to keep one and consume with any Kafka client:")
+	fmt.Fprintln(out, "    go run ./cmd/pipectl kafka serve --listen 127.0.0.1:9092 --data /tmp/weir-kafka")
+	fmt.Fprintln(out, "    kcat -b 127.0.0.1:9092 -C -t weir.root.demo -X isolation.level=read_committed   (see examples/kafka-export)")
 	fmt.Fprintf(out, "\ndata in %s\n", c.dir)
 	if fl := leader.Files(); len(fl) > 0 {
 		fmt.Fprintf(out, "inspect a TsFile: go run ./cmd/pipectl tsfile inspect %s\n", leader.FilePath(fl[0].Name))
@@ -467,6 +498,53 @@ sink:
   plugin: write-back
   database: root.copy
 `
+
+// demoKafkaPipe exports root.demo to the embedded broker, exactly once.
+const demoKafkaPipe = `
+name: demo-kafka
+source: {plugin: hybrid, pattern: root.demo.**}
+sink:
+  plugin: kafka
+  brokers: "%s"
+  topic: weir.{database}
+  format: json
+  delivery: exactly-once
+`
+
+// countKafka counts the committed records of a topic.
+func countKafka(broker, topic string) (int64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	var want int64
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	var n int64
+	for n < want && ctx.Err() == nil {
+		// end offsets count transaction markers too: stop when a poll comes back empty
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		got := int64(fs.NumRecords())
+		n += got
+		if got == 0 {
+			break
+		}
+		if err := fs.Err0(); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return n, err
+		}
+	}
+	return n, nil
+}
 
 // waitCaughtUp waits until the pipe has committed everything its region holds.
 func waitCaughtUp(m *pipe.Manager, name string, limit time.Duration) error {
