@@ -112,6 +112,10 @@ type Aggregate struct {
 	mem     memory.Allocator
 	devices map[string]*aggDevice
 	guard   epochGuard
+	names   map[string][]string // measurement → output names by function
+	// windows and accumulators of emitted windows, for reuse
+	freeWins []map[string]*accumulator
+	freeAccs []*accumulator
 }
 
 // aggState is what SaveState saves.
@@ -355,12 +359,21 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 	}
 	win := d.Open[w]
 	if win == nil {
-		win = map[string]*accumulator{}
+		if n := len(a.freeWins); n > 0 {
+			win, a.freeWins = a.freeWins[n-1], a.freeWins[:n-1]
+		} else {
+			win = map[string]*accumulator{}
+		}
 		d.Open[w] = win
 	}
 	acc := win[name]
 	if acc == nil || acc.Type != typ {
-		acc = &accumulator{Type: typ}
+		if n := len(a.freeAccs); n > 0 {
+			acc, a.freeAccs = a.freeAccs[n-1], a.freeAccs[:n-1]
+			*acc = accumulator{Type: typ}
+		} else {
+			acc = &accumulator{Type: typ}
+		}
 		win[name] = acc
 	}
 	return acc
@@ -534,44 +547,78 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 		return nil
 	}
 	slices.Sort(starts)
-	measurements := map[string]tsfile.DataType{}
-	for _, w := range starts {
-		for m, acc := range d.Open[w] {
-			measurements[m] = acc.Type
+	wins := make([]map[string]*accumulator, len(starts))
+	type series struct {
+		name string
+		typ  tsfile.DataType
+	}
+	var ms []series
+	for i, w := range starts {
+		wins[i] = d.Open[w]
+		for m, acc := range wins[i] {
+			if !slices.ContainsFunc(ms, func(s series) bool { return s.name == m }) {
+				ms = append(ms, series{m, acc.Type})
+			}
 		}
 	}
-	names := make([]string, 0, len(measurements))
-	for m := range measurements {
-		names = append(names, m)
-	}
-	slices.Sort(names)
-	var cols []outColumn
-	for _, m := range names {
-		typ := measurements[m]
-		for _, f := range a.cfg.Functions {
-			ot, ok := outputType(f, typ)
+	slices.SortFunc(ms, func(a, b series) int { return strings.Compare(a.name, b.name) })
+	cols := make([]outColumn, 0, len(ms)*len(a.cfg.Functions))
+	for _, m := range ms {
+		names := a.outputNames(m.name)
+		for fi, f := range a.cfg.Functions {
+			ot, ok := outputType(f, m.typ)
 			if !ok {
 				continue
 			}
-			oc := outColumn{name: m + "_" + f, typ: ot}
-			for _, w := range starts {
-				acc := d.Open[w][m]
-				if acc == nil || acc.Count == 0 || acc.Type != typ {
+			oc := outColumn{name: names[fi], typ: ot}
+			for i, w := range starts {
+				acc := wins[i][m.name]
+				if acc == nil || acc.Count == 0 || acc.Type != m.typ {
 					continue
 				}
 				v := acc.value(f)
 				if (f == FuncSum || f == FuncAvg) && !finite(v.F) {
 					continue // the sum overflowed
 				}
+				if oc.nums == nil && numeric(ot) {
+					oc.nums = make([]numSample, 0, len(starts))
+				}
 				oc.add(w, v)
 			}
 			cols = append(cols, oc)
 		}
 	}
-	for _, w := range starts {
+	t := buildTablet(a.mem, device, cols)
+	// the emitted windows' maps and accumulators serve the next windows
+	for i, w := range starts {
 		delete(d.Open, w)
+		for _, acc := range wins[i] {
+			if len(a.freeAccs) < 4096 {
+				a.freeAccs = append(a.freeAccs, acc)
+			}
+		}
+		if len(a.freeWins) < 256 {
+			clear(wins[i])
+			a.freeWins = append(a.freeWins, wins[i])
+		}
 	}
-	return buildTablet(a.mem, device, cols)
+	return t
+}
+
+// outputNames returns the output measurement names of m, by function (cached).
+func (a *Aggregate) outputNames(m string) []string {
+	if names, ok := a.names[m]; ok {
+		return names
+	}
+	if a.names == nil || len(a.names) > 1<<16 {
+		a.names = map[string][]string{}
+	}
+	names := make([]string, len(a.cfg.Functions))
+	for i, f := range a.cfg.Functions {
+		names[i] = m + "_" + f
+	}
+	a.names[m] = names
+	return names
 }
 
 // outputType is the type of function f of a series of type t, and whether f applies.

@@ -294,7 +294,7 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 	nulls := col.arr.NullN() > 0
 	pendRow := -1
 	winEnd := int64(math.MinInt64) // end of s.Win while it is known
-	if i0 < len(times) { // about one value per window
+	if i0 < len(times) {           // about one value per window
 		n := len(times) - i0
 		if span := times[len(times)-1] - times[i0]; span >= 0 && span/iv+2 < int64(n) {
 			n = int(span/iv + 2)

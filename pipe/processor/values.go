@@ -244,22 +244,28 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 		times = mergeTimes(times, c)
 	}
 	// The values come from valid tablets and finite arithmetic (callers drop non-finite
-	// results): the record is built without tsfile's validation pass.
-	b := array.NewRecordBuilder(mem, tsfile.TabletSchema(device, schema))
-	defer b.Release()
-	b.Field(0).(*array.Int64Builder).AppendValues(times, nil)
-	for ci, c := range used {
-		fb := b.Field(ci + 1)
-		switch fb := fb.(type) {
-		case *array.Int64Builder:
-			fill(fb, c, times, func(v numSample) int64 { return v.I })
-		case *array.Int32Builder:
-			fill(fb, c, times, func(v numSample) int32 { return int32(v.I) })
-		case *array.Float64Builder:
-			fill(fb, c, times, func(v numSample) float64 { return v.F })
-		case *array.Float32Builder:
-			fill(fb, c, times, func(v numSample) float32 { return float32(v.F) })
+	// results): the record is built without tsfile's validation pass, numeric columns over
+	// the slices filled here.
+	arrs := make([]arrow.Array, 0, len(used)+1)
+	defer func() {
+		for _, a := range arrs {
+			a.Release()
+		}
+	}()
+	arrs = append(arrs, newPrimitive(arrow.PrimitiveTypes.Int64, times, nil))
+	for _, c := range used {
+		dt := c.typ.ArrowType()
+		switch c.typ {
+		case tsfile.Int64:
+			arrs = append(arrs, fill(dt, c, times, func(v numSample) int64 { return v.I }))
+		case tsfile.Int32:
+			arrs = append(arrs, fill(dt, c, times, func(v numSample) int32 { return int32(v.I) }))
+		case tsfile.Double:
+			arrs = append(arrs, fill(dt, c, times, func(v numSample) float64 { return v.F }))
+		case tsfile.Float:
+			arrs = append(arrs, fill(dt, c, times, func(v numSample) float32 { return float32(v.F) }))
 		default:
+			fb := array.NewBuilder(mem, dt)
 			fb.Reserve(len(times))
 			k, n := 0, c.len()
 			for _, t := range times {
@@ -274,14 +280,16 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 					fb.AppendNull()
 				}
 			}
+			arrs = append(arrs, fb.NewArray())
+			fb.Release()
 		}
 	}
-	return tsfile.NewTablet(device, b.NewRecord())
+	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(times))))
 }
 
-// fill appends column c aligned on times (null where c has no value) to a primitive
-// builder; conv reads a sample's value.
-func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []bool) }, c *outColumn, times []int64, conv func(numSample) T) {
+// fill returns column c aligned on times (null where c has no value) as an array of dt
+// (element type T); conv reads a numeric sample.
+func fill[T int32 | int64 | float32 | float64](dt arrow.DataType, c *outColumn, times []int64, conv func(numSample) T) arrow.Array {
 	out := make([]T, len(times))
 	valid := make([]bool, len(times))
 	all := true
@@ -306,7 +314,7 @@ func fill[T int32 | int64 | float32 | float64](b interface{ AppendValues([]T, []
 	if all {
 		valid = nil
 	}
-	b.AppendValues(out, valid)
+	return newPrimitive(dt, out, valid)
 }
 
 // newPrimitive makes an Arrow array of dt (a primitive type with elements T) holding vals
