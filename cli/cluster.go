@@ -32,7 +32,7 @@ const ClusterFile = "cluster.yaml"
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Run a cluster of nodes on this machine, and show a cluster's replication"}
-	cmd.AddCommand(newClusterUpCmd(), newClusterStatusCmd())
+	cmd.AddCommand(newClusterUpCmd(), newClusterStatusCmd(), newClusterDigestCmd())
 	return cmd
 }
 
@@ -468,4 +468,154 @@ func printClusterStatus(out io.Writer, st ClusterStatus) {
 		}
 		tw.Flush()
 	}
+}
+
+// ---------------------------------------------------------------- digest
+
+// ReplicaDigest is one replica's digest of a region in `cluster digest --json`.
+type ReplicaDigest struct {
+	Node   uint32 `json:"node"`
+	Digest string `json:"digest,omitempty"`
+	Points int64  `json:"points"`
+	Error  string `json:"error,omitempty"`
+}
+
+// RegionDigests are the digests of a region's replicas.
+type RegionDigests struct {
+	Region   string          `json:"region"`
+	Leader   uint32          `json:"leader"`
+	Replicas []ReplicaDigest `json:"replicas"`
+	Equal    bool            `json:"equal"`
+}
+
+// CompareReplicas asks every node for the digests of its own replicas of db and compares
+// them region by region; equal reports whether every region's replicas answered alike.
+func CompareReplicas(ctx context.Context, info api.Cluster, db string) ([]RegionDigests, bool, error) {
+	var cd *api.ClusterDatabase
+	for i := range info.Databases {
+		if info.Databases[i].Name == db {
+			cd = &info.Databases[i]
+		}
+	}
+	if cd == nil {
+		return nil, false, fmt.Errorf("database %s is not replicated in this cluster", db)
+	}
+	byNode := map[uint32]map[string]api.RegionDigest{}
+	errs := map[uint32]string{}
+	for _, n := range info.Nodes {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		d, err := client.New(n.HTTP).LocalDigest(cctx, db)
+		cancel()
+		if err != nil {
+			errs[n.ID] = err.Error()
+			continue
+		}
+		byNode[n.ID] = map[string]api.RegionDigest{}
+		for _, r := range d.Regions {
+			byNode[n.ID][r.Region] = r
+		}
+	}
+	all := true
+	var out []RegionDigests
+	for _, r := range cd.Regions {
+		rd := RegionDigests{Region: r.Region, Leader: r.Leader, Equal: true}
+		for _, id := range r.Replicas {
+			x := ReplicaDigest{Node: id, Error: errs[id]}
+			if d, ok := byNode[id][r.Region]; ok {
+				x.Digest, x.Points = d.Digest, d.Points
+			} else if x.Error == "" {
+				x.Error = "no such region"
+			}
+			rd.Replicas = append(rd.Replicas, x)
+		}
+		for _, x := range rd.Replicas {
+			if x.Error != "" || x.Digest != rd.Replicas[0].Digest {
+				rd.Equal = false
+			}
+		}
+		all = all && rd.Equal
+		out = append(out, rd)
+	}
+	return out, all, nil
+}
+
+func newClusterDigestCmd() *cobra.Command {
+	var cf *clientFlags
+	var file, db string
+	var wait time.Duration
+	cmd := &cobra.Command{
+		Use:   "digest [--db root.demo] [--wait 60s] [--server URL | --cluster FILE] [--json]",
+		Short: "Compare the replicas of every region of a database (exit 1 when they differ)",
+		Long: `Ask every node for the digest of its own replicas of a replicated database and compare
+them region by region. With --wait, ask again until every region's replicas are equal or
+the time is up (for scripts: followers catching up). Exit 1 when they differ.`,
+		Example: `  pipectl cluster digest --db root.demo --server http://127.0.0.1:7170
+  pipectl cluster digest --cluster examples/three-replicas/cluster.yaml --wait 60s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			info, err := clusterInfo(cmd.Context(), file, cf)
+			if err != nil {
+				return err
+			}
+			deadline := time.Now().Add(wait)
+			for {
+				rds, equal, err := CompareReplicas(cmd.Context(), info, db)
+				if err != nil {
+					return err
+				}
+				if equal || !time.Now().Before(deadline) {
+					out := cmd.OutOrStdout()
+					if cf.asJSON {
+						if err := printJSON(out, map[string]any{"database": db, "equal": equal, "regions": rds}); err != nil {
+							return err
+						}
+					} else {
+						printRegionDigests(out, rds)
+					}
+					if !equal {
+						return &ExitError{Code: 1, Err: fmt.Errorf("the replicas of %s differ", db)}
+					}
+					if !cf.asJSON {
+						fmt.Fprintf(out, "every region's replicas are equal\n")
+					}
+					return nil
+				}
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		},
+	}
+	cf = addClientFlags(cmd)
+	cmd.Flags().StringVar(&file, "cluster", "", "read the nodes from this cluster file instead of asking --server")
+	cmd.Flags().StringVar(&db, "db", "root.demo", "the replicated database")
+	cmd.Flags().DurationVar(&wait, "wait", 0, "ask again until the replicas are equal, for at most this long")
+	return cmd
+}
+
+func printRegionDigests(out io.Writer, rds []RegionDigests) {
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tLEADER\tREPLICA\tDIGEST\tPOINTS\tEQUAL")
+	for _, r := range rds {
+		for i, x := range r.Replicas {
+			region, leader, eq := r.Region, strconv.Itoa(int(r.Leader)), "yes"
+			if !r.Equal {
+				eq = "NO"
+			}
+			if i > 0 {
+				region, leader, eq = "", "", ""
+			}
+			dg := x.Digest
+			if x.Error != "" {
+				dg = "error: " + x.Error
+				if len(dg) > 60 {
+					dg = dg[:57] + "..."
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", region, leader, x.Node, dg, x.Points, eq)
+		}
+	}
+	tw.Flush()
 }

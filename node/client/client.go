@@ -328,3 +328,11 @@ func (c *Client) ReplicaSets(ctx context.Context) ([]api.ReplicaSet, error) {
 	err := c.call(ctx, http.MethodGet, "/v1/cluster/replicasets", nil, "", nil, &out)
 	return out, err
 }
+
+// LocalDigest returns the node's digest of its own replicas of a database (local=true: in
+// a cluster, no other node is asked), with each region's.
+func (c *Client) LocalDigest(ctx context.Context, db string) (api.Digest, error) {
+	var d api.Digest
+	err := c.call(ctx, http.MethodGet, "/v1/digest", url.Values{"db": {db}, "local": {"true"}}, "", nil, &d)
+	return d, err
+}
