@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -66,7 +68,6 @@ type Connector struct {
 	open     int
 	tick     uint64 // logical clock: partitions' last writes, for max-open-files
 	seq      uint64 // events added, to tell a partition's first rows of an event
-	fileMin  uint64 // while a TsFile event is added: the first WAL index of its file's rows
 	held     map[uint64]int
 	acked    []uint64 // ids acknowledged while some lower id is held: in flight still
 	acks     []uint64 // to acknowledge once mu is released
@@ -96,14 +97,17 @@ type partition struct {
 	pos     Position // position of the last event with rows here
 	hasPos  bool
 	cols    []tsfile.Column // columns of the open or last file
+	// doneEpoch is the last epoch of an event in a finished file (0: none known)
+	doneEpoch uint64
 
-	w        *fileWriter
-	events   []*heldEvent
-	first    uint64
-	last     Position
-	progress pipe.ProgressIndex
-	opened   time.Time
-	used     uint64
+	w          *fileWriter
+	events     []*heldEvent
+	openEpochs [2]uint64 // lowest and highest epoch of the open file's events
+	first      uint64
+	last       Position
+	progress   pipe.ProgressIndex
+	opened     time.Time
+	used       uint64
 
 	curSeq       uint64
 	curSkip      bool
@@ -354,6 +358,11 @@ func (c *Connector) addLocked(ctx context.Context, e *pipe.Event, async bool) er
 		return pipe.Permanent(fmt.Errorf("parquet: event %d of region %s reached the sink of region %s", e.CommitID, e.Region, c.region))
 	}
 	var touched []*partition
+	defer func() {
+		for _, p := range touched {
+			p.filter = nil
+		}
+	}()
 	var err error
 	if e.Kind == pipe.KindTablet {
 		if e.Tablet == nil {
@@ -391,19 +400,6 @@ func (c *Connector) addFileLocked(ctx context.Context, e *pipe.Event, h *heldEve
 		return fmt.Errorf("parquet: open %s: %w", f.Path, err)
 	}
 	defer rd.Close()
-	// The file holds every write of its epoch, from f.Info.MinIndex on, while the event
-	// may start later (the epoch's first writes went out as tablets, before a carrier
-	// switch or a restart): rows already exported are not repeated (see addRowsLocked).
-	c.fileMin = f.Info.MinIndex
-	if c.fileMin == 0 || c.fileMin > e.MinIndex {
-		c.fileMin = e.MinIndex
-	}
-	defer func() {
-		c.fileMin = 0
-		for _, p := range *touched {
-			p.filter = nil
-		}
-	}()
 	type devCols struct {
 		device string
 		want   []string
@@ -514,13 +510,17 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 		if p.curSkip {
 			return nil
 		}
-		if c.fileMin > 0 && ((p.hasDone && p.done.Index >= c.fileMin) || (p.w != nil && p.last.Index >= c.fileMin)) {
-			if p.last.Index >= c.fileMin {
+		// A sealed file holds every write of its epoch, while the event may start later in
+		// it (the epoch's first writes went out as tablets, before a carrier switch or a
+		// restart); so may an event a processor derived from such a file (it spans several
+		// WAL indexes). Rows already exported from the epoch are not repeated.
+		if repeats(e) && ((p.w != nil && p.openEpochs[1] >= e.Epoch) || p.doneEpoch >= e.Epoch) {
+			if p.w != nil && p.openEpochs[1] >= e.Epoch {
 				if err := c.rollLocked(p); err != nil {
 					return err
 				}
 			}
-			if p.filter, err = c.exportedLocked(p, c.fileMin); err != nil {
+			if p.filter, err = c.exportedLocked(p, e.Epoch); err != nil {
 				return err
 			}
 		}
@@ -528,6 +528,12 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 			return err
 		}
 		p.last, p.progress = pos, e.Progress
+		if e.Epoch > 0 {
+			if p.openEpochs[0] == 0 || e.Epoch < p.openEpochs[0] {
+				p.openEpochs[0] = e.Epoch
+			}
+			p.openEpochs[1] = max(p.openEpochs[1], e.Epoch)
+		}
 		if h.refs == 0 {
 			c.held[h.id]++
 		}
@@ -549,39 +555,62 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}, func(lo, hi int) error { return p.w.write(device, rec, lo, hi) })
 }
 
-// exportedLocked hashes the rows of p's finished files (of this region) that may hold
-// writes at or after WAL index from.
-func (c *Connector) exportedLocked(p *partition, from uint64) (map[uint64]struct{}, error) {
+// repeats reports whether e may hold rows that events of its epoch exported before it.
+func repeats(e *pipe.Event) bool {
+	return e.Epoch > 0 && (e.Kind == pipe.KindTsFile || e.MinIndex < e.MaxIndex)
+}
+
+// exportedLocked hashes the rows of p's finished files (of this region) that hold events of
+// epoch or later: from the last file back to one whose epochs all precede.
+func (c *Connector) exportedLocked(p *partition, epoch uint64) (map[uint64]struct{}, error) {
 	entries, err := c.fs.ReadDir(p.dir)
 	if err != nil {
 		return nil, fmt.Errorf("parquet: list %s: %w", p.dir, err)
 	}
-	set := map[uint64]struct{}{}
+	var names []FileName
 	for _, de := range entries {
-		fn, ok := ParseFileName(de.Name())
-		if !ok || fn.Region != c.region || fn.Last.Index < from {
-			continue
+		if fn, ok := ParseFileName(de.Name()); ok && fn.Region == c.region {
+			names = append(names, fn)
 		}
-		if err := c.hashFile(filepath.Join(p.dir, de.Name()), set); err != nil {
-			return nil, fmt.Errorf("parquet: read back %s: %w", de.Name(), err)
+	}
+	sort.Slice(names, func(i, j int) bool { return names[j].Last.Less(names[i].Last) })
+	set := map[uint64]struct{}{}
+	for _, fn := range names {
+		maxEpoch, err := c.hashFile(filepath.Join(p.dir, fn.String()), set, epoch)
+		if err != nil {
+			return nil, fmt.Errorf("parquet: read back %s: %w", fn, err)
+		}
+		if maxEpoch < epoch {
+			break
 		}
 	}
 	return set, nil
 }
 
-func (c *Connector) hashFile(path string, set map[uint64]struct{}) error {
+// hashFile adds the hashes of a finished file's rows to set unless the file's events all
+// precede epoch; it returns the file's last epoch (its weir.max_epoch).
+func (c *Connector) hashFile(path string, set map[uint64]struct{}, epoch uint64) (uint64, error) {
 	f, err := c.fs.Open(path)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	pf, err := pq.OpenFile(f, st.Size(), pq.SkipPageIndex(true), pq.SkipBloomFilters(true))
 	if err != nil {
-		return err
+		return 0, err
+	}
+	maxEpoch := uint64(math.MaxUint64) // unknown: read it
+	if v, ok := pf.Lookup("weir.max_epoch"); ok {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			maxEpoch = n
+		}
+	}
+	if maxEpoch < epoch {
+		return maxEpoch, nil
 	}
 	fields := pf.Schema().Fields()
 	names := make([]string, len(fields))
@@ -601,14 +630,14 @@ func (c *Connector) hashFile(path string, set map[uint64]struct{}) error {
 			}
 			if err != nil {
 				rows.Close()
-				return err
+				return 0, err
 			}
 		}
 		if err := rows.Close(); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return maxEpoch, nil
 }
 
 // prepareLocked makes p's open file take cols: it finishes a file whose columns would
@@ -702,31 +731,40 @@ func (c *Connector) partitionLocked(key string) (*partition, error) {
 		if err := c.fs.SyncDir(p.dir); err != nil {
 			return nil, fmt.Errorf("parquet: sync %s: %w", p.dir, err)
 		}
-		cols, err := c.readColumns(filepath.Join(p.dir, lastName))
+		cols, epoch, err := c.readLast(filepath.Join(p.dir, lastName))
 		if err != nil {
-			c.log.Warn("parquet sink: cannot read the columns of the last file; starting with the next event's", "file", lastName, "err", err)
+			c.log.Warn("parquet sink: cannot read the last file's footer; starting with the next event's columns", "file", lastName, "err", err)
 		}
-		p.cols = cols
+		p.cols, p.doneEpoch = cols, epoch
 	}
 	c.parts[key] = p
 	return p, nil
 }
 
-func (c *Connector) readColumns(path string) ([]tsfile.Column, error) {
+// readLast reads the columns and the last epoch (weir.max_epoch; unknown: the largest) of a
+// partition's last finished file, for the partition's next one.
+func (c *Connector) readLast(path string) ([]tsfile.Column, uint64, error) {
 	f, err := c.fs.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	pf, err := pq.OpenFile(f, st.Size(), pq.SkipPageIndex(true), pq.SkipBloomFilters(true))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return schemaColumns(pf.Schema())
+	epoch := uint64(math.MaxUint64)
+	if v, ok := pf.Lookup("weir.max_epoch"); ok {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			epoch = n
+		}
+	}
+	cols, err := schemaColumns(pf.Schema())
+	return cols, epoch, err
 }
 
 // rollLocked finishes p's open file: footer, fsync, rename to its final name, directory
@@ -743,6 +781,7 @@ func (c *Connector) rollLocked(p *partition) error {
 		if err := w.abort(); err != nil {
 			return c.failLocked(err)
 		}
+		p.openEpochs = [2]uint64{}
 		c.releaseAllLocked(p)
 		return nil
 	}
@@ -752,6 +791,8 @@ func (c *Connector) rollLocked(p *partition) error {
 		{"weir.partition", p.key},
 		{"weir.min_index", strconv.FormatUint(p.first, 10)},
 		{"weir.max_index", strconv.FormatUint(p.last.Index, 10)},
+		{"weir.min_epoch", strconv.FormatUint(p.openEpochs[0], 10)},
+		{"weir.max_epoch", strconv.FormatUint(p.openEpochs[1], 10)},
 		{"weir.progress", p.progress.String()},
 		{"weir.timestamp_precision", string(c.cfg.Precision)},
 	}
@@ -775,6 +816,8 @@ func (c *Connector) rollLocked(p *partition) error {
 		p.parentSynced = true
 	}
 	p.done, p.hasDone = p.last, true
+	p.doneEpoch = max(p.doneEpoch, p.openEpochs[1])
+	p.openEpochs = [2]uint64{}
 	c.releaseAllLocked(p)
 	return nil
 }

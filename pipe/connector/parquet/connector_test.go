@@ -237,7 +237,7 @@ func TestRollSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	for k, v := range map[string]string{"weir.format_version": "1", "weir.region": "r1", "weir.partition": "",
-		"weir.min_index": "5", "weir.max_index": "5", "weir.progress": "1:5", "weir.timestamp_precision": "ms"} {
+		"weir.min_index": "5", "weir.max_index": "5", "weir.min_epoch": "0", "weir.max_epoch": "0", "weir.progress": "1:5", "weir.timestamp_precision": "ms"} {
 		if got, ok := pf.Lookup(k); !ok || got != v {
 			t.Errorf("metadata %s = %q, %v; want %q", k, got, ok, v)
 		}
@@ -705,10 +705,14 @@ func writeTsFile(t testing.TB, tbs []*tsfile.Tablet) string {
 // An epoch's first writes go out as tablets, then its file (a carrier switch, or a restart
 // once the WAL is gone): the file's rows that repeat exported ones are dropped, the others
 // (later writes, and rewrites with new values) are exported.
+//
+// With derived set, the file reaches the sink as tablets a processor made from it: one
+// event per device, all with the file's index range.
 func TestFileAfterTablets(t *testing.T) {
 	for _, by := range []string{"none", "device", "day"} {
-		for _, crash := range []bool{false, true} {
-			t.Run(fmt.Sprint(by, crash), func(t *testing.T) {
+		for _, v := range []struct{ crash, derived bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+			crash := v.crash
+			t.Run(fmt.Sprintf("%s-crash=%v-derived=%v", by, v.crash, v.derived), func(t *testing.T) {
 				dir := t.TempDir()
 				kv := []string{ParamPartitionBy, by, ParamRollInterval, "0"}
 				// epoch: indices 11..30; tablets 11..20 shipped, the file covers all 20
@@ -753,7 +757,7 @@ func TestFileAfterTablets(t *testing.T) {
 				a := newAcker()
 				var evs []*pipe.Event
 				for i := 0; i < 10; i++ {
-					evs = append(evs, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "r1", MinIndex: uint64(11 + i), MaxIndex: uint64(11 + i), Tablet: tbs[i]})
+					evs = append(evs, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "r1", MinIndex: uint64(11 + i), MaxIndex: uint64(11 + i), Epoch: 3, Tablet: tbs[i]})
 				}
 				sendAsync(t, c, evs, 3, a)
 				if crash {
@@ -763,10 +767,15 @@ func TestFileAfterTablets(t *testing.T) {
 					c.crash()
 					c = openConn(t, New(Options{}), params(dir, kv...))
 				}
-				fe := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 11, Region: "r1", MinIndex: 21, MaxIndex: 30,
+				fe := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 11, Region: "r1", MinIndex: 21, MaxIndex: 30, Epoch: 3,
 					File: &pipe.FileRef{Path: path, MinTime: -1 << 63, MaxTime: 1<<63 - 1}}
 				fe.File.Info.MinIndex, fe.File.Info.MaxIndex = 11, 30
-				if err := c.SendAsync(context.Background(), []*pipe.Event{fe}, a.ack); err != nil {
+				batch := []*pipe.Event{fe}
+				if v.derived {
+					batch = derivedEvents(t, fe)
+					a.outputs[11] = len(batch)
+				}
+				if err := c.SendAsync(context.Background(), batch, a.ack); err != nil {
 					t.Fatal(err)
 				}
 				if err := c.Flush(); err != nil {
@@ -778,6 +787,31 @@ func TestFileAfterTablets(t *testing.T) {
 			})
 		}
 	}
+}
+
+// derivedEvents turns a TsFile event into tablet events of its devices, as a processor
+// that reads the file would: same commit id, index range and epoch.
+func derivedEvents(t testing.TB, fe *pipe.Event) []*pipe.Event {
+	rd, err := tsfile.OpenFile(fe.File.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	var out []*pipe.Event
+	for _, d := range rd.Meta().Devices {
+		err := rd.ReadDevice(d.Device, nil, -1<<63, 1<<63-1, func(rec arrow.Record) error {
+			rec.Retain()
+			tb := tsfile.NewTablet(d.Device, rec)
+			t.Cleanup(tb.Release)
+			out = append(out, &pipe.Event{Kind: pipe.KindTablet, CommitID: fe.CommitID, Region: fe.Region,
+				MinIndex: fe.MinIndex, MaxIndex: fe.MaxIndex, Epoch: fe.Epoch, Tablet: tb})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
 }
 
 // readRowsOfTsFile lists a TsFile's rows in the test's form.

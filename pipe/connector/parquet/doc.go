@@ -18,7 +18,8 @@
 //
 // Rows are in the order the pipe delivered them. The key-value metadata records
 // weir.format_version (1), weir.region, weir.partition, weir.min_index, weir.max_index
-// (the region's WAL index range of the events in the file), weir.progress (the progress
+// (the region's WAL index range of the events in the file), weir.min_epoch, weir.max_epoch
+// (their epochs), weir.progress (the progress
 // index after the file's last event, as origin:index pairs) and weir.timestamp_precision.
 //
 // # Layout and names
@@ -47,4 +48,9 @@
 // each partition it reads the names of its region's files, and skips the rows of redelivered
 // events at or below the last one. A replay thus never duplicates rows, and one that writes
 // the same events with the same roll points produces byte-identical files.
+//
+// A sealed TsFile holds every write of its epoch, also those that went out as tablets
+// before (a carrier switch, or a restart once the WAL is gone): for such events (and those
+// a processor derives from them, which span several WAL indexes) the sink reads back the
+// partition's files of the epoch and drops the rows it exported already.
 package parquet

@@ -141,12 +141,15 @@ func openConn(t testing.TB, c *Connector, p pipe.Params) *Connector {
 
 // acker records acknowledgements.
 type acker struct {
-	mu  sync.Mutex
-	ids map[uint64]int
-	ch  chan struct{}
+	mu      sync.Mutex
+	ids     map[uint64]int
+	outputs map[uint64]int // acks expected of an id (outputs of one input); default 1
+	ch      chan struct{}
 }
 
-func newAcker() *acker { return &acker{ids: map[uint64]int{}, ch: make(chan struct{}, 1)} }
+func newAcker() *acker {
+	return &acker{ids: map[uint64]int{}, outputs: map[uint64]int{}, ch: make(chan struct{}, 1)}
+}
 
 func (a *acker) ack(ids ...uint64) {
 	a.mu.Lock()
@@ -166,17 +169,21 @@ func (a *acker) count() int {
 	return len(a.ids)
 }
 
-// waitAcks waits (bounded) until n distinct ids are acknowledged, each once.
+// waitAcks waits (bounded) until n distinct ids are acknowledged, each once per output.
 func (a *acker) waitAcks(t testing.TB, n int) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	for {
 		a.mu.Lock()
-		got := len(a.ids)
+		got := 0
 		for id, k := range a.ids {
-			if k != 1 {
+			want := max(a.outputs[id], 1)
+			if k > want {
 				a.mu.Unlock()
-				t.Fatalf("id %d acknowledged %d times", id, k)
+				t.Fatalf("id %d acknowledged %d times, want %d", id, k, want)
+			}
+			if k == want {
+				got++
 			}
 		}
 		a.mu.Unlock()
