@@ -137,10 +137,14 @@ func writeClusterFile(c clusterUp) (*cluster.Cluster, string, bool, error) {
 	if err != nil {
 		return nil, "", false, fmt.Errorf("the cluster asked for: %w", err)
 	}
+	for i, d := range cl.Databases { // the defaults, written out
+		f.Databases[i].Protocol, f.Databases[i].Replication, f.Databases[i].Regions = d.Protocol, d.Replication, d.Regions
+	}
 	data, err := f.Marshal()
 	if err != nil {
 		return nil, "", false, err
 	}
+	data = append([]byte("# A Weir cluster, written by pipectl cluster up (docs/cluster.md).\n"), data...)
 	if err := os.MkdirAll(c.dir, 0o755); err != nil {
 		return nil, "", false, err
 	}
@@ -158,6 +162,8 @@ type nodeProc struct {
 	ready chan string   // the node's first line (its addresses), or closed without one
 	done  chan struct{} // closed once the process has exited
 	err   error         // its exit, set before done is closed
+	// reported is set once its unexpected exit has been reported (by the waiting loop).
+	reported bool
 }
 
 // startNode runs `<exe> node run --id ID --data DIR/n<ID> --cluster FILE` with its log in
@@ -234,10 +240,8 @@ func runClusterUp(cmd *cobra.Command, c clusterUp) error {
 	stopAll := func() error {
 		var errs []error
 		for _, p := range procs {
-			select {
-			case <-p.done:
-				continue // reported when it exited
-			default:
+			if p.reported {
+				continue // it died before, and was reported then
 			}
 			if err := p.stop(30 * time.Second); err != nil {
 				errs = append(errs, fmt.Errorf("node %d: %w (log %s)", p.id, err, p.log))
@@ -316,6 +320,7 @@ func runClusterUp(cmd *cobra.Command, c clusterUp) error {
 			fmt.Fprintf(out, "stopping the nodes\n")
 			return stopAll()
 		case p := <-exited:
+			p.reported = true
 			fmt.Fprintf(out, "node %d exited (%v); log %s\n  restart it: %s node run --id %d --data %s --cluster %s\n",
 				p.id, p.err, p.log, exe, p.id, filepath.Join(c.dir, fmt.Sprintf("n%d", p.id)), path)
 		}

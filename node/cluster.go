@@ -355,23 +355,3 @@ func (n *Node) handleReplicaSets(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, n.ReplicaSets())
 }
-
-// WaitReplicated waits until every replica set this node leads has shipped everything
-// to its followers (fast: the leaders' memtables are sealed first), or ctx ends.
-func (n *Node) WaitReplicated(ctx context.Context) error {
-	if n.cl == nil {
-		return nil
-	}
-	n.cl.mu.Lock()
-	sets := make([]*leaderSet, 0, len(n.cl.sets))
-	for _, ls := range n.cl.sets {
-		sets = append(sets, ls)
-	}
-	n.cl.mu.Unlock()
-	for _, ls := range sets {
-		if err := ls.set.WaitCaughtUp(ctx); err != nil {
-			return fmt.Errorf("%s: %w", ls.region.Name, err)
-		}
-	}
-	return nil
-}
