@@ -12,6 +12,7 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchProcessorCmd) 
 
 func newBenchProcessorCmd(asJSON *bool) *cobra.Command {
 	var points int64
+	var rounds int
 	var dir string
 	var only []string
 	cmd := &cobra.Command{
@@ -20,7 +21,8 @@ func newBenchProcessorCmd(asJSON *bool) *cobra.Command {
 		Long: `Writes the demo workload (100 devices; temp, pressure, count, state, ok; 1,000-row tablets)
 into a region held in memory, then for each processor drains it from the start through a
 wal → processor → do-nothing pipe. The baseline is the same pipe with the do-nothing
-processor, run first and last (their mean):
+processor, run first and last in each round (a case's ratio in a round is against their
+mean); the figures are medians over the rounds:
 
   pipe_points_per_second    the whole pipe with the processor (the ratio is the cost of the
                             processor in a pipe)
@@ -33,6 +35,9 @@ The cases: ` + caseNames() + `.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if points <= 0 {
 				return fmt.Errorf("--points must be > 0")
+			}
+			if rounds <= 0 || rounds > 100 {
+				return fmt.Errorf("--rounds must be in 1..100, got %d", rounds)
 			}
 			cases := bench.DefaultProcessorCases
 			if len(only) > 0 {
@@ -54,7 +59,7 @@ The cases: ` + caseNames() + `.`,
 				return err
 			}
 			defer cleanup()
-			res, err := bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases})
+			res, err := bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases, Rounds: rounds})
 			if err != nil {
 				return err
 			}
@@ -62,6 +67,7 @@ The cases: ` + caseNames() + `.`,
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write and drain through each processor")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds (figures are medians)")
 	cmd.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
 	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these cases (besides the do-nothing baseline)")
 	return cmd
