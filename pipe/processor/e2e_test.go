@@ -254,3 +254,51 @@ func TestAggregatePipeSurvivesRestarts(t *testing.T) {
 	st := waitFor(t, c, "agg", w.closedWindows())
 	t.Logf("switches %d, retries %d, committed %d", st.Switches, st.Retries, st.CommittedEvents)
 }
+
+// panicky panics on the first tablet it sees.
+type panicky struct{}
+
+func (panicky) Open(context.Context, *pipe.Env) error { return nil }
+func (panicky) Close() error                          { return nil }
+func (panicky) Process(_ context.Context, e *pipe.Event, emit func(*pipe.Event)) error {
+	if e.Kind == pipe.KindTablet {
+		panic("units table is empty")
+	}
+	emit(e)
+	return nil
+}
+
+func init() {
+	pipe.RegisterProcessor(pipe.PluginInfo{Name: "test-panicky"}, func() pipe.Processor { return panicky{} })
+}
+
+// A processor that panics fails its pipe with the panic's message and stack in the
+// status; the process goes on.
+func TestProcessorPanicFailsThePipe(t *testing.T) {
+	c := openCluster(t, t.TempDir())
+	defer c.close()
+	spec, err := pipe.ParseSpec([]byte("name: p\nsource: {plugin: wal, pattern: root.src.**}\nprocessors: [test-panicky]\nsink: {plugin: test-slow-write-back, database: root.dst}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Create(spec, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Start("p"); err != nil {
+		t.Fatal(err)
+	}
+	w := &writer{rng: rand.New(rand.NewSource(1)), next: map[string]int64{}, all: map[string][][2]int64{}}
+	w.write(t, c.src, 1)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := c.mgr.Describe("p")
+		if e := st.LastError; e != "" {
+			if !strings.Contains(e, "processor test-panicky[0] Process panicked: units table is empty") || !strings.Contains(e, "goroutine") {
+				t.Fatalf("last error: %s", e)
+			}
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the panic did not show in the pipe's status")
+}
