@@ -339,13 +339,22 @@ func (s *ReplicaSet) Status() Status {
 	return out
 }
 
-// maxBacklog returns the follower holding back the most WAL, and how much.
+// maxBacklog returns the follower holding back the most WAL, and how much: the WAL bytes
+// after what its pipe has committed, measured now on the leader (not the pipe's last
+// status, which is stale while the pipe backs off from a follower that is down).
 func (s *ReplicaSet) maxBacklog() (string, int64) {
 	var id string
 	var most int64
-	for _, f := range s.Status().Followers {
-		if f.PinnedWALBytes > most {
-			id, most = f.ID, f.PinnedWALBytes
+	st := s.Status()
+	for _, f := range st.Followers {
+		committed := st.LastIndex
+		if uint64(f.LagEvents) < committed {
+			committed -= uint64(f.LagEvents)
+		} else {
+			committed = 0
+		}
+		if b := s.o.Leader.WALBytesAfter(committed); b > most {
+			id, most = f.ID, b
 		}
 	}
 	return id, most
