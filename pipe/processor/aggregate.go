@@ -135,7 +135,7 @@ type aggDevice struct {
 type accumulator struct {
 	Type  tsfile.DataType `json:"type"`
 	Count int64           `json:"count"`
-	Sum   float64         `json:"sum"`
+	Sum   Float           `json:"sum"`
 	Min   Value           `json:"min"`
 	Max   Value           `json:"max"`
 	First sample          `json:"first"`
@@ -162,7 +162,7 @@ func (a *accumulator) add(t int64, v Value, x float64) {
 		}
 	}
 	a.Count++
-	a.Sum += x
+	a.Sum += Float(x)
 }
 
 func less(a, b Value, t tsfile.DataType) bool {
@@ -403,7 +403,7 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 		if acc.Count > 0 {
 			lo, hi = fromValue[T](acc.Min), fromValue[T](acc.Max)
 		}
-		sum, n := acc.Sum, acc.Count
+		sum, n := float64(acc.Sum), acc.Count
 		firstRow, lastRow := -1, -1
 		firstT, lastT := acc.First.T, acc.Last.T
 		for ; i < len(times) && times[i] >= w && times[i] < end; i++ {
@@ -425,7 +425,7 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 			sum += float64(v)
 			n++
 		}
-		acc.Sum, acc.Count, acc.Min, acc.Max = sum, n, toValue(lo), toValue(hi)
+		acc.Sum, acc.Count, acc.Min, acc.Max = Float(sum), n, toValue(lo), toValue(hi)
 		if firstRow >= 0 {
 			acc.First = sample{firstT, toValue(vals[firstRow])}
 		}
@@ -639,9 +639,9 @@ func (a *accumulator) value(f string) Value {
 	case FuncCount:
 		return Value{I: a.Count}
 	case FuncSum:
-		return Value{F: a.Sum}
+		return Value{F: float64(a.Sum)}
 	case FuncAvg:
-		return Value{F: a.Sum / float64(a.Count)}
+		return Value{F: float64(a.Sum) / float64(a.Count)}
 	case FuncMin:
 		return a.Min
 	case FuncMax:

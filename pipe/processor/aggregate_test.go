@@ -287,3 +287,26 @@ func TestAggregateConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// A sum that overflows is left out of the outputs, and the state still saves and loads.
+func TestAggregateOverflowedSum(t *testing.T) {
+	a, _ := NewAggregate(AggregateConfig{Functions: []string{FuncSum, FuncCount}, Interval: 10})
+	cols := []tsfile.Column{{Name: "v", Type: tsfile.Double}}
+	tb := makeTablet(t, "root.db.d", cols, []row{{1, []any{1.5e308}}, {2, []any{1.5e308}}})
+	defer tb.Release()
+	outs := run(t, a, tabletEvent(tb, 1, 1))
+	st, err := a.SaveState()
+	if err != nil || len(outs) != 0 {
+		t.Fatalf("save: %v, outputs %v", err, outs)
+	}
+	b, _ := NewAggregate(AggregateConfig{Functions: []string{FuncSum, FuncCount}, Interval: 10})
+	if err := b.LoadState(st); err != nil {
+		t.Fatal(err)
+	}
+	closer := makeTablet(t, "root.db.d", cols, []row{{25, []any{1.0}}})
+	defer closer.Release()
+	in := tabletEvent(closer, 1, 2)
+	outs = run(t, b, in)
+	defer releaseOutputs(outs, in)
+	equalPoints(t, "overflowed window", outPoints(outs), []point{{"root.db.d", "v_count", 0, int64(2)}})
+}

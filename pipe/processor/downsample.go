@@ -127,7 +127,7 @@ type dsSeries struct {
 	Win     int64           `json:"win"`      // tumbling-time: the current window
 	Pend    sample          `json:"pend"`     // tumbling-time last: the window's last point; sdt: the candidate
 	HasPend bool            `json:"has_pend"` // Pend holds a point
-	Sum     float64         `json:"sum"`      // tumbling-time avg
+	Sum     Float           `json:"sum"`      // tumbling-time avg
 	N       int64           `json:"n"`        // tumbling-time avg: points in the window
 	Kept    sample          `json:"kept"`     // sdt: the archived point; changing-value: the last kept one
 	HasKept bool            `json:"has_kept"` // Kept holds a point
@@ -335,12 +335,12 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 			pendRow, s.HasPend = i, false
 		case StrategyAvg:
 			if newWin && s.N > 0 {
-				if avg := s.Sum / float64(s.N); finite(avg) {
+				if avg := float64(s.Sum) / float64(s.N); finite(avg) {
 					oc.add(s.Win*iv, FromNum(avg, s.Type))
 				}
 				s.Sum, s.N = 0, 0
 			}
-			s.Sum += xs[i]
+			s.Sum += Float(xs[i])
 			s.N++
 		}
 		s.Win, s.Started, s.Last = w, true, t
@@ -496,12 +496,12 @@ func (d *Downsample) tumbling(s *dsSeries, t int64, v Value, x float64, out *[]s
 		s.Pend, s.HasPend = sample{t, v}, true
 	case StrategyAvg:
 		if newWin && s.N > 0 {
-			if avg := s.Sum / float64(s.N); finite(avg) {
+			if avg := float64(s.Sum) / float64(s.N); finite(avg) {
 				*out = append(*out, sample{s.Win * d.cfg.Interval, FromNum(avg, s.Type)})
 			}
 			s.Sum, s.N = 0, 0
 		}
-		s.Sum += x
+		s.Sum += Float(x)
 		s.N++
 	}
 	s.Win = w
@@ -576,7 +576,7 @@ func (d *Downsample) pending() map[string]sample {
 		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyLast && s.HasPend:
 			out[k] = s.Pend
 		case d.cfg.Method == MethodTumblingTime && d.cfg.Strategy == StrategyAvg && s.N > 0:
-			out[k] = sample{s.Win * d.cfg.Interval, FromNum(s.Sum/float64(s.N), s.Type)}
+			out[k] = sample{s.Win * d.cfg.Interval, FromNum(float64(s.Sum)/float64(s.N), s.Type)}
 		case (d.cfg.Method == MethodSDT || d.cfg.Method == MethodSwingingDoor) && s.HasPend:
 			out[k] = s.Pend
 		}

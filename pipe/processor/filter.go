@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -120,10 +121,10 @@ func (f *Filter) narrow(e *pipe.Event) (*pipe.Event, bool) {
 	}
 	switch {
 	case f.pattern.IsZero():
-	case pat.IsZero() || pat.String() == f.pattern.String():
+	case pat.IsZero() || pat.String() == f.pattern.String() || within(f.pattern, pat):
 		pat = f.pattern
 	default:
-		return nil, false // two patterns: their intersection is not a pattern
+		return nil, false // two patterns whose intersection is not at hand: read the rows
 	}
 	if lo == ref.MinTime && hi == ref.MaxTime && pat.String() == ref.Pattern.String() {
 		return e, true
@@ -133,6 +134,26 @@ func (f *Filter) narrow(e *pipe.Event) (*pipe.Event, bool) {
 	return &pipe.Event{Kind: pipe.KindTsFile, CommitID: e.CommitID, Region: e.Region, Progress: e.Progress,
 		Origin: e.Origin, OriginIndex: e.OriginIndex, MinIndex: e.MinIndex, MaxIndex: e.MaxIndex, Epoch: e.Epoch,
 		File: &nr, EventTime: e.EventTime, Bytes: e.Bytes}, true
+}
+
+// within reports whether every series p selects is under outer, a pattern P.** (p starts
+// with P's nodes and has more): their intersection is p.
+func within(p, outer tsfile.Pattern) bool {
+	o := strings.Split(outer.String(), ".")
+	if len(o) < 2 || o[len(o)-1] != "**" {
+		return false
+	}
+	prefix := o[:len(o)-1]
+	n := strings.Split(p.String(), ".")
+	if len(n) <= len(prefix) {
+		return false
+	}
+	for i, node := range prefix {
+		if node == "*" || node == "**" || n[i] != node {
+			return false
+		}
+	}
+	return true
 }
 
 // Tablet filters one tablet: it returns t itself when everything is kept, nil when nothing

@@ -281,6 +281,18 @@ func TestFilterFiles(t *testing.T) {
 	if outs := run(t, NewFilter(tsfile.Pattern{}, minInt, maxInt, nil), fe); len(outs) != 1 || outs[0] != fe {
 		t.Fatalf("a filter that keeps everything must pass the file itself: %+v", outs)
 	}
+	// the source selected root.db.**: the filter's pattern inside it narrows the file too
+	ref := *fe.File
+	ref.Pattern = tsfile.MustPattern("root.db.**")
+	sel := &pipe.Event{Kind: pipe.KindTsFile, File: &ref, Progress: fe.Progress, MaxIndex: fe.MaxIndex}
+	outs = run(t, NewFilter(tsfile.MustPattern("root.db.*.temp"), minInt, maxInt, nil), sel)
+	if len(outs) != 1 || outs[0].Kind != pipe.KindTsFile || outs[0].File.Pattern.String() != "root.db.*.temp" {
+		t.Fatalf("narrowed inside the source's pattern: %+v", outs)
+	}
+	ref.Pattern = tsfile.MustPattern("root.*.d1")
+	outs = run(t, NewFilter(tsfile.MustPattern("root.db.*.temp"), minInt, maxInt, nil), sel)
+	equalPoints(t, "two patterns: rows read", outPoints(outs), []point{{"root.db.d1", "temp", 1, 70.0}, {"root.db.d1", "temp", 2, 85.0}, {"root.db.d1", "temp", 3, 90.0}})
+	releaseOutputs(outs, sel)
 
 	// a predicate reads the rows: deletions first, then derived tablets
 	pred, err := ParsePredicate("temp > 80")

@@ -1,7 +1,9 @@
 package processor
 
 import (
+	"fmt"
 	"math"
+	"strconv"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -65,6 +67,33 @@ func FromNum(x float64, t tsfile.DataType) Value {
 		return Value{F: float64(float32(x))}
 	}
 	return Value{F: x}
+}
+
+// Float is a float64 that also survives JSON when it is not finite (a sum that
+// overflowed): +Inf, -Inf and NaN are written as strings.
+type Float float64
+
+// MarshalJSON implements json.Marshaler.
+func (f Float) MarshalJSON() ([]byte, error) {
+	x := float64(f)
+	if finite(x) {
+		return strconv.AppendFloat(nil, x, 'g', -1, 64), nil
+	}
+	return []byte(strconv.Quote(strconv.FormatFloat(x, 'g', -1, 64))), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (f *Float) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if u, err := strconv.Unquote(s); err == nil {
+		s = u
+	}
+	x, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("float %s: %w", b, err)
+	}
+	*f = Float(x)
+	return nil
 }
 
 // finite reports whether x is neither infinite nor NaN (a tablet holds finite numbers only).
