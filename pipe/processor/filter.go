@@ -195,7 +195,8 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 	if f.pred != nil {
 		pm, err := f.pred.mask(t)
 		if err != nil {
-			return nil, err
+			// a column of the other type: retrying cannot help, the spec must change
+			return nil, pipe.Permanent(errKey(keyPredicate, err))
 		}
 		if mask != nil {
 			for i, x := range mask {
