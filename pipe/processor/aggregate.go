@@ -183,8 +183,13 @@ func NewAggregate(cfg AggregateConfig) (*Aggregate, error) {
 	return &Aggregate{cfg: cfg, origin: LocalOrigin(nil), mem: memory.DefaultAllocator, devices: map[string]*aggDevice{}}, nil
 }
 
-// Open implements pipe.Processor.
-func (a *Aggregate) Open(_ context.Context, env *pipe.Env) error {
+// Open implements pipe.Processor. A bad parameter is a permanent error: retrying cannot
+// fix a spec.
+func (a *Aggregate) Open(ctx context.Context, env *pipe.Env) error {
+	return pipe.Permanent(a.open(ctx, env))
+}
+
+func (a *Aggregate) open(_ context.Context, env *pipe.Env) error {
 	p := env.Params
 	unit := p.String(keyTimeUnit)
 	fns, err := ParseFunctions(p.String(keyFunctions))

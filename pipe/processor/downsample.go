@@ -148,8 +148,13 @@ func NewDownsample(cfg DownsampleConfig) (*Downsample, error) {
 	return &Downsample{cfg: cfg, origin: LocalOrigin(nil), mem: memory.DefaultAllocator, series: map[string]*dsSeries{}}, nil
 }
 
-// Open implements pipe.Processor.
-func (d *Downsample) Open(_ context.Context, env *pipe.Env) error {
+// Open implements pipe.Processor. A bad parameter is a permanent error: retrying cannot
+// fix a spec.
+func (d *Downsample) Open(ctx context.Context, env *pipe.Env) error {
+	return pipe.Permanent(d.open(ctx, env))
+}
+
+func (d *Downsample) open(_ context.Context, env *pipe.Env) error {
 	p := env.Params
 	unit := p.String(keyTimeUnit)
 	cfg := DownsampleConfig{Method: p.String(keyMethod), Strategy: p.String(keyStrategy), Deviation: p.Float(keyDeviation), Pattern: p.Pattern(keyPattern)}

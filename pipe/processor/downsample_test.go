@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -347,5 +348,22 @@ func TestDownsamplePattern(t *testing.T) {
 	hb := &pipe.Event{Kind: pipe.KindHeartbeat}
 	if outs := run(t, d, hb); len(outs) != 1 || outs[0] != hb {
 		t.Fatalf("heartbeat: %+v", outs)
+	}
+}
+
+// Parameters only Open can check (they involve two keys, or the time unit) fail the pipe
+// for good, naming the key.
+func TestOpenErrorsArePermanent(t *testing.T) {
+	d := &Downsample{}
+	err := d.Open(context.Background(), &pipe.Env{Params: pipe.NewParams(map[string]string{
+		keyMethod: MethodSDT, keyDeviation: "1", keyMinInterval: "2m", keyMaxInterval: "1m", keyTimeUnit: "ms"})})
+	if !pipe.IsPermanent(err) || !strings.Contains(err.Error(), "min-interval: above max-interval") {
+		t.Fatalf("min above max: %v", err)
+	}
+	a := &Aggregate{}
+	err = a.Open(context.Background(), &pipe.Env{Params: pipe.NewParams(map[string]string{
+		keyFunctions: "avg", keyInterval: "1500us", keyTimeUnit: "ms"})})
+	if !pipe.IsPermanent(err) || !strings.Contains(err.Error(), "interval: 1.5ms is not a whole number of ms") {
+		t.Fatalf("sub-unit interval: %v", err)
 	}
 }

@@ -61,8 +61,13 @@ func NewFilter(pattern tsfile.Pattern, minT, maxT int64, pred *Predicate) *Filte
 	return f
 }
 
-// Open implements pipe.Processor.
-func (f *Filter) Open(_ context.Context, env *pipe.Env) error {
+// Open implements pipe.Processor. A bad parameter is a permanent error: retrying cannot
+// fix a spec.
+func (f *Filter) Open(ctx context.Context, env *pipe.Env) error {
+	return pipe.Permanent(f.open(ctx, env))
+}
+
+func (f *Filter) open(_ context.Context, env *pipe.Env) error {
 	p := env.Params
 	minT, maxT := int64(math.MinInt64), int64(math.MaxInt64)
 	if v, ok := p.Time(keyStartTime); ok {

@@ -50,8 +50,13 @@ func NewRename(from, to string) (*Rename, error) {
 	return &Rename{from: from, to: to, origin: LocalOrigin(nil)}, nil
 }
 
-// Open implements pipe.Processor.
-func (r *Rename) Open(_ context.Context, env *pipe.Env) error {
+// Open implements pipe.Processor. A bad parameter is a permanent error: retrying cannot
+// fix a spec.
+func (r *Rename) Open(ctx context.Context, env *pipe.Env) error {
+	return pipe.Permanent(r.open(ctx, env))
+}
+
+func (r *Rename) open(_ context.Context, env *pipe.Env) error {
 	n, err := NewRename(env.Params.String(keyFrom), env.Params.String(keyTo))
 	if err != nil {
 		return err
