@@ -194,11 +194,12 @@ func TestPipeDiskFull(t *testing.T) {
 	next := map[string]int64{}
 	writeRandom(t, e.src, rng, next, 30)
 	e.waitCommitted(t)
-	fs.FailWritesAfter(int64(rng.Intn(20_000)))
-	writeRandom(t, e.src, rng, next, 60)
+	fs.FailWritesAfter(int64(rng.Intn(8_000)))
+	// write until the disk is full (the limit may hold several files' worth)
 	deadline := time.Now().Add(30 * time.Second)
 	var st pipe.Status
 	for time.Now().Before(deadline) {
+		writeRandom(t, e.src, rng, next, 10)
 		st, _ = e.mgr.Describe("export")
 		if strings.Contains(st.LastError, "no space left on device") {
 			break
