@@ -109,9 +109,14 @@ type partition struct {
 	opened     time.Time
 	used       uint64
 
-	curSeq       uint64
-	curSkip      bool
-	filter       map[uint64]struct{} // rows already exported that the current event must not repeat
+	curSeq  uint64
+	curSkip bool
+	// epoch and epochFirst: the epoch of the last event with rows here (this run) and the
+	// WAL index its first such event ended at
+	epoch, epochFirst uint64
+	// filter holds rows already exported that events of input filterKey must not repeat
+	filter       map[uint64]struct{}
+	filterKey    [2]uint64 // epoch, MinIndex
 	parentSynced bool
 }
 
@@ -358,11 +363,6 @@ func (c *Connector) addLocked(ctx context.Context, e *pipe.Event, async bool) er
 		return pipe.Permanent(fmt.Errorf("parquet: event %d of region %s reached the sink of region %s", e.CommitID, e.Region, c.region))
 	}
 	var touched []*partition
-	defer func() {
-		for _, p := range touched {
-			p.filter = nil
-		}
-	}()
 	var err error
 	if e.Kind == pipe.KindTablet {
 		if e.Tablet == nil {
@@ -500,7 +500,6 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}
 	if p.curSeq != c.seq {
 		p.curSeq = c.seq
-		p.filter = nil
 		pos := Position{Index: e.MaxIndex}
 		if p.hasPos && p.pos.Index == e.MaxIndex {
 			pos.Ord = p.pos.Ord + 1
@@ -510,24 +509,16 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 		if p.curSkip {
 			return nil
 		}
-		// A sealed file holds every write of its epoch, while the event may start later in
-		// it (the epoch's first writes went out as tablets, before a carrier switch or a
-		// restart); so may an event a processor derived from such a file (it spans several
-		// WAL indexes). Rows already exported from the epoch are not repeated.
-		if repeats(e) && ((p.w != nil && p.openEpochs[1] >= e.Epoch) || p.doneEpoch >= e.Epoch) {
-			if p.w != nil && p.openEpochs[1] >= e.Epoch {
-				if err := c.rollLocked(p); err != nil {
-					return err
-				}
-			}
-			if p.filter, err = c.exportedLocked(p, e.Epoch); err != nil {
-				return err
-			}
+		if err := c.filterLocked(p, e); err != nil {
+			return err
 		}
 		if err := c.prepareLocked(p, e, cols); err != nil {
 			return err
 		}
 		p.last, p.progress = pos, e.Progress
+		if e.Epoch != p.epoch {
+			p.epoch, p.epochFirst = e.Epoch, e.MaxIndex
+		}
 		if e.Epoch > 0 {
 			if p.openEpochs[0] == 0 || e.Epoch < p.openEpochs[0] {
 				p.openEpochs[0] = e.Epoch
@@ -555,9 +546,47 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}, func(lo, hi int) error { return p.w.write(device, rec, lo, hi) })
 }
 
-// repeats reports whether e may hold rows that events of its epoch exported before it.
+// repeats reports whether e may hold rows that events of its epoch exported before it: a
+// sealed file holds every write of its epoch, while the event may start later in it (the
+// epoch's first writes went out as tablets, before a carrier switch or a restart); so may
+// an event a processor derived from such a file (it spans several WAL indexes).
 func repeats(e *pipe.Event) bool {
 	return e.Epoch > 0 && (e.Kind == pipe.KindTsFile || e.MinIndex < e.MaxIndex)
+}
+
+// filterLocked sets p.filter for e: the rows e must not repeat. It is built when e may
+// repeat rows that earlier inputs of its epoch exported into p (this run, or in finished
+// files before a restart): p's open file is finished if it holds events of the epoch, and
+// the finished files of the epoch are read back. The other outputs of the same input (same
+// epoch and first index) reuse it.
+func (c *Connector) filterLocked(p *partition, e *pipe.Event) error {
+	if !repeats(e) {
+		p.filter = nil
+		return nil
+	}
+	key := [2]uint64{e.Epoch, e.MinIndex}
+	if p.filter != nil && p.filterKey == key {
+		return nil
+	}
+	p.filter = nil
+	earlier := p.epoch == e.Epoch && p.epochFirst < e.MinIndex // an earlier input, this run
+	if p.epoch != e.Epoch && p.doneEpoch >= e.Epoch {
+		earlier = true // finished files of the epoch from before a restart
+	}
+	if !earlier {
+		return nil
+	}
+	if p.w != nil && p.openEpochs[1] >= e.Epoch {
+		if err := c.rollLocked(p); err != nil {
+			return err
+		}
+	}
+	set, err := c.exportedLocked(p, e.Epoch)
+	if err != nil {
+		return err
+	}
+	p.filter, p.filterKey = set, key
+	return nil
 }
 
 // exportedLocked hashes the rows of p's finished files (of this region) that hold events of
@@ -817,6 +846,7 @@ func (c *Connector) rollLocked(p *partition) error {
 	}
 	p.done, p.hasDone = p.last, true
 	p.doneEpoch = max(p.doneEpoch, p.openEpochs[1])
+	p.filter = nil
 	p.openEpochs = [2]uint64{}
 	c.releaseAllLocked(p)
 	return nil

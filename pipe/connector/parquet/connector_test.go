@@ -834,3 +834,40 @@ func readRowsOfTsFile(t testing.TB, path string) []row {
 	}
 	return out
 }
+
+// The outputs a processor derives from one file share one file: the rows the first output
+// must not repeat are read back once, not once per output.
+func TestDerivedOutputsShareAFile(t *testing.T) {
+	for _, before := range []int{0, 5} { // tablets of the epoch shipped before the file
+		t.Run(fmt.Sprint(before), func(t *testing.T) {
+			dir := t.TempDir()
+			var tbs []*tsfile.Tablet
+			var want []row
+			for i := 0; i < 12; i++ {
+				tb, r := makeTablet(t, fmt.Sprintf("root.db.d%d", i%4), testCols, int64(i)*100_000, 1000, 20)
+				defer tb.Release()
+				tbs, want = append(tbs, tb), append(want, r...)
+			}
+			fe := &pipe.Event{Kind: pipe.KindTsFile, CommitID: uint64(before + 1), Region: "r1", MinIndex: uint64(before + 1), MaxIndex: 12, Epoch: 2,
+				File: &pipe.FileRef{Path: writeTsFile(t, tbs), MinTime: -1 << 63, MaxTime: 1<<63 - 1}}
+			var evs []*pipe.Event
+			for i := 0; i < before; i++ {
+				evs = append(evs, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "r1", MinIndex: uint64(i + 1), MaxIndex: uint64(i + 1), Epoch: 2, Tablet: tbs[i]})
+			}
+			derived := derivedEvents(t, fe)
+			if len(derived) < 4 {
+				t.Fatalf("%d derived events", len(derived))
+			}
+			c := openConn(t, New(Options{}), params(dir, ParamRollInterval, "0"))
+			defer c.Close()
+			if err := c.Send(context.Background(), append(evs, derived...)); err != nil {
+				t.Fatal(err)
+			}
+			files := finalFiles(t, dir)
+			if want := 1 + min(before, 1); len(files) != want {
+				t.Fatalf("files %v, want %d", files, want)
+			}
+			sameRows(t, readRows(t, dir), want)
+		})
+	}
+}
