@@ -9,22 +9,8 @@ import (
 	parquetsink "github.com/weir-dev/weir/pipe/connector/parquet"
 )
 
-// The bench command is built in bench.go; this file adds `bench parquet` to it by wrapping
-// its constructor (bench.go's init runs first: files initialise in name order).
 func init() {
-	for i, f := range subcommands {
-		if f().Name() != "bench" {
-			continue
-		}
-		orig := f
-		subcommands[i] = func() *cobra.Command {
-			cmd := orig()
-			cmd.AddCommand(newBenchParquetCmd())
-			return cmd
-		}
-		return
-	}
-	panic("cli: no bench command to add bench parquet to")
+	benchSubcommands = append(benchSubcommands, func(*bool) *cobra.Command { return newBenchParquetCmd() })
 }
 
 func newBenchParquetCmd() *cobra.Command {
