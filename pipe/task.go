@@ -167,6 +167,7 @@ type Task struct {
 	committed Checkpoint // last known committed checkpoint (when not running)
 	durableID uint64
 	extStatus ExtractorStatus
+	walPin    *engine.Pin // a wal source's pin at its durable position, held across retries
 
 	extMu sync.RWMutex // guards ext against Close while Status is read
 	ext   Extractor
@@ -214,6 +215,25 @@ func (t *Task) noteError(err error) {
 // Supervise runs the task until ctx ends, restarting a failed run after a backoff (from
 // its durable progress). A permanent error or the end of a finite source ends it early.
 func (t *Task) Supervise(ctx context.Context, b Backoff) {
+	// A wal source keeps the WAL from its durable position on even while the task is down
+	// or backing off (IoTConsensus: the WAL is kept until the follower has it); the pin
+	// moves with every saved checkpoint.
+	if t.o.Region != nil && t.o.Spec != nil && t.o.Spec.Source.Plugin == "wal" && t.o.Store != nil {
+		from := uint64(1)
+		if ck, ok, err := t.o.Store.LoadProgress(t.o.Pipe, t.region); err == nil && ok {
+			from = ck.MaxIndex + 1
+		}
+		pin := t.o.Region.PinWAL(from)
+		t.mu.Lock()
+		t.walPin = pin
+		t.mu.Unlock()
+		defer func() {
+			t.mu.Lock()
+			t.walPin = nil
+			t.mu.Unlock()
+			pin.Release()
+		}()
+	}
 	attempt := 0
 	for {
 		before := t.committedEvents()
@@ -501,7 +521,11 @@ func (t *Task) save(ck Checkpoint) error {
 	}
 	t.mu.Lock()
 	t.durableID = ck.CommitID
+	pin := t.walPin
 	t.mu.Unlock()
+	if pin != nil {
+		pin.Advance(ck.MaxIndex + 1)
+	}
 	return nil
 }
 

@@ -270,3 +270,42 @@ func TestSlowSinkDegradesThenReturns(t *testing.T) {
 	t.Logf("switches %d, max WAL held %d bytes, last: %s", st.Switches, maxPinned, st.Regions[0].LastSwitch)
 	waitEqual(t, c)
 }
+
+// TestWALKeptWhileSinkDown: a wal source keeps the WAL from its durable position while its
+// sink fails and the task backs off (IoTConsensus keeps the WAL until the follower has it).
+func TestWALKeptWhileSinkDown(t *testing.T) {
+	c := open(t, t.TempDir(), 1<<30)
+	defer c.close()
+	flakyErrEvery.Store(1) // every send fails
+	defer flakyErrEvery.Store(0)
+	s, err := pipe.ParseSpec([]byte("name: copy\nsource: {plugin: wal}\nsink: {plugin: test-flaky, database: root.dst}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Create(s, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.mgr.Start("copy"); err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewSource(3))
+	for i := 0; i < 50; i++ {
+		randomOps(t, c.src, rng, 1)
+	}
+	if err := c.src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		st, _ := c.mgr.Describe("copy")
+		if st.Retries > 0 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if w, _ := c.src.PinnedBytes(); w == 0 {
+		t.Fatal("the WAL was released while the sink was down")
+	}
+	flakyErrEvery.Store(0)
+	waitEqual(t, c)
+}
