@@ -86,7 +86,7 @@ func (ss *session) beginFile(m *peerwire.Msg) error {
 	}
 	in := &incoming{msg: m}
 	ss.file = in
-	if coversAll(ss.region.Progress(), m.Progress) {
+	if coversAll(ss.progress(), m.Progress) {
 		in.skip = true
 		return nil
 	}
@@ -162,6 +162,7 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 	if in.skip {
 		ss.file = nil
 		ss.s.stats.skipped.Add(1)
+		ss.trace("file covered", in.msg, "file", in.msg.FileID, "progress", fmt.Sprint(in.msg.Progress))
 		return m.Seq, nil
 	}
 	fm := in.msg
@@ -176,16 +177,30 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 		return 0, fmt.Errorf("file %s: %w", fm.FileID, err)
 	}
 	in.f = nil
-	if !coversAll(ss.region.Progress(), fm.Progress) {
+	if !coversAll(ss.progress(), fm.Progress) {
+		if err := os.MkdirAll(ss.dir, 0o755); err != nil {
+			return 0, fmt.Errorf("file %s: staging dir: %w", fm.FileID, err)
+		}
+		if err := ss.beginLoad(fm.FileID, fm.Progress); err != nil {
+			return 0, err
+		}
 		for _, d := range fm.Deletions {
 			if ss.covered(d.Origin, d.OriginIndex) {
 				continue
 			}
+			ss.trace("file deletion", fm, "deletion_origin_index", d.OriginIndex, "pattern", d.Pattern)
 			if err := ss.applyDeletion(fm.Seq, d); err != nil {
 				return 0, err
 			}
 		}
-		if _, err := ss.region.LoadFile(in.path, fm.Progress); err != nil {
+		if testHookBeforeLoad != nil {
+			if err := testHookBeforeLoad(); err != nil {
+				return 0, err
+			}
+		}
+		info, err := ss.region.LoadFile(in.path, fm.Progress)
+		ss.trace("file loaded", fm, "file", fm.FileID, "version", info.Version, "progress", fmt.Sprint(fm.Progress), "err", err)
+		if err != nil {
 			var fe *tsfile.FormatError
 			if errors.As(err, &fe) {
 				// a file whose CRC matched but that is not a TsFile is bad input from the sender
@@ -195,6 +210,7 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 			// kept whole: a new stream resumes at its end and loads it again
 			return 0, fmt.Errorf("file %s: %w", fm.FileID, err)
 		}
+		ss.applied(fm.Progress) // its own pending load ends: the file is the state up to its progress
 		ss.s.stats.files.Add(1)
 		ss.s.stats.fileBytes.Add(fm.Size)
 	}
@@ -224,3 +240,6 @@ func (ss *session) closeFile() {
 		in.f = nil
 	}
 }
+
+// testHookBeforeLoad, set by tests, runs between a file's deletions and its load.
+var testHookBeforeLoad func() error

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -409,5 +410,66 @@ func TestCoveredEventsSkipped(t *testing.T) {
 	}
 	if s := e.srv.Stats(); s.Skipped != 1 || s.Files != 1 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestInterruptedLoadNotCovered: a receiver stopped between a file's deletions and its
+// load must not take the file for loaded, though the deletions advanced its progress to
+// the file's: the next welcome does not cover it, and sending it again loads it.
+func TestInterruptedLoadNotCovered(t *testing.T) {
+	e := setup(t)
+	// an epoch that ends with a deletion: the file's progress is the deletion's index
+	if _, err := e.src.Delete(tsfile.MustPattern("root.sg.d1"), 100, 200); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	files := e.src.Files()
+	f := files[len(files)-1]
+	dels := e.src.Deletions(e.file.MaxIndex, f.MaxIndex)
+	if len(dels) != 1 || f.Progress[1] != dels[0].OriginIndex {
+		t.Fatalf("file %+v, deletions %+v", f, dels)
+	}
+	body, err := os.ReadFile(e.src.FilePath(f.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("g-%d-%08x", f.Size, f.CRC32C)
+	send := func(c *client, seq uint64, file engine.FileInfo, id string, b []byte, dels []peerwire.Deletion) {
+		c.send(&peerwire.Msg{Type: peerwire.TypeFileBegin, Seq: seq, Commit: seq, Progress: file.Progress, FileID: id,
+			Name: file.Name, Size: file.Size, CRC: file.CRC32C, Deletions: dels}, nil)
+		c.send(chunk(seq, 0, b))
+		c.send(&peerwire.Msg{Type: peerwire.TypeFileEnd, Seq: seq}, nil)
+	}
+	wd := []peerwire.Deletion{{Origin: dels[0].Origin, OriginIndex: dels[0].OriginIndex, Pattern: dels[0].Pattern.String(), MinTime: dels[0].MinTime, MaxTime: dels[0].MaxTime}}
+
+	c := dial(t, e.addr)
+	c.hello()
+	send(c, 1, e.file, e.fileID(), e.bytes, nil) // the first epoch
+	c.waitAck(1)
+	receiver.SetBeforeLoadHook(func() error { return errors.New("stopped before the load") })
+	send(c, 2, f, id, body, wd)
+	st := c.waitErr()
+	receiver.SetBeforeLoadHook(nil)
+	if !strings.Contains(st.Message(), "stopped before the load") {
+		t.Fatalf("stream ended with %v", st)
+	}
+	if p := e.dst.Progress(); p[1] < f.Progress[1] {
+		t.Fatalf("the deletion was not applied first: progress %v", p)
+	}
+
+	c = dial(t, e.addr)
+	w := c.hello()
+	if covers(w.Progress, f.Progress) {
+		t.Fatalf("welcome progress %v covers the file that was not loaded (%v)", w.Progress, f.Progress)
+	}
+	send(c, 1, f, id, body, wd)
+	c.waitAck(1)
+	if got, want := digestOf(t, e.dst), digestOf(t, e.src); got != want {
+		t.Fatalf("digest %v, want %v", got, want)
+	}
+	if w := dial(t, e.addr).hello(); !covers(w.Progress, f.Progress) {
+		t.Fatalf("after the load the welcome says %v", w.Progress)
 	}
 }

@@ -24,7 +24,10 @@ import (
 // protocol violation): the stream is rejected with codes.InvalidArgument.
 type BadInputError struct{ Err error }
 
+// Error returns the cause's text.
 func (e *BadInputError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the cause.
 func (e *BadInputError) Unwrap() error { return e.Err }
 
 func badInput(format string, a ...any) error { return &BadInputError{Err: fmt.Errorf(format, a...)} }
@@ -54,6 +57,7 @@ type session struct {
 	dir     string // staging directory of this sender's files
 	schemas *schemaSet
 	file    *incoming
+	pending *pendingLoad // a file load that may have been interrupted (see pending.go)
 	lastSeq uint64
 	through atomic.Uint64 // highest seq applied
 }
@@ -152,7 +156,10 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 	if err != nil {
 		return err
 	}
-	welcome := &peerwire.Msg{Type: peerwire.TypeWelcome, Progress: region.Progress(), Partials: partials}
+	if err := ss.loadPending(); err != nil {
+		return err
+	}
+	welcome := &peerwire.Msg{Type: peerwire.TypeWelcome, Progress: ss.progress(), Partials: partials}
 	if err := stream.Send(&flight.FlightData{AppMetadata: welcome.Encode()}); err != nil {
 		return fmt.Errorf("send welcome: %w", err)
 	}
@@ -251,7 +258,7 @@ func (ss *session) handle(fd *flight.FlightData) (applied uint64, err error) {
 }
 
 func (ss *session) covered(origin uint32, idx uint64) bool {
-	return ss.region.Progress()[origin] >= idx
+	return ss.progress()[origin] >= idx
 }
 
 func coversAll(have, want map[uint32]uint64) bool {
@@ -263,11 +270,20 @@ func coversAll(have, want map[uint32]uint64) bool {
 	return true
 }
 
+// trace logs what the session does with an event, at debug level.
+func (ss *session) trace(what string, m *peerwire.Msg, args ...any) {
+	if ss.log.Enabled(context.Background(), slog.LevelDebug) {
+		ss.log.Debug(what, append([]any{"seq", m.Seq, "commit", m.Commit, "origin", m.Origin, "origin_index", m.OriginIndex}, args...)...)
+	}
+}
+
 func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
 	if ss.covered(m.Origin, m.OriginIndex) {
 		ss.s.stats.skipped.Add(1)
+		ss.trace("tablet covered", m)
 		return nil
 	}
+	ss.trace("tablet", m, "device", m.Device)
 	if err := tsfile.ValidateDevice(m.Device); err != nil {
 		return badInput("tablet seq %d: device: %w", m.Seq, err)
 	}
@@ -282,6 +298,7 @@ func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
 	if _, err := ss.region.WriteReplicated(m.Origin, m.OriginIndex, t); err != nil {
 		return fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 	}
+	ss.applied(map[uint32]uint64{m.Origin: m.OriginIndex})
 	ss.s.stats.tablets.Add(1)
 	ss.s.stats.points.Add(int64(t.Points()))
 	return nil
@@ -290,9 +307,15 @@ func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
 func (ss *session) deletion(m *peerwire.Msg) error {
 	if ss.covered(m.Origin, m.OriginIndex) {
 		ss.s.stats.skipped.Add(1)
+		ss.trace("deletion covered", m)
 		return nil
 	}
-	return ss.applyDeletion(m.Seq, peerwire.Deletion{Origin: m.Origin, OriginIndex: m.OriginIndex, Pattern: m.Pattern, MinTime: m.MinTime, MaxTime: m.MaxTime})
+	ss.trace("deletion", m, "pattern", m.Pattern, "min", m.MinTime, "max", m.MaxTime)
+	if err := ss.applyDeletion(m.Seq, peerwire.Deletion{Origin: m.Origin, OriginIndex: m.OriginIndex, Pattern: m.Pattern, MinTime: m.MinTime, MaxTime: m.MaxTime}); err != nil {
+		return err
+	}
+	ss.applied(map[uint32]uint64{m.Origin: m.OriginIndex})
+	return nil
 }
 
 func (ss *session) applyDeletion(seq uint64, d peerwire.Deletion) error {

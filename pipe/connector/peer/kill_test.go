@@ -8,9 +8,14 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
@@ -67,6 +72,13 @@ func startChild(t *testing.T, dir, addr string) *child {
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
+	if d := os.Getenv("WEIR_PEER_DEBUG"); d != "" { // keep the receivers' logs
+		f, err := os.OpenFile(filepath.Join(d, "child.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err == nil {
+			defer f.Close()
+			cmd.Stderr = f
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +116,8 @@ func (c *child) kill() {
 // TestKilledReceiverProcess: the receiver runs in its own process and is killed with
 // SIGKILL while the source writes (tablets and files, hybrid); each time it restarts on
 // the same address the pipe resumes, and at the end the receiver's region (reopened from
-// its WAL and files) equals the source.
+// its WAL and files) equals the source. For stress runs: WEIR_PEER_KILLS=n kills n times;
+// WEIR_PEER_DEBUG=dir keeps the receivers' logs there, and both regions on a failure.
 func TestKilledReceiverProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs subprocesses")
@@ -118,7 +131,11 @@ func TestKilledReceiverProcess(t *testing.T) {
 	defer m.Close()
 	createPipe(t, m, fmt.Sprintf("name: rep\nsource: {plugin: hybrid, selector.max-pending-events: 16}\nsink: {plugin: peer, node-urls: %q, batch.max-events: 8, chunk-size: 8KiB}\n", addr))
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	for run := 0; run < 3; run++ {
+	runs := 3
+	if n, err := strconv.Atoi(os.Getenv("WEIR_PEER_KILLS")); err == nil && n > 0 {
+		runs = n // more kills, for stress runs
+	}
+	for run := 0; run < runs; run++ {
 		st, _ := m.Describe("rep")
 		target := st.CommittedEvents + int64(10+rng.Intn(40))
 		for i := 0; ; i++ { // write until the receiver applied some more, then kill it mid-stream
@@ -144,8 +161,54 @@ func TestKilledReceiverProcess(t *testing.T) {
 	defer dst.Close()
 	if ds, dd := digest(t, src), digest(t, dst); ds != dd {
 		st, _ := m.Describe("rep")
+		diffPoints(t, src, dst)
+		if d := os.Getenv("WEIR_PEER_DEBUG"); d != "" {
+			_ = os.CopyFS(filepath.Join(d, "dst"), os.DirFS(dstDir))
+			_ = os.CopyFS(filepath.Join(d, "src"), os.DirFS(srcDir))
+		}
+		man, _ := os.ReadFile(filepath.Join(dstDir, "MANIFEST"))
+		t.Logf("receiver manifest: %s", man)
 		t.Fatalf("src %v, receiver %v; status %+v", ds, dd, st)
 	}
 	st, _ := m.Describe("rep")
 	t.Logf("committed %d events, %d retries, %d carrier switches", st.CommittedEvents, st.Retries, st.Switches)
+}
+
+// diffPoints logs the points one region has and the other lacks (for a failure's report).
+func diffPoints(t *testing.T, a, b *engine.Region) {
+	points := func(r *engine.Region) map[string]string {
+		out := map[string]string{}
+		_ = r.Scan(engine.Query{}, func(dev string, rec arrow.Record) error {
+			ts := rec.Column(0).(*array.Int64).Int64Values()
+			for c := 1; c < int(rec.NumCols()); c++ {
+				col := rec.Column(c)
+				for i, tm := range ts {
+					if col.IsValid(i) {
+						out[fmt.Sprintf("%s.%s@%d", dev, rec.ColumnName(c), tm)] = col.ValueStr(i)
+					}
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	pa, pb := points(a), points(b)
+	n := 0
+	for k, v := range pa {
+		if w, ok := pb[k]; !ok || w != v {
+			if n < 40 {
+				t.Logf("source %s=%s, receiver %q (present %v)", k, v, w, ok)
+			}
+			n++
+		}
+	}
+	for k, v := range pb {
+		if _, ok := pa[k]; !ok {
+			if n < 80 {
+				t.Logf("receiver only %s=%s", k, v)
+			}
+			n++
+		}
+	}
+	t.Logf("%d points differ", n)
 }
