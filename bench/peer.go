@@ -483,6 +483,9 @@ func peerLag(dir, comp string, rate float64, d time.Duration) (lagStats, float64
 	<-watched
 	mu.Lock()
 	defer mu.Unlock()
+	if written == 0 {
+		return ls, 0, fmt.Errorf("lag: no tablet was due in %s at %.3g points/s", d, rate)
+	}
 	if len(lags) < written {
 		return ls, achieved, fmt.Errorf("lag: %d of %d tablets arrived", len(lags), written)
 	}
