@@ -26,9 +26,10 @@ writes the points (100 devices, 1,000-row tablets, 5 DOUBLE measurements) into a
   peer-file     the same points flushed, shipped by a tsfile pipe as TsFile chunks
 
 Each is compared with the ingest alone and with a raw TCP connection on 127.0.0.1 carrying
-the bytes that mode put on the wire. Then a live stream pipe runs while writes are paced
-at half the ingest-alone rate, and the lag from each write to the receiver's region holding
-it is reported (p50, p99). Figures are medians over the rounds.`,
+the bytes that mode put on the wire (discarded, and written to a file with the receiver's
+fsync cadence). Then a live stream pipe runs while writes are paced at half the ingest-alone
+rate, and again at a quarter of the tablet-mode delivery, and the lag from each write to the
+receiver's region holding it is reported (p50, p99). Figures are medians over the rounds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
