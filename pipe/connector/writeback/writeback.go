@@ -153,7 +153,10 @@ func (c *Applier) Apply(e *pipe.Event) error {
 			if err != nil {
 				return fmt.Errorf("apply deletion: %w", err)
 			}
-			if _, err := c.Target.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
+			// Index 0: the deletion does not advance the target's progress. The file's load
+			// does; were the process killed between the two, a redelivered file must not look
+			// covered by its own deletions (re-applying a deletion is harmless).
+			if _, err := c.Target.DeleteReplicated(d.Origin, 0, p, d.MinTime, d.MaxTime); err != nil {
 				return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
 			}
 		}
