@@ -49,8 +49,10 @@ func (r *Region) IndexTime(idx uint64) int64 {
 	defer r.mu.Unlock()
 	i := sort.Search(len(r.times), func(i int) bool { return r.times[i].idx >= idx })
 	if i == len(r.times) {
-		if idx <= r.lastIndex {
-			return time.Now().UnixMilli()
+		// after the last sample: a sample is taken at any write 20 ms after the previous
+		// one, so the write is within 20 ms after the last sample
+		if idx <= r.lastIndex && len(r.times) > 0 {
+			return r.times[len(r.times)-1].ms
 		}
 		return 0
 	}
