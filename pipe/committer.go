@@ -252,14 +252,16 @@ func (c *Committer) deliver() {
 			states = append(states, state)
 		}
 
-		done := make([]*Event, 0, len(states))
 		c.mu.Lock()
 		for _, state := range states {
 			en := c.ready[0] // == batch[i]; batch shares ready's array, cleared here
 			c.ready[0] = nil
 			c.ready = c.ready[1:]
 			c.commitLocked(en, state)
-			done = append(done, en.ev)
+			if c.onCommit != nil {
+				// under c.mu: once it is unlocked a save may release the event
+				c.onCommit(en.ev)
+			}
 		}
 		if len(c.ready) == 0 {
 			c.ready = nil
@@ -270,11 +272,6 @@ func (c *Committer) deliver() {
 		close(c.room)
 		c.room = make(chan struct{})
 		c.mu.Unlock()
-		if c.onCommit != nil {
-			for _, e := range done {
-				c.onCommit(e)
-			}
-		}
 	}
 }
 
