@@ -66,7 +66,7 @@ func (e *commitEntry) complete() bool { return e.want >= 0 && e.acked >= e.want 
 type Committer struct {
 	mu        sync.Mutex
 	committed func(*Event) []byte
-	onCommit  func(*Event)
+	onCommit  func(points, bytes int64)
 	stateful  bool
 	next      uint64         // id that Track assigns next
 	head      uint64         // id of q[0]: the lowest id not complete-and-in-order
@@ -94,8 +94,9 @@ type CommitterOptions struct {
 	// Committed is the extractor's Committed; it is called in commit order from whichever
 	// goroutine completed the prefix (an ack or Processed), without the committer's lock.
 	Committed func(*Event) []byte
-	// OnCommit, if set, is called after each committed event (statistics), in order.
-	OnCommit func(*Event)
+	// OnCommit, if set, is called after each committed event with its points and bytes
+	// (statistics), in order.
+	OnCommit func(points, bytes int64)
 	// Stateful says that some processor keeps state: then a checkpoint can only be taken
 	// at an event after which the processors' states were snapshotted (see Snapshot).
 	Stateful bool
@@ -252,16 +253,17 @@ func (c *Committer) deliver() {
 			states = append(states, state)
 		}
 
+		// the figures of committed events are taken under c.mu: once it is unlocked a save
+		// may release the events
+		type figures struct{ points, bytes int64 }
+		done := make([]figures, 0, len(states))
 		c.mu.Lock()
 		for _, state := range states {
 			en := c.ready[0] // == batch[i]; batch shares ready's array, cleared here
 			c.ready[0] = nil
 			c.ready = c.ready[1:]
 			c.commitLocked(en, state)
-			if c.onCommit != nil {
-				// under c.mu: once it is unlocked a save may release the event
-				c.onCommit(en.ev)
-			}
+			done = append(done, figures{safePoints(en.ev), en.ev.Bytes})
 		}
 		if len(c.ready) == 0 {
 			c.ready = nil
@@ -272,6 +274,11 @@ func (c *Committer) deliver() {
 		close(c.room)
 		c.room = make(chan struct{})
 		c.mu.Unlock()
+		if c.onCommit != nil {
+			for _, f := range done {
+				c.onCommit(f.points, f.bytes)
+			}
+		}
 	}
 }
 

@@ -529,15 +529,15 @@ func (t *Task) save(ck Checkpoint) error {
 	return nil
 }
 
-func (t *Task) onCommit(e *Event) {
-	t.rate.add(time.Now(), 1, safePoints(e))
-	if e.Bytes > 0 {
+func (t *Task) onCommit(points, bytes int64) {
+	t.rate.add(time.Now(), 1, points)
+	if bytes > 0 {
 		// a cheap moving average of the event size
 		old := t.avgBytes.Load()
 		if old == 0 {
-			t.avgBytes.Store(e.Bytes)
+			t.avgBytes.Store(bytes)
 		} else {
-			t.avgBytes.Store(old + (e.Bytes-old)/16)
+			t.avgBytes.Store(old + (bytes-old)/16)
 		}
 	}
 }
