@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/sourcegraph/conc/pool"
 
@@ -170,7 +169,7 @@ func mergeMemDevice(mem memory.Allocator, dev string, d *memDevice, schema map[s
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}
-	return concatRecords(mem, recs)
+	return tsfile.ConcatRecords(mem, recs)
 }
 
 func releaseSources(srcs []source) {
@@ -193,38 +192,4 @@ func unionColumns(ts []*tsfile.Tablet, schema map[string]tsfile.DataType) []tsfi
 	}
 	sortColumns(cols)
 	return cols
-}
-
-// concatRecords joins records of one schema into one.
-func concatRecords(mem memory.Allocator, recs []arrow.Record) (arrow.Record, error) {
-	if len(recs) == 1 {
-		recs[0].Retain()
-		return recs[0], nil
-	}
-	schema := recs[0].Schema()
-	ncol := int(recs[0].NumCols())
-	arrs := make([]arrow.Array, ncol)
-	var rows int64
-	for _, r := range recs {
-		rows += r.NumRows()
-	}
-	for c := 0; c < ncol; c++ {
-		parts := make([]arrow.Array, len(recs))
-		for i, r := range recs {
-			parts[i] = r.Column(c)
-		}
-		a, err := array.Concatenate(parts, mem)
-		if err != nil {
-			for _, x := range arrs[:c] {
-				x.Release()
-			}
-			return nil, err
-		}
-		arrs[c] = a
-	}
-	rec := array.NewRecord(schema, arrs, rows)
-	for _, a := range arrs {
-		a.Release()
-	}
-	return rec, nil
 }

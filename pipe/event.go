@@ -1,7 +1,11 @@
 package pipe
 
 import (
+	"fmt"
 	"sync"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/tsfile"
@@ -107,3 +111,61 @@ func (f *FileRef) Whole() bool {
 
 // Open opens the file for reading its rows.
 func (f *FileRef) Open() (*tsfile.Reader, error) { return tsfile.OpenFile(f.Path) }
+
+// SelectRows reads the rows of the file that the pipe selects (Pattern, time range): one
+// record per device ("time" then the selected measurements), the device renamed by rename
+// (nil: kept). The caller releases the records.
+func (f *FileRef) SelectRows(rename func(string) string) (data []tsfile.DeviceData, err error) {
+	rd, err := f.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	defer func() {
+		if err != nil {
+			for _, d := range data {
+				d.Rec.Release()
+			}
+			data = nil
+		}
+	}()
+	for _, di := range rd.Meta().Devices {
+		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
+			continue
+		}
+		var want []string
+		for _, col := range di.Columns {
+			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
+				want = append(want, col.Name)
+			}
+		}
+		if len(want) == 0 {
+			continue
+		}
+		var recs []arrow.Record
+		err := rd.ReadDevice(di.Device, want, f.MinTime, f.MaxTime, func(rec arrow.Record) error {
+			rec.Retain()
+			recs = append(recs, rec)
+			return nil
+		})
+		var rec arrow.Record
+		if err == nil && len(recs) > 0 {
+			rec, err = tsfile.ConcatRecords(memory.DefaultAllocator, recs)
+		}
+		for _, r := range recs {
+			r.Release()
+		}
+		if err != nil {
+			return data, fmt.Errorf("read %s: %w", f.Path, err)
+		}
+		if rec == nil {
+			continue
+		}
+		dev := di.Device
+		if rename != nil {
+			dev = rename(dev)
+		}
+		data = append(data, tsfile.DeviceData{Device: dev, Rec: rec})
+	}
+	return data, nil
+}

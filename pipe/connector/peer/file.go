@@ -8,10 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/flight"
-	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/peerwire"
@@ -90,50 +87,15 @@ func (c *Connector) prepareFile(e *pipe.Event) (*outFile, error) {
 // temporary TsFile; devices keep their names (the peer holds the same database).
 func (c *Connector) rewrite(e *pipe.Event) (*outFile, error) {
 	ref := e.File
-	rd, err := ref.Open()
+	data, err := ref.SelectRows(nil)
 	if err != nil {
 		return nil, err
 	}
-	defer rd.Close()
-	mem := memory.DefaultAllocator
-	var data []tsfile.DeviceData
 	defer func() {
 		for _, d := range data {
 			d.Rec.Release()
 		}
 	}()
-	for _, di := range rd.Meta().Devices {
-		if !ref.Pattern.IsZero() && !ref.Pattern.MayMatchDevice(di.Device) {
-			continue
-		}
-		var want []string
-		for _, col := range di.Columns {
-			if col.Count > 0 && (ref.Pattern.IsZero() || ref.Pattern.Match(di.Device, col.Name)) {
-				want = append(want, col.Name)
-			}
-		}
-		if len(want) == 0 {
-			continue
-		}
-		var recs []arrow.Record
-		err := rd.ReadDevice(di.Device, want, ref.MinTime, ref.MaxTime, func(rec arrow.Record) error {
-			rec.Retain()
-			recs = append(recs, rec)
-			return nil
-		})
-		if err == nil && len(recs) > 0 {
-			var rec arrow.Record
-			if rec, err = concat(mem, recs); err == nil {
-				data = append(data, tsfile.DeviceData{Device: di.Device, Rec: rec})
-			}
-		}
-		for _, r := range recs {
-			r.Release()
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
 	if len(data) == 0 {
 		return &outFile{empty: true, name: ref.Info.Name}, nil
 	}
@@ -168,38 +130,6 @@ func (c *countWriter) Write(b []byte) (int, error) {
 	n, err := c.w.Write(b)
 	c.n += int64(n)
 	return n, err
-}
-
-func concat(mem memory.Allocator, recs []arrow.Record) (arrow.Record, error) {
-	if len(recs) == 1 {
-		recs[0].Retain()
-		return recs[0], nil
-	}
-	n := int(recs[0].NumCols())
-	cols := make([]arrow.Array, n)
-	var rows int64
-	for _, r := range recs {
-		rows += r.NumRows()
-	}
-	for i := 0; i < n; i++ {
-		parts := make([]arrow.Array, len(recs))
-		for j, r := range recs {
-			parts[j] = r.Column(i)
-		}
-		a, err := array.Concatenate(parts, mem)
-		if err != nil {
-			for _, c := range cols[:i] {
-				c.Release()
-			}
-			return nil, fmt.Errorf("concatenate: %w", err)
-		}
-		cols[i] = a
-	}
-	out := array.NewRecord(recs[0].Schema(), cols, rows)
-	for _, a := range cols {
-		a.Release()
-	}
-	return out, nil
 }
 
 // sendFile sends a file as FileBegin, chunks from the receiver's offset, and FileEnd.

@@ -11,10 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/apache/arrow/go/v17/arrow/array"
-	"github.com/apache/arrow/go/v17/arrow/memory"
-
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
@@ -175,52 +171,15 @@ func (c *Applier) loadFile(e *pipe.Event) error {
 		}
 		return nil
 	}
-	rd, err := f.Open()
+	data, err := f.SelectRows(c.device)
 	if err != nil {
-		return fmt.Errorf("write-back open %s: %w", f.Path, err)
+		return fmt.Errorf("write-back: %w", err)
 	}
-	defer rd.Close()
-	mem := memory.DefaultAllocator
-	var data []tsfile.DeviceData
 	defer func() {
 		for _, d := range data {
 			d.Rec.Release()
 		}
 	}()
-	for _, di := range rd.Meta().Devices {
-		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
-			continue
-		}
-		var want []string
-		for _, col := range di.Columns {
-			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
-				want = append(want, col.Name)
-			}
-		}
-		if len(want) == 0 {
-			continue
-		}
-		var recs []arrow.Record
-		err := rd.ReadDevice(di.Device, want, f.MinTime, f.MaxTime, func(rec arrow.Record) error {
-			rec.Retain()
-			recs = append(recs, rec)
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("write-back read %s: %w", f.Path, err)
-		}
-		if len(recs) == 0 {
-			continue
-		}
-		rec, err := concat(mem, recs)
-		for _, r := range recs {
-			r.Release()
-		}
-		if err != nil {
-			return err
-		}
-		data = append(data, tsfile.DeviceData{Device: c.device(di.Device), Rec: rec})
-	}
 	tmp, err := os.CreateTemp(c.Tmp, "load-*.tsfile")
 	if err != nil {
 		return err
@@ -253,35 +212,6 @@ func sameDatabase(db, path string) bool {
 		}
 	}
 	return true
-}
-
-func concat(mem memory.Allocator, recs []arrow.Record) (arrow.Record, error) {
-	if len(recs) == 1 {
-		recs[0].Retain()
-		return recs[0], nil
-	}
-	n := int(recs[0].NumCols())
-	cols := make([]arrow.Array, n)
-	var rows int64
-	for _, r := range recs {
-		rows += r.NumRows()
-	}
-	for i := 0; i < n; i++ {
-		parts := make([]arrow.Array, len(recs))
-		for j, r := range recs {
-			parts[j] = r.Column(i)
-		}
-		a, err := array.Concatenate(parts, mem)
-		if err != nil {
-			return nil, fmt.Errorf("write-back concat: %w", err)
-		}
-		cols[i] = a
-	}
-	out := array.NewRecord(recs[0].Schema(), cols, rows)
-	for _, a := range cols {
-		a.Release()
-	}
-	return out, nil
 }
 
 // Close implements pipe.Connector.
