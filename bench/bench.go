@@ -136,16 +136,34 @@ func ingestRound(dir string, cfg IngestConfig, tablets []*tsfile.Tablet, per int
 		return 0, 0, err
 	}
 	start := time.Now()
+	err = writeTablets(tablets, cfg.Writers, func(_ context.Context, t *tsfile.Tablet) error {
+		if _, err := r.Write(t); err != nil {
+			return err
+		}
+		if cfg.Progress != nil {
+			cfg.Progress(per)
+		}
+		return nil
+	})
+	if err != nil {
+		r.Close()
+		return 0, 0, err
+	}
+	elapsed := time.Since(start)
+	syncs := r.WALSyncs()
+	return elapsed, syncs, r.Close()
+}
+
+// writeTablets hands the tablets to `writers` goroutines that call write for each, and
+// returns the first error (the others stop at their next tablet).
+func writeTablets(tablets []*tsfile.Tablet, writers int, write func(ctx context.Context, t *tsfile.Tablet) error) error {
 	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
 	ch := make(chan *tsfile.Tablet, 16)
-	for w := 0; w < cfg.Writers; w++ {
+	for w := 0; w < writers; w++ {
 		p.Go(func(ctx context.Context) error {
 			for t := range ch {
-				if _, err := r.Write(t); err != nil {
+				if err := write(ctx, t); err != nil {
 					return err
-				}
-				if cfg.Progress != nil {
-					cfg.Progress(per)
 				}
 			}
 			return nil
@@ -155,13 +173,15 @@ func ingestRound(dir string, cfg IngestConfig, tablets []*tsfile.Tablet, per int
 		ch <- t
 	}
 	close(ch)
-	if err := p.Wait(); err != nil {
-		r.Close()
-		return 0, 0, err
+	return p.Wait()
+}
+
+// regionWriter writes a tablet to r.
+func regionWriter(r *engine.Region) func(context.Context, *tsfile.Tablet) error {
+	return func(_ context.Context, t *tsfile.Tablet) error {
+		_, err := r.Write(t)
+		return err
 	}
-	elapsed := time.Since(start)
-	syncs := r.WALSyncs()
-	return elapsed, syncs, r.Close()
 }
 
 // rawAppend writes each payload behind a 25-byte header (the WAL frame's size) to a plain

@@ -17,7 +17,6 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	"github.com/sourcegraph/conc/pool"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
@@ -267,23 +266,7 @@ func startPeerPipe(m *pipe.Manager, name, source, addr, comp string) error {
 }
 
 func writeAll(r *engine.Region, tablets []*tsfile.Tablet) error {
-	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
-	ch := make(chan *tsfile.Tablet, 16)
-	for w := 0; w < 2; w++ {
-		p.Go(func(ctx context.Context) error {
-			for tb := range ch {
-				if _, err := r.Write(tb); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for _, tb := range tablets {
-		ch <- tb
-	}
-	close(ch)
-	return p.Wait()
+	return writeTablets(tablets, 2, regionWriter(r))
 }
 
 // rawSink is what the raw loopback reader does with the bytes.

@@ -1,14 +1,11 @@
 package bench
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
 	"time"
-
-	"github.com/sourcegraph/conc/pool"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
@@ -101,23 +98,7 @@ func pipeRound(dir, source string, tablets []*tsfile.Tablet) (pipeTimes, error) 
 		}
 	}
 	start := time.Now()
-	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
-	ch := make(chan *tsfile.Tablet, 16)
-	for w := 0; w < 2; w++ {
-		p.Go(func(ctx context.Context) error {
-			for tb := range ch {
-				if _, err := r.Write(tb); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for _, tb := range tablets {
-		ch <- tb
-	}
-	close(ch)
-	if err := p.Wait(); err != nil {
+	if err := writeTablets(tablets, 2, regionWriter(r)); err != nil {
 		return t, err
 	}
 	t.ingest = time.Since(start)

@@ -9,8 +9,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/sourcegraph/conc/pool"
-
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
@@ -206,23 +204,7 @@ func medianOf(xs []float64) float64 {
 
 // ingest writes the tablets with two writers.
 func ingest(r *engine.Region, tablets []*tsfile.Tablet) error {
-	p := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
-	ch := make(chan *tsfile.Tablet, 16)
-	for w := 0; w < 2; w++ {
-		p.Go(func(ctx context.Context) error {
-			for tb := range ch {
-				if _, err := r.Write(tb); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for _, tb := range tablets {
-		ch <- tb
-	}
-	close(ch)
-	return p.Wait()
+	return writeTablets(tablets, 2, regionWriter(r))
 }
 
 // runAlone opens the case's processor as a pipe would and times Process over every tablet

@@ -159,23 +159,10 @@ func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (
 	}
 	cpu0 := cpuTime()
 	start := time.Now()
-	wp := pool.New().WithErrors().WithContext(context.Background()).WithCancelOnError()
-	ch := make(chan *tsfile.Tablet, 16)
-	for w := 0; w < 2; w++ {
-		wp.Go(func(ctx context.Context) error {
-			for tb := range ch {
-				if _, err := set.Write(ctx, tb); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	for _, tb := range tablets {
-		ch <- tb
-	}
-	close(ch)
-	werr := wp.Wait()
+	werr := writeTablets(tablets, 2, func(ctx context.Context, tb *tsfile.Tablet) error {
+		_, err := set.Write(ctx, tb)
+		return err
+	})
 	t.ingest = time.Since(start)
 	var cerr error
 	if werr == nil {
