@@ -81,6 +81,13 @@ type Env struct {
 	Pending func() int
 	// Databases opens a local database region by name (for write-back).
 	Databases func(name string) (*engine.Region, error)
+	// Fail stops the task with err, from any goroutine, at any time while the plugin is
+	// open: for failures found in the background (an asynchronous connector's delivery
+	// that failed after SendAsync returned). The run ends as if a call had returned err:
+	// the error shows in the task's status and the task retries with backoff from its
+	// durable progress (never, for a Permanent error). Calls after the first, or after the
+	// run ended, are ignored. Never nil in a task; may be nil when a plugin is used alone.
+	Fail func(err error)
 }
 
 // ParamType is the type of a plugin parameter's value.

@@ -55,6 +55,7 @@ type AsyncConnector interface {
 	// SendAsync hands a batch over and returns; ack is then called (from any goroutine,
 	// any number of times) with the commit ids of events durable at the sink, one id per
 	// event. An error fails the task; events never acked are redelivered after its restart.
+	// A delivery that fails after SendAsync returned fails the task through Env.Fail.
 	SendAsync(ctx context.Context, batch []*Event, ack func(ids ...uint64)) error
 }
 
@@ -392,7 +393,15 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		OnCommit:  t.onCommit,
 		Stateful:  stateful,
 	})
-	env := func(params Params, state []byte) *Env {
+	// failed carries the first failure a plugin reports from the background (Env.Fail).
+	failed := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default: // one failure is enough
+		}
+	}
+	env := func(where string, params Params, state []byte) *Env {
 		return &Env{
 			Pipe:      t.o.Pipe,
 			Region:    t.o.Region,
@@ -402,6 +411,12 @@ func (t *Task) Run(ctx context.Context) (err error) {
 			Progress:  start.Progress.Clone(),
 			Pending:   func() int { n, _ := com.InFlight(); return n },
 			Databases: t.o.Databases,
+			Fail: func(err error) {
+				if err == nil {
+					err = errors.New("failed (no error given)")
+				}
+				fail(fmt.Errorf("%s: %w", where, err))
+			},
 		}
 	}
 
@@ -454,7 +469,7 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	t.com = com
 	t.mu.Unlock()
 	if err := catch(extWhere+" Open", func() error {
-		return ext.Open(ctx, env(spec.ParamsOf(RoleSource, 0), start.ExtractorState))
+		return ext.Open(ctx, env(extWhere, spec.ParamsOf(RoleSource, 0), start.ExtractorState))
 	}); err != nil {
 		return fmt.Errorf("%s: open: %w", extWhere, err)
 	}
@@ -468,7 +483,7 @@ func (t *Task) Run(ctx context.Context) (err error) {
 			state = start.ProcessorStates[i]
 		}
 		if err := catch(p.where+" Open", func() error {
-			return p.Open(ctx, env(spec.ParamsOf(RoleProcessor, i), state))
+			return p.Open(ctx, env(p.where, spec.ParamsOf(RoleProcessor, i), state))
 		}); err != nil {
 			return fmt.Errorf("%s: open: %w", p.where, err)
 		}
@@ -479,7 +494,7 @@ func (t *Task) Run(ctx context.Context) (err error) {
 			}
 		}
 	}
-	if err := catch(connWhere+" Open", func() error { return conn.Open(ctx, env(sinkParams, nil)) }); err != nil {
+	if err := catch(connWhere+" Open", func() error { return conn.Open(ctx, env(connWhere, sinkParams, nil)) }); err != nil {
 		return fmt.Errorf("%s: open: %w", connWhere, err)
 	}
 	connOpen = true
@@ -505,6 +520,14 @@ func (t *Task) Run(ctx context.Context) (err error) {
 	})
 	q.Go(func(ctx context.Context) error { return t.sendLoop(ctx, conn, connWhere, com, toSink, cfg) })
 	q.Go(func(ctx context.Context) error { return t.saveLoop(ctx, com) })
+	q.Go(func(ctx context.Context) error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-failed:
+			return err
+		}
+	})
 	err = q.Wait()
 	switch {
 	case errors.Is(err, errDrained):
