@@ -11,19 +11,20 @@ import (
 
 // benchTablets are n tablets of the demo workload (1,000 rows, 5 measurements), each
 // continuing its device's time line (a stateful processor drops repeated times).
+// They are made once per process and shared by the benchmarks (so that a profile shows the
+// processors, not the generator).
 func benchTablets(b *testing.B, n int) []*tsfile.Tablet {
-	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000}
-	out := make([]*tsfile.Tablet, n)
-	for i := range out {
-		out[i] = gen.Next()
-	}
-	b.Cleanup(func() {
-		for _, t := range out {
-			t.Release()
+	if len(benchCache) < n {
+		gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000}
+		benchCache = make([]*tsfile.Tablet, max(n, benchDistinct))
+		for i := range benchCache {
+			benchCache[i] = gen.Next()
 		}
-	})
-	return out
+	}
+	return benchCache[:n]
 }
+
+var benchCache []*tsfile.Tablet
 
 func benchProcessor(b *testing.B, p pipe.Processor) {
 	tablets := benchTablets(b, min(b.N, benchDistinct))

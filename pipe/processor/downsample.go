@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
@@ -232,7 +233,7 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		if !ok {
 			continue
 		}
-		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times}
+		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times, tarr: t.Rec.Column(0)}
 		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs[c].Name) {
 			for i := range times {
 				if col.arr.IsValid(i) {
@@ -254,24 +255,18 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 			i0 = sort.Search(len(times), func(i int) bool { return times[i] > s.Last })
 		}
 		if isBool := col.typ == tsfile.Boolean; numeric(col.typ) || isBool {
-			xs := col.floats(d.scratch)
-			if col.f64 == nil {
-				d.scratch = xs // a converted copy: reuse it (never the column's own values)
-			}
-			strategy, dev := d.cfg.Strategy, d.cfg.Deviation
-			if isBool { // as 0 and 1: keep every change; the average of booleans is the first
-				dev = 0
-				if strategy == StrategyAvg {
-					strategy = StrategyFirst
-				}
-			}
-			switch {
-			case d.cfg.Method == MethodTumblingTime:
-				d.tumblingNum(s, &col, times, xs, i0, strategy, &oc)
-			case isBool || d.cfg.Method == MethodChangingValue:
-				d.changingNum(s, &col, times, xs, i0, dev, &oc)
-			default:
-				d.sdtNum(s, &col, times, xs, i0, &oc)
+			switch col.typ {
+			case tsfile.Int32:
+				downsampleNum(d, s, &col, times, col.i32, i0, &oc)
+			case tsfile.Int64:
+				downsampleNum(d, s, &col, times, col.i64, i0, &oc)
+			case tsfile.Float:
+				downsampleNum(d, s, &col, times, col.f32, i0, &oc)
+			case tsfile.Double:
+				downsampleNum(d, s, &col, times, col.f64, i0, &oc)
+			default: // as 0 and 1
+				d.scratch = col.floats(d.scratch)
+				downsampleNum(d, s, &col, times, d.scratch, i0, &oc)
 			}
 		} else {
 			nulls := col.arr.NullN() > 0
@@ -289,17 +284,64 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 	return buildTablet(d.mem, t.Device, cols)
 }
 
-// The typed paths below feed a numeric column (xs: its values as numbers) from row i0
-// on. They keep rows of the input by index (oc.rows) and state samples by value (oc.add,
-// always before the rows); a candidate held back at the end of the tablet is copied into
-// the state.
+// validity reads an input column's validity bitmap (nil bits: every row is valid).
+type validity struct {
+	bits []byte
+	off  int
+}
 
-func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, strategy string, oc *outColumn) {
+func validityOf(arr arrow.Array) validity {
+	if arr.NullN() == 0 {
+		return validity{}
+	}
+	return validity{arr.NullBitmapBytes(), arr.Data().Offset()}
+}
+
+// null reports whether row i is null.
+func (v validity) null(i int) bool {
+	if v.bits == nil {
+		return false
+	}
+	i += v.off
+	return v.bits[i>>3]&(1<<(i&7)) == 0
+}
+
+// number is the element type of a numeric column.
+type number interface {
+	int32 | int64 | float32 | float64
+}
+
+// downsampleNum feeds a numeric column (vals: its values; a BOOLEAN column as 0 and 1)
+// from row i0 on to the method's typed path.
+func downsampleNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, oc *outColumn) {
+	strategy, dev := d.cfg.Strategy, d.cfg.Deviation
+	isBool := col.typ == tsfile.Boolean
+	if isBool { // keep every change; the average of booleans is the first
+		dev = 0
+		if strategy == StrategyAvg {
+			strategy = StrategyFirst
+		}
+	}
+	switch {
+	case d.cfg.Method == MethodTumblingTime:
+		tumblingNum(d, s, col, times, vals, i0, strategy, oc)
+	case isBool || d.cfg.Method == MethodChangingValue:
+		changingNum(d, s, col, times, vals, i0, dev, oc)
+	default:
+		sdtNum(d, s, col, times, vals, i0, oc)
+	}
+}
+
+// The typed paths below feed a numeric column (vals) from row i0 on, the state in locals
+// (written back at the end). They keep rows of the input by index (oc.rows) and state
+// samples by value (oc.add, always before the rows); a candidate held back at the end of
+// the tablet is copied into the state.
+
+func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, strategy string, oc *outColumn) {
 	iv := d.cfg.Interval
-	nulls := col.arr.NullN() > 0
+	valid := validityOf(col.arr)
 	pendRow := -1
-	winEnd := int64(math.MinInt64) // end of s.Win while it is known
-	if i0 < len(times) {           // about one value per window
+	if i0 < len(times) { // about one value per window
 		n := len(times) - i0
 		if span := times[len(times)-1] - times[i0]; span >= 0 && span/iv+2 < int64(n) {
 			n = int(span/iv + 2)
@@ -310,66 +352,106 @@ func (d *Downsample) tumblingNum(s *dsSeries, col *column, times []int64, xs []f
 			oc.rows = make([]int32, 0, n)
 		}
 	}
-	for i := i0; i < len(times); i++ {
-		if nulls && col.arr.IsNull(i) {
+	win, started, last := s.Win, s.Started, s.Last
+	sum, cnt := float64(s.Sum), s.N
+	hasPend := s.HasPend
+	const (
+		first = iota
+		lastOne
+		avg
+	)
+	how := first
+	switch strategy {
+	case StrategyLast:
+		how = lastOne
+	case StrategyAvg:
+		how = avg
+	}
+	// a run of rows in one window at a time (times are increasing)
+	for i := i0; i < len(times); {
+		if valid.null(i) {
+			i++
 			continue
 		}
-		t := times[i]
-		w := s.Win
-		if !s.Started || t >= winEnd {
-			w = floorDiv(t, iv)
-			if winEnd = (w + 1) * iv; winEnd < w*iv { // overflow at the end of time
-				winEnd = math.MaxInt64
-			}
+		w := floorDiv(times[i], iv)
+		winEnd := (w + 1) * iv
+		if winEnd < w*iv { // overflow at the end of time
+			winEnd = math.MaxInt64
 		}
-		newWin := !s.Started || w != s.Win
-		switch strategy {
-		case StrategyFirst:
+		j := i + 1
+		for j < len(times) && times[j] < winEnd {
+			j++
+		}
+		k := j - 1 // the run's last valid row (i is valid)
+		for valid.null(k) {
+			k--
+		}
+		newWin := !started || w != win
+		switch how {
+		case first:
 			if newWin {
 				oc.rows = append(oc.rows, int32(i))
 			}
-		case StrategyLast:
+		case lastOne:
 			if newWin {
 				switch {
 				case pendRow >= 0:
 					oc.rows = append(oc.rows, int32(pendRow))
-				case s.HasPend:
+				case hasPend:
 					oc.add(s.Pend.T, s.Pend.V)
 				}
 			}
-			pendRow, s.HasPend = i, false
-		case StrategyAvg:
-			if newWin && s.N > 0 {
-				if avg := float64(s.Sum) / float64(s.N); finite(avg) {
-					oc.add(s.Win*iv, FromNum(avg, s.Type))
+			pendRow, hasPend = k, false
+		case avg:
+			if newWin && cnt > 0 {
+				if a := sum / float64(cnt); finite(a) {
+					oc.add(win*iv, FromNum(a, s.Type))
 				}
-				s.Sum, s.N = 0, 0
+				sum, cnt = 0, 0
 			}
-			s.Sum += Float(xs[i])
-			s.N++
+			if valid.bits == nil {
+				for _, v := range vals[i:j] {
+					sum += float64(v)
+				}
+				cnt += int64(j - i)
+			} else {
+				for r := i; r < j; r++ {
+					if !valid.null(r) {
+						sum += float64(vals[r])
+						cnt++
+					}
+				}
+			}
 		}
-		s.Win, s.Started, s.Last = w, true, t
+		win, started, last = w, true, times[k]
+		i = j
 	}
+	s.Win, s.Started, s.Last = win, started, last
+	s.Sum, s.N, s.HasPend = Float(sum), cnt, hasPend
 	if pendRow >= 0 {
 		v, _ := col.at(pendRow)
 		s.Pend, s.HasPend = sample{times[pendRow], v}, true
 	}
 }
 
-func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, oc *outColumn) {
-	nulls := col.arr.NullN() > 0
+func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, oc *outColumn) {
+	valid := validityOf(col.arr)
 	dev, minGap, maxGap := d.cfg.Deviation, d.cfg.MinGap, d.cfg.MaxGap
 	// the state in locals for the loop, written back at the end
 	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
 	up, down, doors := s.Up, s.Down, s.Doors
 	statePend := s.HasPend // the candidate is s.Pend, from an earlier tablet
 	pendRow := -1          // the candidate is this row
+	pendT, pendX := s.Pend.T, 0.0
+	if statePend {
+		pendX = s.Pend.V.Num(s.Type)
+	}
 	started, last := s.Started, s.Last
 	for i := i0; i < len(times); i++ {
-		if nulls && col.arr.IsNull(i) {
+		if valid.null(i) {
 			continue
 		}
-		t, x := times[i], xs[i]
+		t, x := times[i], float64(vals[i])
 		started, last = true, t
 		if !hasKept {
 			oc.rows = append(oc.rows, int32(i))
@@ -378,20 +460,14 @@ func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float6
 		}
 		if (pendRow >= 0 || statePend) && doors {
 			slope := (x - keptX) / float64(t-keptT)
-			pt := s.Pend.T
-			if pendRow >= 0 {
-				pt = times[pendRow]
-			}
-			if (slope < up || slope > down) && pt-keptT >= minGap {
+			if (slope < up || slope > down) && pendT-keptT >= minGap {
 				// the candidate ends the segment: archive it
 				if pendRow >= 0 {
 					oc.rows = append(oc.rows, int32(pendRow))
-					keptX = xs[pendRow]
 				} else {
 					oc.add(s.Pend.T, s.Pend.V)
-					keptX = s.Pend.V.Num(s.Type)
 				}
-				keptT, statePend, pendRow, doors = pt, false, -1, false
+				keptT, keptX, statePend, pendRow, doors = pendT, pendX, false, -1, false
 			}
 		}
 		if maxGap > 0 && t-keptT >= maxGap {
@@ -400,7 +476,7 @@ func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float6
 			continue
 		}
 		// the point is the candidate, and a point after Kept for the next ones
-		pendRow, statePend = i, false
+		pendRow, pendT, pendX, statePend = i, t, x, false
 		inv := 1 / float64(t-keptT)
 		slope := (x - keptX) * inv
 		u, w := slope-dev*inv, slope+dev*inv
@@ -428,26 +504,36 @@ func (d *Downsample) sdtNum(s *dsSeries, col *column, times []int64, xs []float6
 	}
 }
 
-func (d *Downsample) changingNum(s *dsSeries, col *column, times []int64, xs []float64, i0 int, dev float64, oc *outColumn) {
-	nulls := col.arr.NullN() > 0
+func changingNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, dev float64, oc *outColumn) {
+	valid := validityOf(col.arr)
+	minGap, maxGap := d.cfg.MinGap, d.cfg.MaxGap
+	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
+	started, last := s.Started, s.Last
+	rows := oc.rows
 	for i := i0; i < len(times); i++ {
-		if nulls && col.arr.IsNull(i) {
+		if valid.null(i) {
 			continue
 		}
-		t, x := times[i], xs[i]
-		s.Started, s.Last = true, t
-		if s.HasKept {
-			gap := t - s.Kept.T
-			if gap < d.cfg.MinGap {
+		t, x := times[i], float64(vals[i])
+		started, last = true, t
+		if hasKept {
+			gap := t - keptT
+			if gap < minGap {
 				continue
 			}
-			if math.Abs(x-s.KeptNum) <= dev && (d.cfg.MaxGap == 0 || gap < d.cfg.MaxGap) {
+			if math.Abs(x-keptX) <= dev && (maxGap == 0 || gap < maxGap) {
 				continue
 			}
 		}
-		oc.rows = append(oc.rows, int32(i))
-		s.Kept.T, s.HasKept, s.KeptNum = t, true, x
+		if rows == nil {
+			rows = make([]int32, 0, min(len(times)-i, 64))
+		}
+		rows = append(rows, int32(i))
+		keptT, hasKept, keptX = t, true, x
 	}
+	oc.rows = rows
+	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
+	s.Started, s.Last = started, last
 }
 
 // selects reports whether the pattern selects some series of t.

@@ -3,6 +3,7 @@ package processor
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -203,15 +204,16 @@ type sample struct {
 
 // outColumn is a measurement column of an output tablet under construction: values kept
 // by value (pts for TEXT and BOOLEAN, nums for numbers: no pointers for the collector to
-// follow), then rows of the input column src (rows, by index), all in time order (every
-// value before the first row).
+// follow), then rows of the input column src (rows, by index, increasing), all in time
+// order (every value before the first row).
 type outColumn struct {
 	name  string
 	typ   tsfile.DataType
 	pts   []sample
 	nums  []numSample
 	src   arrow.Array
-	times []int64 // the input's time column, for rows
+	times []int64     // the input's time column, for rows
+	tarr  arrow.Array // the input's time column as an array (optional: shared when every row is kept)
 	rows  []int32
 }
 
@@ -235,15 +237,19 @@ func (c *outColumn) values() int { return len(c.pts) + len(c.nums) }
 
 func (c *outColumn) len() int { return c.values() + len(c.rows) }
 
-// timeAt returns the time of the column's k-th value.
-func (c *outColumn) timeAt(k int) int64 {
-	switch {
-	case k < len(c.pts):
-		return c.pts[k].T
-	case k < len(c.nums):
-		return c.nums[k].T
+// timeList returns the times of the column's values and rows, in order, in a new slice.
+func (c *outColumn) timeList() []int64 {
+	out := make([]int64, 0, c.len())
+	for _, p := range c.pts {
+		out = append(out, p.T)
 	}
-	return c.times[c.rows[k-c.values()]]
+	for _, p := range c.nums {
+		out = append(out, p.T)
+	}
+	for _, r := range c.rows {
+		out = append(out, c.times[r])
+	}
+	return out
 }
 
 // buildTablet makes a tablet of device from the columns (a column without values is left
@@ -265,12 +271,13 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 	if rowsOnly(used) {
 		return buildFromRows(device, schema, used)
 	}
-	times := make([]int64, 0, used[0].len())
-	for k := 0; k < used[0].len(); k++ {
-		times = append(times, used[0].timeAt(k))
+	ctimes := make([][]int64, len(used))
+	for i, c := range used {
+		ctimes[i] = c.timeList()
 	}
-	for _, c := range used[1:] {
-		times = mergeTimes(times, c)
+	times := ctimes[0]
+	for _, ct := range ctimes[1:] {
+		times = mergeTimes(times, ct)
 	}
 	// The values come from valid tablets and finite arithmetic (callers drop non-finite
 	// results): the record is built without tsfile's validation pass, numeric columns over
@@ -282,23 +289,24 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 		}
 	}()
 	arrs = append(arrs, newPrimitive(arrow.PrimitiveTypes.Int64, times, nil))
-	for _, c := range used {
+	for i, c := range used {
 		dt := c.typ.ArrowType()
+		ct := ctimes[i]
 		switch c.typ {
 		case tsfile.Int64:
-			arrs = append(arrs, fill(dt, c, times, func(v numSample) int64 { return v.I }))
+			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) int64 { return v.I }))
 		case tsfile.Int32:
-			arrs = append(arrs, fill(dt, c, times, func(v numSample) int32 { return int32(v.I) }))
+			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) int32 { return int32(v.I) }))
 		case tsfile.Double:
-			arrs = append(arrs, fill(dt, c, times, func(v numSample) float64 { return v.F }))
+			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) float64 { return v.F }))
 		case tsfile.Float:
-			arrs = append(arrs, fill(dt, c, times, func(v numSample) float32 { return float32(v.F) }))
+			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) float32 { return float32(v.F) }))
 		default:
 			fb := array.NewBuilder(mem, dt)
 			fb.Reserve(len(times))
-			k, n := 0, c.len()
+			k, n := 0, len(ct)
 			for _, t := range times {
-				if k < n && c.timeAt(k) == t {
+				if k < n && ct[k] == t {
 					if k < len(c.pts) {
 						appendValue(fb, c.typ, c.pts[k].V)
 					} else {
@@ -316,55 +324,71 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(times))))
 }
 
-// fill returns column c aligned on times (null where c has no value) as an array of dt
-// (element type T); conv reads a numeric sample.
-func fill[T int32 | int64 | float32 | float64](dt arrow.DataType, c *outColumn, times []int64, conv func(numSample) T) arrow.Array {
+// fill returns column c (its times ct, a subset of times) aligned on times (null where c
+// has no value) as an array of dt (element type T); conv reads a numeric sample.
+func fill[T int32 | int64 | float32 | float64](dt arrow.DataType, c *outColumn, ct, times []int64, conv func(numSample) T) arrow.Array {
 	out := make([]T, len(times))
-	valid := make([]bool, len(times))
-	all := true
 	var src []T
 	if len(c.rows) > 0 {
 		src = primitiveValues[T](c.src)
 	}
-	k, n := 0, c.len()
+	if len(ct) == len(times) { // the same times: no null
+		for k, v := range c.nums {
+			out[k] = conv(v)
+		}
+		rest := out[len(c.nums):]
+		for k, r := range c.rows {
+			rest[k] = src[r]
+		}
+		return newPrimitiveBits(dt, out, nil, 0)
+	}
+	bits := make([]byte, bitutil.BytesForBits(int64(len(times))))
+	k, n, nn := 0, len(ct), len(c.nums)
 	for j, t := range times {
-		if k < n && c.timeAt(k) == t {
-			if k < len(c.nums) {
+		if k < n && ct[k] == t {
+			if k < nn {
 				out[j] = conv(c.nums[k])
 			} else {
-				out[j] = src[c.rows[k-len(c.nums)]]
+				out[j] = src[c.rows[k-nn]]
 			}
-			valid[j] = true
+			bits[j>>3] |= 1 << (j & 7)
 			k++
-		} else {
-			all = false
 		}
 	}
-	if all {
-		valid = nil
-	}
-	return newPrimitive(dt, out, valid)
+	return newPrimitiveBits(dt, out, bits, len(times)-n)
 }
 
 // newPrimitive makes an Arrow array of dt (a primitive type with elements T) holding vals
 // without copying them; valid marks the non-null elements (nil: all are).
 func newPrimitive[T int32 | int64 | float32 | float64](dt arrow.DataType, vals []T, valid []bool) arrow.Array {
+	if valid == nil {
+		return newPrimitiveBits(dt, vals, nil, 0)
+	}
+	bits := make([]byte, bitutil.BytesForBits(int64(len(valid))))
+	nulls := 0
+	for i, ok := range valid {
+		if ok {
+			bits[i>>3] |= 1 << (i & 7)
+		} else {
+			nulls++
+		}
+	}
+	return newPrimitiveBits(dt, vals, bits, nulls)
+}
+
+// newPrimitiveBits makes an Arrow array of dt (a primitive type with elements T) over vals
+// and the validity bitmap bits (nil: no null; else nulls of them are null), without
+// copying either.
+func newPrimitiveBits[T int32 | int64 | float32 | float64](dt arrow.DataType, vals []T, bits []byte, nulls int) arrow.Array {
 	var bytes []byte
 	if len(vals) > 0 {
 		bytes = unsafe.Slice((*byte)(unsafe.Pointer(&vals[0])), len(vals)*int(unsafe.Sizeof(vals[0])))
 	}
 	var bitmap *memory.Buffer
-	nulls := 0
-	if valid != nil {
-		bits := make([]byte, bitutil.BytesForBits(int64(len(valid))))
-		for i, ok := range valid {
-			if ok {
-				bitutil.SetBit(bits, i)
-			} else {
-				nulls++
-			}
-		}
+	if bits != nil && nulls > 0 {
 		bitmap = memory.NewBufferBytes(bits)
+	} else {
+		nulls = 0
 	}
 	data := array.NewData(dt, len(vals), []*memory.Buffer{bitmap, memory.NewBufferBytes(bytes)}, nil, nulls, 0)
 	defer data.Release()
@@ -399,23 +423,15 @@ func rowsOnly(cols []*outColumn) bool {
 
 // buildFromRows builds the tablet of columns made of input rows only: the output rows are
 // the input rows some column keeps, in input order; a column is null where it does not
-// keep the row. Numeric columns are gathered into slices that become the arrays.
+// keep the row. When some column keeps every row, the output shares the input's buffers:
+// the time column and every column keeping every row as they are, the others' values
+// under a validity bitmap of their rows. Otherwise numeric columns are gathered into
+// slices that become the arrays.
 func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *tsfile.Tablet {
 	n := len(cols[0].times)
-	kept := make([]bool, n) // by input row: some column keeps it
-	marks := make([][]bool, len(cols))
-	for ci, c := range cols {
-		m := make([]bool, n)
-		for _, r := range c.rows {
-			m[r], kept[r] = true, true
-		}
-		marks[ci] = m
-	}
-	sel := make([]int, 0, n)
-	for r, k := range kept {
-		if k {
-			sel = append(sel, r)
-		}
+	full := false
+	for _, c := range cols {
+		full = full || len(c.rows) == n
 	}
 	arrs := make([]arrow.Array, 0, len(cols)+1)
 	defer func() {
@@ -423,34 +439,59 @@ func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *ts
 			a.Release()
 		}
 	}()
-	ts := make([]int64, len(sel))
-	for k, r := range sel {
-		ts[k] = cols[0].times[r]
+	if full {
+		if ta := cols[0].tarr; ta != nil && ta.NullN() == 0 {
+			ta.Retain()
+			arrs = append(arrs, ta)
+		} else {
+			arrs = append(arrs, newPrimitiveBits(arrow.PrimitiveTypes.Int64, append([]int64(nil), cols[0].times...), nil, 0))
+		}
+		for _, c := range cols {
+			arrs = append(arrs, withRows(c.src, c.rows))
+		}
+		return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(n)))
 	}
-	arrs = append(arrs, newPrimitive(arrow.PrimitiveTypes.Int64, ts, nil))
-	for ci, c := range cols {
-		var valid []bool
+	kept := make([]bool, n) // by input row: some column keeps it
+	for _, c := range cols {
+		for _, r := range c.rows {
+			kept[r] = true
+		}
+	}
+	sel := make([]int32, 0, n)
+	for r, k := range kept {
+		if k {
+			sel = append(sel, int32(r))
+		}
+	}
+	arrs = append(arrs, newPrimitiveBits(arrow.PrimitiveTypes.Int64, pick(cols[0].times, sel), nil, 0))
+	for _, c := range cols {
+		var bits []byte
 		if len(c.rows) != len(sel) {
-			valid = make([]bool, len(sel))
+			bits = make([]byte, bitutil.BytesForBits(int64(len(sel))))
+			j := 0
 			for k, r := range sel {
-				valid[k] = marks[ci][r]
+				if j < len(c.rows) && c.rows[j] == r {
+					bits[k>>3] |= 1 << (k & 7)
+					j++
+				}
 			}
 		}
+		nulls := len(sel) - len(c.rows)
 		switch a := c.src.(type) {
 		case *array.Int64:
-			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Int64Values(), sel), valid))
+			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Int64Values(), sel), bits, nulls))
 		case *array.Int32:
-			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Int32Values(), sel), valid))
+			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Int32Values(), sel), bits, nulls))
 		case *array.Float64:
-			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Float64Values(), sel), valid))
+			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Float64Values(), sel), bits, nulls))
 		case *array.Float32:
-			arrs = append(arrs, newPrimitive(a.DataType(), pick(a.Float32Values(), sel), valid))
+			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Float32Values(), sel), bits, nulls))
 		default:
 			b := array.NewBuilder(memory.DefaultAllocator, c.src.DataType())
 			b.Reserve(len(sel))
 			for k, r := range sel {
-				if valid == nil || valid[k] {
-					tsfile.AppendValue(b, c.src, r)
+				if bits == nil || bitutil.BitIsSet(bits, k) {
+					tsfile.AppendValue(b, c.src, int(r))
 				} else {
 					b.AppendNull()
 				}
@@ -462,8 +503,30 @@ func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *ts
 	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(sel))))
 }
 
+// withRows returns src (an input column) restricted to rows (valid rows of src, increasing):
+// src itself (retained) when rows are all its rows, else an array sharing src's buffers
+// under a new validity bitmap that holds rows only.
+func withRows(src arrow.Array, rows []int32) arrow.Array {
+	n := src.Len()
+	if len(rows) == n {
+		src.Retain()
+		return src
+	}
+	d := src.Data()
+	off := d.Offset()
+	bits := make([]byte, bitutil.BytesForBits(int64(off+n)))
+	for _, r := range rows {
+		i := off + int(r)
+		bits[i>>3] |= 1 << (i & 7)
+	}
+	bufs := append([]*memory.Buffer{memory.NewBufferBytes(bits)}, d.Buffers()[1:]...)
+	data := array.NewData(d.DataType(), n, bufs, d.Children(), n-len(rows), off)
+	defer data.Release()
+	return array.MakeFromData(data)
+}
+
 // pick returns vals at the indexes sel.
-func pick[T any](vals []T, sel []int) []T {
+func pick[T any](vals []T, sel []int32) []T {
 	out := make([]T, len(sel))
 	for k, r := range sel {
 		out[k] = vals[r]
@@ -471,25 +534,20 @@ func pick[T any](vals []T, sel []int) []T {
 	return out
 }
 
-// mergeTimes returns the sorted union of times (sorted, distinct) and c's times.
-func mergeTimes(times []int64, c *outColumn) []int64 {
-	n := c.len()
-	same := len(times) == n
-	for k := 0; same && k < n; k++ {
-		same = times[k] == c.timeAt(k)
-	}
-	if same {
+// mergeTimes returns the sorted union of times and ct (both sorted, distinct).
+func mergeTimes(times, ct []int64) []int64 {
+	if slices.Equal(times, ct) {
 		return times
 	}
-	out := make([]int64, 0, len(times)+n)
+	out := make([]int64, 0, len(times)+len(ct))
 	i, k := 0, 0
-	for i < len(times) || k < n {
+	for i < len(times) || k < len(ct) {
 		switch {
-		case k == n || (i < len(times) && times[i] < c.timeAt(k)):
+		case k == len(ct) || (i < len(times) && times[i] < ct[k]):
 			out = append(out, times[i])
 			i++
-		case i == len(times) || c.timeAt(k) < times[i]:
-			out = append(out, c.timeAt(k))
+		case i == len(times) || ct[k] < times[i]:
+			out = append(out, ct[k])
 			k++
 		default:
 			out = append(out, times[i])
