@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
@@ -116,6 +119,12 @@ type Aggregate struct {
 	// windows and accumulators of emitted windows, for reuse
 	freeWins []map[string]*accumulator
 	freeAccs []*accumulator
+	// scratch of emit
+	starts     []int64
+	wins       []map[string]*accumulator
+	ms         []aggSeries
+	accs       []*accumulator
+	schemaCols []tsfile.Column
 }
 
 // aggState is what SaveState saves.
@@ -130,6 +139,9 @@ type aggDevice struct {
 	Late   int64 `json:"late"`   // points dropped because their window was closed
 	// Open holds the open windows: window start → measurement → accumulator.
 	Open map[int64]map[string]*accumulator `json:"open"`
+	// the schema of the last output tablet, and its columns
+	schema     *arrow.Schema
+	schemaCols []tsfile.Column
 }
 
 type accumulator struct {
@@ -343,9 +355,11 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 			a.accumulateValues(d, name, &col, times)
 		}
 	}
+	hi := d.Max
 	for _, ts := range times {
-		d.Max = max(d.Max, ts)
+		hi = max(hi, ts)
 	}
+	d.Max = hi
 	if d.Max >= math.MinInt64+a.cfg.Lateness { // the watermark does not underflow
 		frontier := floorDiv(d.Max-a.cfg.Lateness, iv) * iv
 		if frontier > d.Closed || d.Closed == math.MinInt64 {
@@ -404,6 +418,10 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 		if end < w {
 			end = math.MaxInt64
 		}
+		j := i + 1 // the run: rows i..j-1 (i is valid)
+		for j < len(times) && times[j] >= w && times[j] < end {
+			j++
+		}
 		var lo, hi T
 		if acc.Count > 0 {
 			lo, hi = fromValue[T](acc.Min), fromValue[T](acc.Max)
@@ -411,25 +429,46 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 		sum, n := float64(acc.Sum), acc.Count
 		firstRow, lastRow := -1, -1
 		firstT, lastT := acc.First.T, acc.Last.T
-		for ; i < len(times) && times[i] >= w && times[i] < end; i++ {
-			if nulls && col.arr.IsNull(i) {
-				continue
-			}
+		if n == 0 {
 			v, t := vals[i], times[i]
-			if n == 0 {
-				lo, hi, firstT, lastT, firstRow, lastRow = v, v, t, t, i, i
-			} else {
-				lo, hi = min(lo, v), max(hi, v)
-				if t < firstT {
-					firstT, firstRow = t, i
-				}
-				if t >= lastT {
-					lastT, lastRow = t, i
-				}
-			}
+			lo, hi, firstT, lastT, firstRow, lastRow = v, v, t, t, i, i
 			sum += float64(v)
 			n++
+			i++
 		}
+		if !nulls {
+			for _, v := range vals[i:j] {
+				lo, hi = min(lo, v), max(hi, v)
+				sum += float64(v)
+			}
+			n += int64(j - i)
+			for r := i; r < j; r++ {
+				t := times[r]
+				if t < firstT {
+					firstT, firstRow = t, r
+				}
+				if t >= lastT {
+					lastT, lastRow = t, r
+				}
+			}
+		} else {
+			for r := i; r < j; r++ {
+				if col.arr.IsNull(r) {
+					continue
+				}
+				v, t := vals[r], times[r]
+				lo, hi = min(lo, v), max(hi, v)
+				if t < firstT {
+					firstT, firstRow = t, r
+				}
+				if t >= lastT {
+					lastT, lastRow = t, r
+				}
+				sum += float64(v)
+				n++
+			}
+		}
+		i = j
 		acc.Sum, acc.Count, acc.Min, acc.Max = Float(sum), n, toValue(lo), toValue(hi)
 		if firstRow >= 0 {
 			acc.First = sample{firstT, toValue(vals[firstRow])}
@@ -540,60 +579,62 @@ func (a *Aggregate) split(t *tsfile.Tablet) (raw *tsfile.Tablet, selected bool) 
 }
 
 // emit removes the closed windows of d (every open window when all) and returns them as
-// a tablet (nil when none).
+// a tablet (nil when none): a row per window that has an output value, at the window's
+// start; columns <measurement>_<function> in measurement order, then function order.
 func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
-	var starts []int64
+	starts := a.starts[:0]
 	for w := range d.Open {
 		if all || (d.Closed != math.MinInt64 && w+a.cfg.Interval <= d.Closed) {
 			starts = append(starts, w)
 		}
 	}
+	a.starts = starts
 	if len(starts) == 0 {
 		return nil
 	}
 	slices.Sort(starts)
-	wins := make([]map[string]*accumulator, len(starts))
-	type series struct {
-		name string
-		typ  tsfile.DataType
-	}
-	var ms []series
-	for i, w := range starts {
-		wins[i] = d.Open[w]
-		for m, acc := range wins[i] {
-			if !slices.ContainsFunc(ms, func(s series) bool { return s.name == m }) {
-				ms = append(ms, series{m, acc.Type})
+	wins := a.wins[:0]
+	ms := a.ms[:0]
+	for _, w := range starts {
+		win := d.Open[w]
+		wins = append(wins, win)
+		for m, acc := range win {
+			if !slices.ContainsFunc(ms, func(s aggSeries) bool { return s.name == m }) {
+				ms = append(ms, aggSeries{m, acc.Type})
 			}
 		}
 	}
-	slices.SortFunc(ms, func(a, b series) int { return strings.Compare(a.name, b.name) })
-	cols := make([]outColumn, 0, len(ms)*len(a.cfg.Functions))
+	a.wins, a.ms = wins, ms
+	slices.SortFunc(ms, func(a, b aggSeries) int { return strings.Compare(a.name, b.name) })
+
+	nw := len(starts)
+	rowOK := make([]bool, nw) // the window has some output value
+	cols := make([]aggColumn, 0, len(ms)*len(a.cfg.Functions))
+	accs := slices.Grow(a.accs[:0], nw)[:nw]
+	a.accs = accs
 	for _, m := range ms {
+		for i := range wins {
+			acc := wins[i][m.name]
+			if acc == nil || acc.Count == 0 || acc.Type != m.typ {
+				acc = nil
+			}
+			accs[i] = acc
+		}
 		names := a.outputNames(m.name)
 		for fi, f := range a.cfg.Functions {
 			ot, ok := outputType(f, m.typ)
 			if !ok {
 				continue
 			}
-			oc := outColumn{name: names[fi], typ: ot}
-			for i, w := range starts {
-				acc := wins[i][m.name]
-				if acc == nil || acc.Count == 0 || acc.Type != m.typ {
-					continue
-				}
-				v := acc.value(f)
-				if (f == FuncSum || f == FuncAvg) && !finite(v.F) {
-					continue // the sum overflowed
-				}
-				if oc.nums == nil && numeric(ot) {
-					oc.nums = make([]numSample, 0, len(starts))
-				}
-				oc.add(w, v)
+			c := aggColumn{name: names[fi], typ: ot, ok: make([]bool, nw)}
+			c.fill(f, accs)
+			for i, ok := range c.ok {
+				rowOK[i] = rowOK[i] || ok
 			}
-			cols = append(cols, oc)
+			cols = append(cols, c)
 		}
 	}
-	t := buildTablet(a.mem, device, cols)
+	t := a.aggTablet(device, d, starts, rowOK, cols)
 	// the emitted windows' maps and accumulators serve the next windows
 	for i, w := range starts {
 		delete(d.Open, w)
@@ -606,8 +647,191 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 			clear(wins[i])
 			a.freeWins = append(a.freeWins, wins[i])
 		}
+		wins[i] = nil
 	}
 	return t
+}
+
+// aggSeries is a measurement and its type, in emit.
+type aggSeries struct {
+	name string
+	typ  tsfile.DataType
+}
+
+// aggColumn is an output column of emit: a value per window, in the slice of its type
+// (vs for BOOLEAN and TEXT), ok where the window has one.
+type aggColumn struct {
+	name string
+	typ  tsfile.DataType
+	i64  []int64
+	i32  []int32
+	f64  []float64
+	f32  []float32
+	vs   []Value
+	ok   []bool
+	n    int // windows with a value
+}
+
+// fill sets the column to function f of the accumulators (nil: no value), by window.
+func (c *aggColumn) fill(f string, accs []*accumulator) {
+	nw := len(accs)
+	switch c.typ {
+	case tsfile.Int64:
+		c.i64 = make([]int64, nw)
+	case tsfile.Int32:
+		c.i32 = make([]int32, nw)
+	case tsfile.Double:
+		c.f64 = make([]float64, nw)
+	case tsfile.Float:
+		c.f32 = make([]float32, nw)
+	default:
+		c.vs = make([]Value, nw)
+	}
+	for i, acc := range accs {
+		if acc == nil {
+			continue
+		}
+		var v Value
+		switch f {
+		case FuncCount:
+			c.i64[i] = acc.Count
+			c.ok[i] = true
+			c.n++
+			continue
+		case FuncSum, FuncAvg:
+			x := float64(acc.Sum)
+			if f == FuncAvg {
+				x /= float64(acc.Count)
+			}
+			if !finite(x) {
+				continue // the sum overflowed
+			}
+			c.f64[i] = x
+			c.ok[i] = true
+			c.n++
+			continue
+		case FuncMin:
+			v = acc.Min
+		case FuncMax:
+			v = acc.Max
+		case FuncFirst:
+			v = acc.First.V
+		default:
+			v = acc.Last.V
+		}
+		switch c.typ {
+		case tsfile.Int64:
+			c.i64[i] = v.I
+		case tsfile.Int32:
+			c.i32[i] = int32(v.I)
+		case tsfile.Double:
+			c.f64[i] = v.F
+		case tsfile.Float:
+			c.f32[i] = float32(v.F)
+		default:
+			c.vs[i] = v
+		}
+		c.ok[i] = true
+		c.n++
+	}
+}
+
+// aggTablet builds the tablet of the windows (starts) whose rowOK is set, from cols (a
+// column without a value is left out); nil when no window has a value.
+func (a *Aggregate) aggTablet(device string, d *aggDevice, starts []int64, rowOK []bool, cols []aggColumn) *tsfile.Tablet {
+	var sel []int32 // the windows with a value, when some have none
+	rows := 0
+	for _, ok := range rowOK {
+		if ok {
+			rows++
+		}
+	}
+	if rows == 0 {
+		return nil
+	}
+	if rows < len(starts) {
+		sel = make([]int32, 0, rows)
+		for i, ok := range rowOK {
+			if ok {
+				sel = append(sel, int32(i))
+			}
+		}
+	}
+	schema := a.schemaCols[:0]
+	for _, c := range cols {
+		if c.n > 0 {
+			schema = append(schema, tsfile.Column{Name: c.name, Type: c.typ})
+		}
+	}
+	a.schemaCols = schema
+	if d.schema == nil || !slices.Equal(d.schemaCols, schema) {
+		d.schemaCols = slices.Clone(schema)
+		d.schema = tsfile.TabletSchema(device, schema)
+	}
+	arrs := make([]arrow.Array, 0, len(schema)+1)
+	defer func() {
+		for _, x := range arrs {
+			x.Release()
+		}
+	}()
+	times := slices.Clone(starts)
+	if sel != nil {
+		times = pick(starts, sel)
+	}
+	arrs = append(arrs, newPrimitiveBits(arrow.PrimitiveTypes.Int64, times, nil, 0))
+	for i := range cols {
+		c := &cols[i]
+		if c.n == 0 {
+			continue
+		}
+		ok := c.ok
+		if sel != nil {
+			ok = pick(ok, sel)
+		}
+		var bits []byte
+		nulls := rows - c.n
+		if nulls > 0 {
+			bits = make([]byte, bitutil.BytesForBits(int64(rows)))
+			for k, v := range ok {
+				if v {
+					bits[k>>3] |= 1 << (k & 7)
+				}
+			}
+		}
+		dt := c.typ.ArrowType()
+		switch c.typ {
+		case tsfile.Int64:
+			arrs = append(arrs, newPrimitiveBits(dt, selected(c.i64, sel), bits, nulls))
+		case tsfile.Int32:
+			arrs = append(arrs, newPrimitiveBits(dt, selected(c.i32, sel), bits, nulls))
+		case tsfile.Double:
+			arrs = append(arrs, newPrimitiveBits(dt, selected(c.f64, sel), bits, nulls))
+		case tsfile.Float:
+			arrs = append(arrs, newPrimitiveBits(dt, selected(c.f32, sel), bits, nulls))
+		default:
+			vs := selected(c.vs, sel)
+			b := array.NewBuilder(a.mem, dt)
+			b.Reserve(rows)
+			for k, v := range vs {
+				if ok[k] {
+					appendValue(b, c.typ, v)
+				} else {
+					b.AppendNull()
+				}
+			}
+			arrs = append(arrs, b.NewArray())
+			b.Release()
+		}
+	}
+	return tsfile.NewTablet(device, array.NewRecord(d.schema, arrs, int64(rows)))
+}
+
+// selected returns vals at sel, or vals when sel is nil.
+func selected[T any](vals []T, sel []int32) []T {
+	if sel == nil {
+		return vals
+	}
+	return pick(vals, sel)
 }
 
 // outputNames returns the output measurement names of m, by function (cached).
