@@ -106,6 +106,9 @@ type Region struct {
 	Index    int      `json:"index"`
 	Name     string   `json:"region"`   // root.demo/3, as package node names it
 	Replicas []uint32 `json:"replicas"` // node ids, leader first
+	// Term counts the changes of leader or replicas made on a running cluster (0: the
+	// placement the file gives); a higher term wins.
+	Term uint64 `json:"term,omitempty"`
 }
 
 // Leader is the id of the region's preferred leader.
@@ -113,6 +116,18 @@ func (r Region) Leader() uint32 { return r.Replicas[0] }
 
 // Followers are the ids of the region's other replicas.
 func (r Region) Followers() []uint32 { return r.Replicas[1:] }
+
+// WithLeader returns the region led by id (one of its replicas), the others in order.
+func (r Region) WithLeader(id uint32) Region {
+	out := r
+	out.Replicas = []uint32{id}
+	for _, x := range r.Replicas {
+		if x != id {
+			out.Replicas = append(out.Replicas, x)
+		}
+	}
+	return out
+}
 
 // Has reports whether node id holds a replica of the region.
 func (r Region) Has(id uint32) bool {

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sort"
 	"strconv"
 	"sync"
@@ -162,6 +163,13 @@ func (iotv2) Admit(context.Context, *ReplicaSet) error { return nil }
 type Follower struct {
 	ID   string
 	Sink pipe.PluginSpec
+	// CaughtUp marks a follower known to hold everything the leader holds (the leadership
+	// moved here after the old leader drained its pipes): a new pipe to it ships from now
+	// on, without the history.
+	CaughtUp bool
+	// New marks a follower added to a running replica set: it may lack writes of any
+	// origin, so its pipe ships everything the leader holds (forwarding), history first.
+	New bool
 }
 
 // LocalFollower is a follower in the same process, reached through the local-replica sink;
@@ -227,6 +235,20 @@ func Open(o SetOptions) (*ReplicaSet, error) {
 		return nil, err
 	}
 	s.mgr = mgr
+	// pipes to replicas that are no longer followers (the set changed while another node
+	// led the region) are dropped with their pins
+	keep := map[string]bool{}
+	for _, f := range o.Followers {
+		keep[PipeName(o.Protocol.Name(), f.ID)] = true
+	}
+	for _, st := range mgr.List() {
+		if !keep[st.Name] {
+			if err := mgr.Drop(st.Name); err != nil {
+				mgr.Close()
+				return nil, fmt.Errorf("consensus: drop the pipe of a former follower: %w", err)
+			}
+		}
+	}
 	for _, f := range o.Followers {
 		if err := s.AddPeer(f); err != nil {
 			mgr.Close()
@@ -236,13 +258,28 @@ func Open(o SetOptions) (*ReplicaSet, error) {
 	return s, nil
 }
 
-// AddPeer starts shipping to a new follower: history as files (the WAL no longer holds it)
-// and then realtime, as the protocol's source does.
+// AddPeer starts shipping to a follower: history as files (the WAL no longer holds it)
+// and then realtime, as the protocol's source does (see Follower for the variants).
 func (s *ReplicaSet) AddPeer(f Follower) error {
 	if s.mgr == nil {
 		return fmt.Errorf("consensus: protocol %s takes no followers", s.o.Protocol.Name())
 	}
-	spec := &pipe.Spec{Name: PipeName(s.o.Protocol.Name(), f.ID), Source: s.o.Protocol.Source(), Sink: f.Sink}
+	src := s.o.Protocol.Source()
+	src.Params = maps.Clone(src.Params)
+	if f.CaughtUp {
+		src.Params["history.enable"] = "false"
+	}
+	if f.New {
+		src.Params["forwarding"] = "true"
+	}
+	// an existing pipe (a restarted leader's) keeps its spec and resumes from its progress;
+	// a new follower's starts over
+	spec := &pipe.Spec{Name: PipeName(s.o.Protocol.Name(), f.ID), Source: src, Sink: f.Sink}
+	if f.New {
+		if err := s.mgr.Drop(spec.Name); err != nil && !errors.Is(err, pipe.ErrPipeNotFound) {
+			return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
+		}
+	}
 	if err := s.mgr.Create(spec, true); err != nil {
 		return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
 	}

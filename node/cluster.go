@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/node/api"
-	"github.com/weir-dev/weir/pipe"
 )
 
 // A node of a cluster (Options.Cluster) holds a replica of every region of each
@@ -40,15 +38,19 @@ import (
 // replication pipe to it is consensus.PipeName(protocol, FollowerID(id)).
 func FollowerID(id uint32) string { return "node-" + strconv.FormatUint(uint64(id), 10) }
 
-// leaderSet is a region this node leads.
+// leaderSet is a region this node leads. Client writes of the region hold wmu for reading
+// while they are admitted and applied; a leadership move holds it for writing while the
+// followers drain, and sets closed.
 type leaderSet struct {
 	region cluster.Region
 	proto  consensus.Protocol
 	set    *consensus.ReplicaSet
+	wmu    sync.RWMutex
+	closed bool
 }
 
-// clusterState is what a node of a cluster keeps: the cluster, its replica sets and the
-// HTTP client that reaches the other nodes.
+// clusterState is what a node of a cluster keeps: the cluster, the current shape of every
+// region, its replica sets and the HTTP client that reaches the other nodes.
 type clusterState struct {
 	c      *cluster.Cluster
 	self   cluster.Node
@@ -56,8 +58,10 @@ type clusterState struct {
 	hc     *http.Client
 	tr     *http.Transport
 
-	mu   sync.Mutex
-	sets map[string]*leaderSet // by region name
+	mu       sync.Mutex
+	sets     map[string]*leaderSet     // by region name
+	regions  map[string]cluster.Region // current shapes, by region name
+	changing map[string]*sync.Mutex    // serializes a region's changes on its leader
 }
 
 func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {
@@ -102,7 +106,8 @@ func (n *Node) dbRegionOptions(name string) engine.Options {
 }
 
 // openCluster creates the replicated databases (with the cluster file's regions), installs
-// the write gate and opens a replica set for every region this node leads.
+// the write gate, learns the regions' current shapes and opens a replica set for every
+// region this node leads.
 func (n *Node) openCluster() error {
 	cs := n.cl
 	for _, cd := range cs.c.Databases {
@@ -110,8 +115,14 @@ func (n *Node) openCluster() error {
 		if err != nil {
 			return fmt.Errorf("node: cluster: %w", err)
 		}
-		d.gate = func(ctx context.Context, region int) error { return n.admit(ctx, cd.Name, region) }
-		pl, err := cs.c.Placement(cd.Name)
+		d.gate = func(ctx context.Context, region int) (func(), error) { return n.admit(ctx, cd.Name, region) }
+		n.log.Info("replicated database", "database", cd.Name, "protocol", cd.Protocol, "replication", cd.Replication, "regions", cd.Regions)
+	}
+	if err := n.loadRegions(context.Background()); err != nil {
+		return err
+	}
+	for _, cd := range cs.c.Databases {
+		pl, err := cs.placement(cd.Name)
 		if err != nil {
 			return fmt.Errorf("node: %w", err)
 		}
@@ -119,28 +130,14 @@ func (n *Node) openCluster() error {
 			if reg.Leader() != cs.self.ID {
 				continue
 			}
-			var fs []consensus.Follower
-			for _, id := range reg.Followers() {
-				peer, _ := cs.c.Node(id)
-				fs = append(fs, consensus.Follower{ID: FollowerID(id), Sink: pipe.PluginSpec{Plugin: "peer",
-					Params: map[string]string{"node-urls": peer.Flight}}})
-			}
-			set, err := consensus.Open(consensus.SetOptions{
-				Name:      reg.Name,
-				Protocol:  cs.protos[cd.Name],
-				Leader:    d.Region(reg.Index),
-				Followers: fs,
-				PipesDir:  filepath.Join(n.dir, "replication", cd.Name, strconv.Itoa(reg.Index)),
-				Logger:    n.log.With("replica_set", reg.Name),
-			})
+			ls, err := n.openSet(reg, false)
 			if err != nil {
-				return fmt.Errorf("node: cluster: region %s: %w", reg.Name, err)
+				return err
 			}
 			cs.mu.Lock()
-			cs.sets[reg.Name] = &leaderSet{region: reg, proto: cs.protos[cd.Name], set: set}
+			cs.sets[reg.Name] = ls
 			cs.mu.Unlock()
 		}
-		n.log.Info("replicated database", "database", cd.Name, "protocol", cd.Protocol, "replication", cd.Replication, "regions", cd.Regions)
 	}
 	return nil
 }
@@ -172,25 +169,33 @@ func (cs *clusterState) leader(region string) *leaderSet {
 }
 
 // admit is the write gate of a replicated database: only the region's leader takes client
-// writes, once its protocol admits them (iot: the follower backlog).
-func (n *Node) admit(ctx context.Context, db string, region int) error {
+// writes, once its protocol admits them (iot: the follower backlog). The write must call
+// release once applied (a leadership move waits for it).
+func (n *Node) admit(ctx context.Context, db string, region int) (release func(), err error) {
 	name := RegionName(db, region)
 	ls := n.cl.leader(name)
-	if ls == nil {
-		reg, err := n.cl.c.Region(db, region)
-		if err != nil {
-			return err
+	if ls != nil {
+		ls.wmu.RLock()
+		if ls.closed {
+			ls.wmu.RUnlock()
+			ls = nil
 		}
-		return &api.Error{Status: http.StatusConflict, Code: api.CodeNotLeader,
-			Message: fmt.Sprintf("node %d does not lead %s (node %d does): send it without local=true, or to node %d", n.o.ID, name, reg.Leader(), reg.Leader())}
+	}
+	if ls == nil {
+		reg, err := n.cl.region(db, region)
+		if err != nil {
+			return nil, err
+		}
+		return nil, notLeader(n.o.ID, reg)
 	}
 	if err := ls.proto.Admit(ctx, ls.set); err != nil {
+		ls.wmu.RUnlock()
 		if errors.Is(err, consensus.ErrBacklog) {
-			return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeBacklog, Message: fmt.Sprintf("%s: %v", name, err)}
+			return nil, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeBacklog, Message: fmt.Sprintf("%s: %v", name, err)}
 		}
-		return fmt.Errorf("%s: %w", name, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	return nil
+	return ls.wmu.RUnlock, nil
 }
 
 // routed reports whether requests about database db are routed by region (the node is in
@@ -305,9 +310,9 @@ func (n *Node) ClusterInfo() api.Cluster {
 	}
 	for _, d := range c.Databases {
 		cd := api.ClusterDatabase{Name: d.Name, Protocol: d.Protocol, Replication: d.Replication}
-		pl, _ := c.Placement(d.Name)
+		pl, _ := n.cl.placement(d.Name)
 		for _, reg := range pl {
-			cd.Regions = append(cd.Regions, api.ClusterRegion{Region: reg.Name, Index: reg.Index, Leader: reg.Leader(), Replicas: reg.Replicas})
+			cd.Regions = append(cd.Regions, regionInfo(reg))
 		}
 		out.Databases = append(out.Databases, cd)
 	}

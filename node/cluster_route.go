@@ -30,7 +30,7 @@ const fanOut = 8
 
 // regionOf returns the placement of the region of db that holds device.
 func (n *Node) regionOf(d *Database, device string) cluster.Region {
-	reg, _ := n.cl.c.Region(d.name, d.RegionIndex(device))
+	reg, _ := n.cl.region(d.name, d.RegionIndex(device))
 	return reg
 }
 
@@ -64,6 +64,20 @@ func regionList(db string, idx map[int]bool) string {
 // It returns what was written and the bad lines the leaders found (numbered as in the
 // client's body).
 func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (api.WriteResult, []api.LineError, error) {
+	return n.routeLinesTry(ctx, d, lps, 0)
+}
+
+// reroutes bounds how often a part of a request is sent again after its leader answered
+// not_leader (the region's leadership moved meanwhile).
+const reroutes = 3
+
+// movedOn reports whether err says the region's leadership moved (send the part again).
+func movedOn(err error, try int) bool {
+	var e *api.Error
+	return try < reroutes && errors.As(err, &e) && e.Code == api.CodeNotLeader
+}
+
+func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, try int) (api.WriteResult, []api.LineError, error) {
 	byLeader := map[uint32][]linePoint{}
 	regions := map[uint32]map[int]bool{}
 	for _, lp := range lps {
@@ -98,6 +112,15 @@ func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (ap
 				for _, t := range tablets {
 					t.Release()
 				}
+				if movedOn(err, try) {
+					r, les, err := n.routeLinesTry(ctx, d, part, try+1)
+					mu.Lock()
+					res.Points += r.Points
+					res.Tablets += r.Tablets
+					bad = append(bad, les...)
+					mu.Unlock()
+					return err
+				}
 				mu.Lock()
 				res.Points += k
 				res.Tablets += int64(len(tablets))
@@ -115,6 +138,15 @@ func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (ap
 			}
 			var r api.WriteResult
 			err := n.cl.call(ctx, to, http.MethodPost, "/v1/write", url.Values{"local": {"true"}}, "text/plain", body.Bytes(), &r)
+			if movedOn(err, try) {
+				r, les, err := n.routeLinesTry(ctx, d, part, try+1)
+				mu.Lock()
+				res.Points += r.Points
+				res.Tablets += r.Tablets
+				bad = append(bad, les...)
+				mu.Unlock()
+				return err
+			}
 			var e *api.Error
 			if errors.As(err, &e) && e.Write != nil {
 				r = *e.Write
@@ -143,6 +175,10 @@ func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (ap
 // routeTablets writes the tablets of replicated database d: each region's tablets go to
 // its leader (this node, or the leader's /v1/write with local=true as JSON tablets).
 func (n *Node) routeTablets(ctx context.Context, d *Database, tablets []*tsfile.Tablet, jsonOf map[*tsfile.Tablet]api.Tablet) (api.WriteResult, error) {
+	return n.routeTabletsTry(ctx, d, tablets, jsonOf, 0)
+}
+
+func (n *Node) routeTabletsTry(ctx context.Context, d *Database, tablets []*tsfile.Tablet, jsonOf map[*tsfile.Tablet]api.Tablet, try int) (api.WriteResult, error) {
 	byLeader := map[uint32][]*tsfile.Tablet{}
 	regions := map[uint32]map[int]bool{}
 	for _, t := range tablets {
@@ -180,6 +216,9 @@ func (n *Node) routeTablets(ctx context.Context, d *Database, tablets []*tsfile.
 					r = *e.Write
 				}
 			}
+			if movedOn(err, try) {
+				r, err = n.routeTabletsTry(ctx, d, part, jsonOf, try+1)
+			}
 			mu.Lock()
 			res.Points += r.Points
 			res.Tablets += r.Tablets
@@ -196,7 +235,7 @@ func (n *Node) routeTablets(ctx context.Context, d *Database, tablets []*tsfile.
 
 // ledRegions returns the indexes of the regions of db this node leads.
 func (n *Node) ledRegions(db string) []int {
-	pl, _ := n.cl.c.Placement(db)
+	pl, _ := n.cl.placement(db)
 	var out []int
 	for _, reg := range pl {
 		if reg.Leader() == n.o.ID {
@@ -210,43 +249,63 @@ func (n *Node) ledRegions(db string) []int {
 // regions it leads (this node directly, the others through /v1/delete with local=true).
 // It returns the number of regions reached.
 func (n *Node) routeDelete(ctx context.Context, d *Database, req api.Delete, p tsfile.Pattern, minT, maxT int64) (int, error) {
-	pl, err := n.cl.c.Placement(d.name)
+	pl, err := n.cl.placement(d.name)
 	if err != nil {
 		return 0, err
 	}
-	byLeader := map[uint32]map[int]bool{}
-	for _, reg := range pl {
-		if byLeader[reg.Leader()] == nil {
-			byLeader[reg.Leader()] = map[int]bool{}
+	idx := make([]int, len(pl))
+	for i := range idx {
+		idx[i] = i
+	}
+	return n.routeDeleteTry(ctx, d, idx, req, p, minT, maxT, 0)
+}
+
+// routeDeleteTry applies the deletion in the regions idx of d.
+func (n *Node) routeDeleteTry(ctx context.Context, d *Database, idx []int, req api.Delete, p tsfile.Pattern, minT, maxT int64, try int) (int, error) {
+	byLeader := map[uint32][]int{}
+	for _, i := range idx {
+		reg, err := n.cl.region(d.name, i)
+		if err != nil {
+			return 0, err
 		}
-		byLeader[reg.Leader()][reg.Index] = true
+		byLeader[reg.Leader()] = append(byLeader[reg.Leader()], i)
 	}
 	var (
 		mu      sync.Mutex
 		reached int
 	)
 	pp := pool.New().WithErrors().WithMaxGoroutines(fanOut)
-	for leader, idx := range byLeader {
-		prefix := fmt.Sprintf("delete in %s (leader: node %d)", regionList(d.name, idx), leader)
+	for leader, is := range byLeader {
+		set := map[int]bool{}
+		for _, i := range is {
+			set[i] = true
+		}
+		prefix := fmt.Sprintf("delete in %s (leader: node %d)", regionList(d.name, set), leader)
 		pp.Go(func() error {
+			var err error
 			if leader == n.o.ID {
-				is := make([]int, 0, len(idx))
-				for i := range idx {
-					is = append(is, i)
-				}
-				sort.Ints(is)
-				if err := d.deleteIn(ctx, is, p, minT, maxT); err != nil {
-					return prefixed(prefix, err)
-				}
+				err = d.deleteIn(ctx, is, p, minT, maxT)
 			} else {
 				to, _ := n.cl.c.Node(leader)
 				body, _ := json.Marshal(req)
-				if err := n.cl.call(ctx, to, http.MethodPost, "/v1/delete", url.Values{"local": {"true"}, "db": {d.name}}, "application/json", body, nil); err != nil {
-					return prefixed(prefix, err)
+				ss := make([]string, len(is))
+				for k, i := range is {
+					ss[k] = strconv.Itoa(i)
 				}
+				err = n.cl.call(ctx, to, http.MethodPost, "/v1/delete", url.Values{"local": {"true"}, "db": {d.name}, "regions": {strings.Join(ss, ",")}}, "application/json", body, nil)
+			}
+			if movedOn(err, try) {
+				k, err := n.routeDeleteTry(ctx, d, is, req, p, minT, maxT, try+1)
+				mu.Lock()
+				reached += k
+				mu.Unlock()
+				return err
+			}
+			if err != nil {
+				return prefixed(prefix, err)
 			}
 			mu.Lock()
-			reached += len(idx)
+			reached += len(is)
 			mu.Unlock()
 			return nil
 		})
@@ -408,7 +467,7 @@ func (n *Node) clusterQuery(w http.ResponseWriter, r *http.Request, q api.Query,
 			})
 			continue
 		}
-		pl, _ := n.cl.c.Placement(d.name)
+		pl, _ := n.cl.placement(d.name)
 		for _, reg := range pl {
 			p.Go(func() error {
 				res, err := n.queryRegion(ctx, d, reg, q, eq)
@@ -528,7 +587,7 @@ func (n *Node) digestRegion(ctx context.Context, d *Database, reg cluster.Region
 // the same points in the same number of regions; it is not the digest a single node
 // computes over the same points (compare regions, or each replica's local digest).
 func (n *Node) clusterDigest(ctx context.Context, d *Database) (api.Digest, error) {
-	pl, err := n.cl.c.Placement(d.name)
+	pl, err := n.cl.placement(d.name)
 	if err != nil {
 		return api.Digest{}, err
 	}

@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,7 +62,8 @@ type Database struct {
 	// gate, when set, is asked before a write or deletion reaches region i; an error keeps
 	// it out (a replicated database: only the leader takes writes, once its protocol
 	// admits them).
-	gate func(ctx context.Context, region int) error
+	// The write calls the release it returns once applied.
+	gate func(ctx context.Context, region int) (release func(), err error)
 }
 
 // Name returns the database's name (root.x).
@@ -148,16 +150,22 @@ func (d *Database) WriteTablets(ctx context.Context, tablets []*tsfile.Tablet) (
 		byDev[t.Device] = append(byDev[t.Device], t)
 	}
 	if d.gate != nil {
+		// in region order, so that two writes never wait on each other's regions
 		seen := map[int]bool{}
+		var idx []int
 		for _, dev := range order {
-			i := d.RegionIndex(dev)
-			if seen[i] {
-				continue
+			if i := d.RegionIndex(dev); !seen[i] {
+				seen[i] = true
+				idx = append(idx, i)
 			}
-			seen[i] = true
-			if err := d.gate(ctx, i); err != nil {
+		}
+		sort.Ints(idx)
+		for _, i := range idx {
+			release, err := d.gate(ctx, i)
+			if err != nil {
 				return 0, err
 			}
+			defer release()
 		}
 	}
 	var mu sync.Mutex
@@ -198,12 +206,16 @@ func (d *Database) Delete(p tsfile.Pattern, minT, maxT int64) error {
 func (d *Database) deleteIn(ctx context.Context, idx []int, p tsfile.Pattern, minT, maxT int64) error {
 	for _, i := range idx {
 		r := d.regions[i]
+		release := func() {}
 		if d.gate != nil {
-			if err := d.gate(ctx, i); err != nil {
+			var err error
+			if release, err = d.gate(ctx, i); err != nil {
 				return err
 			}
 		}
-		if _, err := r.Delete(p, minT, maxT); err != nil {
+		_, err := r.Delete(p, minT, maxT)
+		release()
+		if err != nil {
 			return fmt.Errorf("delete in %s: %w", r.Name(), err)
 		}
 	}

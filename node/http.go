@@ -43,6 +43,9 @@ func (n *Node) Handler() http.Handler {
 	route("/v1/sql", map[string]http.HandlerFunc{"POST": n.handleSQL})
 	route("/v1/cluster", map[string]http.HandlerFunc{"GET": n.handleCluster})
 	route("/v1/cluster/replicasets", map[string]http.HandlerFunc{"GET": n.handleReplicaSets})
+	route("/v1/cluster/regions", map[string]http.HandlerFunc{"PUT": n.handleTellRegion})
+	route("/v1/cluster/regions/leader", map[string]http.HandlerFunc{"POST": n.handleRegionChange("leader")})
+	route("/v1/cluster/regions/replicas", map[string]http.HandlerFunc{"POST": n.handleRegionChange("replicas")})
 	mux.Handle("/", n.instrument("other", map[string]http.HandlerFunc{}))
 	return mux
 }

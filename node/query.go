@@ -431,13 +431,22 @@ func (n *Node) handleDelete(w http.ResponseWriter, r *http.Request) {
 				writeError(w, apiError(err))
 				return
 			}
-		case n.cl != nil && n.routed(d.name, false): // local=true: the regions this node leads
-			led := n.ledRegions(d.name)
-			if err := d.deleteIn(r.Context(), led, p, minT, maxT); err != nil {
+		case n.cl != nil && n.routed(d.name, false):
+			// local=true: the regions asked (?regions=, which this node must lead), or those it leads
+			full, _ := n.Database(d.name)
+			idx, err := regionsParam(r, full)
+			if err != nil {
 				writeError(w, apiError(err))
 				return
 			}
-			res.Regions += len(led)
+			if idx == nil {
+				idx = n.ledRegions(d.name)
+			}
+			if err := full.deleteIn(r.Context(), idx, p, minT, maxT); err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			res.Regions += len(idx)
 		default:
 			if err := d.Delete(p, minT, maxT); err != nil {
 				writeError(w, apiError(err))

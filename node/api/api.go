@@ -253,12 +253,36 @@ type ClusterDatabase struct {
 	Regions     []ClusterRegion `json:"regions"`
 }
 
-// ClusterRegion is a region's placement: its replicas, the preferred leader first.
+// ClusterRegion is a region's current shape: its replicas, the leader first, and the term
+// of the last change made on the running cluster (0: as the cluster file places it).
 type ClusterRegion struct {
+	Database string   `json:"database,omitempty"`
 	Region   string   `json:"region"`
 	Index    int      `json:"index"`
 	Leader   uint32   `json:"leader"`
 	Replicas []uint32 `json:"replicas"`
+	Term     uint64   `json:"term"`
+}
+
+// RegionChangeRequest asks a region's leader for a change (POST /v1/cluster/regions/leader:
+// Node and Timeout; /v1/cluster/regions/replicas: Add or Remove).
+type RegionChangeRequest struct {
+	Region  string `json:"region"`            // root.demo/1
+	Node    uint32 `json:"node,omitempty"`    // the new leader
+	Timeout string `json:"timeout,omitempty"` // how long the followers may take to drain (default 30s)
+	Add     uint32 `json:"add,omitempty"`     // a node to add to the replicas
+	Remove  uint32 `json:"remove,omitempty"`  // a node to remove from the replicas
+}
+
+// RegionChange is the answer to a region change: the region before and after.
+type RegionChange struct {
+	Region string        `json:"region"`
+	Before ClusterRegion `json:"before"`
+	After  ClusterRegion `json:"after"`
+	// WritesPausedMS is how long the region's writes waited during a leadership move.
+	WritesPausedMS float64 `json:"writes_paused_ms,omitempty"`
+	// Missed lists the nodes that could not be told (they learn the change when they start).
+	Missed []string `json:"missed,omitempty"`
 }
 
 // ReplicaSet is the replication state of a region the answering node leads (GET

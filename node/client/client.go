@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/weir-dev/weir/node/api"
 	"github.com/weir-dev/weir/pipe"
@@ -335,4 +336,30 @@ func (c *Client) LocalDigest(ctx context.Context, db string) (api.Digest, error)
 	var d api.Digest
 	err := c.call(ctx, http.MethodGet, "/v1/digest", url.Values{"db": {db}, "local": {"true"}}, "", nil, &d)
 	return d, err
+}
+
+// MoveLeader moves the leadership of a region to node to (POST /v1/cluster/regions/leader;
+// any node sends it to the region's leader, which drains its followers first).
+func (c *Client) MoveLeader(ctx context.Context, region string, to uint32, timeout time.Duration) (api.RegionChange, error) {
+	req := api.RegionChangeRequest{Region: region, Node: to}
+	if timeout > 0 {
+		req.Timeout = timeout.String()
+	}
+	return c.changeRegion(ctx, "/v1/cluster/regions/leader", req)
+}
+
+// ChangeReplicas adds node add to (or removes node remove from) a region's replicas (POST
+// /v1/cluster/regions/replicas); give one of them.
+func (c *Client) ChangeReplicas(ctx context.Context, region string, add, remove uint32) (api.RegionChange, error) {
+	return c.changeRegion(ctx, "/v1/cluster/regions/replicas", api.RegionChangeRequest{Region: region, Add: add, Remove: remove})
+}
+
+func (c *Client) changeRegion(ctx context.Context, path string, req api.RegionChangeRequest) (api.RegionChange, error) {
+	var out api.RegionChange
+	body, err := json.Marshal(req)
+	if err != nil {
+		return out, err
+	}
+	err = c.call(ctx, http.MethodPost, path, nil, "application/json", bytes.NewReader(body), &out)
+	return out, err
 }

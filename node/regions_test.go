@@ -1,0 +1,245 @@
+package node_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weir-dev/weir/cluster"
+	"github.com/weir-dev/weir/node"
+	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/node/client"
+)
+
+// clusterMember is an in-process node of a test cluster that can be stopped and opened again
+// on its data directory.
+type clusterMember struct {
+	t   *testing.T
+	c   *cluster.Cluster
+	id  uint32
+	dir string
+	n   *node.Node
+}
+
+func (m *clusterMember) open() {
+	m.t.Helper()
+	cn, _ := m.c.Node(m.id)
+	n, err := node.Open(node.Options{ID: cn.ID, DataDir: m.dir, HTTPAddr: cn.HTTP, FlightAddr: cn.Flight, AutoCreate: true,
+		Cluster: m.c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		m.t.Fatal(err)
+	}
+	m.n = n
+}
+
+func (m *clusterMember) close() {
+	m.t.Helper()
+	if m.n == nil {
+		return
+	}
+	if err := m.n.Close(); err != nil {
+		m.t.Error(err)
+	}
+	m.n = nil
+}
+
+func startMembers(t *testing.T, c *cluster.Cluster) map[uint32]*clusterMember {
+	out := map[uint32]*clusterMember{}
+	for _, cn := range c.Nodes {
+		m := &clusterMember{t: t, c: c, id: cn.ID, dir: t.TempDir()}
+		m.open()
+		t.Cleanup(m.close)
+		out[cn.ID] = m
+	}
+	return out
+}
+
+// deviceIn returns a device of root.demo that lives in region i of n.
+func deviceIn(i, n int) string {
+	for k := 0; ; k++ {
+		d := fmt.Sprintf("root.demo.dev%d", k)
+		if node.RegionIndex(d, n) == i {
+			return d
+		}
+	}
+}
+
+// regionOf returns region name as node c describes it.
+func regionOf(t *testing.T, c *client.Client, name string) api.ClusterRegion {
+	t.Helper()
+	info, err := c.Cluster(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range info.Databases {
+		for _, r := range d.Regions {
+			if r.Region == name {
+				return r
+			}
+		}
+	}
+	t.Fatalf("no region %s in %+v", name, info)
+	return api.ClusterRegion{}
+}
+
+// waitReplicasEqual waits until every replica of region i of root.demo has the same digest
+// with points points.
+func waitReplicasEqual(t *testing.T, c *cluster.Cluster, r api.ClusterRegion, points int64) {
+	t.Helper()
+	waitFor(t, "replicas of "+r.Region+" equal", 30*time.Second, func() (bool, string) {
+		var ds []string
+		ok := true
+		var first string
+		for k, id := range r.Replicas {
+			n, _ := c.Node(id)
+			var d api.Digest
+			getJSON(t, fmt.Sprintf("%s/v1/digest?db=root.demo&regions=%d&local=true", n.URL(), r.Index), &d)
+			ds = append(ds, fmt.Sprintf("node %d: %s %d", id, d.Digest, d.Points))
+			if k == 0 {
+				first = d.Digest
+			}
+			ok = ok && d.Points == points && d.Digest == first
+		}
+		return ok, strings.Join(ds, "; ")
+	})
+}
+
+// A region's leadership moves while a client writes to it through another node: every
+// write is acknowledged (the ones that waited are sent on to the new leader) and present
+// on every replica; every node, including one that was down during the move, learns the
+// new leader. A replica is removed and added back; bad changes are refused naming the key.
+func TestLeaderMoveAndReplicas(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := map[uint32]*client.Client{}
+	for id := range ms {
+		n, _ := c.Node(id)
+		cl[id] = client.New(n.URL())
+	}
+	dev := deviceIn(0, 2)
+	if r := regionOf(t, cl[1], "root.demo/0"); r.Leader != 1 || r.Term != 0 {
+		t.Fatalf("root.demo/0 before: %+v", r)
+	}
+
+	// a writer through node 3 while the leadership of root.demo/0 moves from node 1 to node 2
+	var (
+		wg     sync.WaitGroup
+		acked  int64
+		werr   error
+		stop   = make(chan struct{})
+		moving = make(chan struct{})
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 20000; i++ {
+			if i == 50 {
+				close(moving)
+			}
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := cl[3].Write(c0, strings.NewReader(fmt.Sprintf("%s v=%di %d\n", dev, i, 1000+i)))
+			if err != nil {
+				werr = fmt.Errorf("write %d: %w", i, err)
+				return
+			}
+			acked += res.Points
+		}
+	}()
+	<-moving
+	ch, err := cl[3].MoveLeader(c0, "root.demo/0", 2, 20*time.Second)
+	close(stop)
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	if werr != nil {
+		t.Fatalf("a write during the move: %v", werr)
+	}
+	if ch.Before.Leader != 1 || ch.After.Leader != 2 || ch.After.Term != 1 || !slices.Equal(ch.After.Replicas, []uint32{2, 1, 3}) || len(ch.Missed) != 0 {
+		t.Errorf("change: %+v", ch)
+	}
+	for id := range ms {
+		if r := regionOf(t, cl[id], "root.demo/0"); r.Leader != 2 || r.Term != 1 {
+			t.Errorf("node %d: root.demo/0 is %+v", id, r)
+		}
+	}
+	// writes through the old leader reach the new one
+	res, err := cl[1].Write(c0, strings.NewReader(dev+" v=-1i 1\n"))
+	if err != nil || res.Points != 1 {
+		t.Fatalf("write through node 1: %+v %v", res, err)
+	}
+	acked++
+	sets, _ := cl[2].ReplicaSets(c0)
+	found := false
+	for _, s := range sets {
+		if s.Region == "root.demo/0" {
+			found = slices.Equal(s.FollowerNodes, []uint32{1, 3})
+		}
+	}
+	if !found {
+		t.Errorf("node 2 does not lead root.demo/0 with followers 1, 3: %+v", sets)
+	}
+	waitReplicasEqual(t, c, regionOf(t, cl[1], "root.demo/0"), acked)
+
+	// node 3 is down while the leadership moves back to node 1; it learns it when it starts
+	ms[3].close()
+	if _, err := cl[2].Write(c0, strings.NewReader(dev+" v=-3i 3\n")); err != nil {
+		t.Fatal(err)
+	}
+	acked++
+	if _, err := cl[2].MoveLeader(c0, "root.demo/0", 1, 2*time.Second); err == nil || !strings.Contains(err.Error(), "node-3") {
+		t.Errorf("move with a follower down: %v", err)
+	}
+	if _, err := cl[2].ChangeReplicas(c0, "root.demo/0", 0, 3); err != nil {
+		t.Fatalf("remove node 3: %v", err)
+	}
+	ch, err = cl[1].MoveLeader(c0, "root.demo/0", 1, 20*time.Second)
+	if err != nil || ch.After.Leader != 1 || ch.After.Term != 3 || len(ch.Missed) != 1 {
+		t.Fatalf("move back: %+v %v", ch, err)
+	}
+	ms[3].open()
+	if r := regionOf(t, cl[3], "root.demo/0"); r.Leader != 1 || r.Term != 3 || !slices.Equal(r.Replicas, []uint32{1, 2}) {
+		t.Errorf("node 3 after its restart: root.demo/0 is %+v", r)
+	}
+	// node 3 back among the replicas: its pipe ships the history
+	res, err = cl[3].Write(c0, strings.NewReader(dev+" v=-2i 2\n"))
+	if err != nil || res.Points != 1 {
+		t.Fatalf("write through node 3: %+v %v", res, err)
+	}
+	acked++
+	ch, err = cl[3].ChangeReplicas(c0, "root.demo/0", 3, 0)
+	if err != nil || !slices.Equal(ch.After.Replicas, []uint32{1, 2, 3}) || ch.After.Term != 4 {
+		t.Fatalf("add node 3: %+v %v", ch, err)
+	}
+	waitReplicasEqual(t, c, regionOf(t, cl[2], "root.demo/0"), acked)
+
+	// bad changes
+	for _, tc := range []struct {
+		do   func() error
+		want string
+	}{
+		{func() error { _, err := cl[1].MoveLeader(c0, "root.demo/9", 2, 0); return err }, "region: cluster: database root.demo has 2 regions, not region 9"},
+		{func() error { _, err := cl[1].MoveLeader(c0, "demo", 2, 0); return err }, "region: region \"demo\""},
+		{func() error { _, err := cl[1].ChangeReplicas(c0, "root.demo/0", 7, 0); return err }, "add: node 7 is not in the cluster file"},
+		{func() error { _, err := cl[2].ChangeReplicas(c0, "root.demo/0", 0, 1); return err }, "remove: node 1 leads root.demo/0"},
+	} {
+		err := tc.do()
+		if e, ok := client.AsError(err); !ok || e.Code != api.CodeBadRequest || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want a bad_request with %q", err, tc.want)
+		}
+	}
+}
