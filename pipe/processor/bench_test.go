@@ -2,7 +2,9 @@ package processor
 
 import (
 	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
@@ -32,6 +34,7 @@ func benchProcessor(b *testing.B, p pipe.Processor) {
 	var outs []*pipe.Event
 	emit := func(e *pipe.Event) { outs = append(outs, e) }
 	points := 0
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tb := tablets[i%len(tablets)]
@@ -48,6 +51,18 @@ func benchProcessor(b *testing.B, p pipe.Processor) {
 		points += tb.Points()
 	}
 	b.ReportMetric(float64(points)/b.Elapsed().Seconds(), "points/s")
+	// CPU time of the process per op: less sensitive than the wall time to other loads
+	// on a shared machine
+	b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime returns the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // benchDistinct bounds the distinct tablets a benchmark makes (a stateful processor needs

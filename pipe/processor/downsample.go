@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -118,6 +119,12 @@ type Downsample struct {
 	mem     memory.Allocator
 	series  map[string]*dsSeries // device + "\x00" + measurement
 	scratch []float64
+	// caches and buffers of Tablet (never saved)
+	devices map[string]*dsDevice
+	schemas schemaCache
+	cols    []outColumn
+	rowBufs [][]int32     // by column index
+	numBufs [][]numSample // by column index
 }
 
 // dsSeries is the state of one series.
@@ -204,7 +211,7 @@ func (d *Downsample) LoadState(b []byte) error {
 	if err := json.Unmarshal(b, &m); err != nil {
 		return fmt.Errorf("downsample state: %w", err)
 	}
-	d.series = m
+	d.series, d.devices = m, nil
 	return nil
 }
 
@@ -227,13 +234,15 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 	}
 	fs := t.Rec.Schema().Fields()
 	times := t.Times()
-	cols := make([]outColumn, 0, len(fs)-1)
+	dev := d.device(t.Device, len(fs)-1)
+	cols := d.cols[:0]
 	for c := 1; c < len(fs); c++ {
 		col, ok := newColumn(t.Rec.Column(c))
 		if !ok {
 			continue
 		}
-		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times, tarr: t.Rec.Column(0)}
+		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times, tarr: t.Rec.Column(0),
+			rows: d.rowBufs[c-1][:0], nums: d.numBufs[c-1][:0]}
 		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs[c].Name) {
 			for i := range times {
 				if col.arr.IsValid(i) {
@@ -243,11 +252,15 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 			cols = append(cols, oc)
 			continue
 		}
-		key := t.Device + "\x00" + fs[c].Name
-		s := d.series[key]
-		if s == nil || s.Type != col.typ {
-			s = &dsSeries{Type: col.typ}
-			d.series[key] = s
+		s := dev.series[c-1]
+		if s == nil || dev.names[c-1] != fs[c].Name || s.Type != col.typ {
+			key := t.Device + "\x00" + fs[c].Name
+			s = d.series[key]
+			if s == nil || s.Type != col.typ {
+				s = &dsSeries{Type: col.typ}
+				d.series[key] = s
+			}
+			dev.series[c-1], dev.names[c-1] = s, fs[c].Name
 		}
 		// rows are in time order: skip those not newer than the series' last point
 		i0 := 0
@@ -281,7 +294,42 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		}
 		cols = append(cols, oc)
 	}
-	return buildTablet(d.mem, t.Device, cols)
+	out := buildTablet(d.mem, &d.schemas, t.Device, cols)
+	// the rows and numbers are copied out: their slices serve the next tablet
+	for c := range cols {
+		d.rowBufs[c], d.numBufs[c] = cols[c].rows[:0], cols[c].nums[:0]
+		cols[c] = outColumn{}
+	}
+	d.cols = cols[:0]
+	return out
+}
+
+// dsDevice caches, by column index, the series of a device's last tablet and their
+// measurement names (the key of Downsample.series is not built for every column).
+type dsDevice struct {
+	names  []string
+	series []*dsSeries
+}
+
+// device returns the cache of device, for n columns, and makes the column buffers hold n.
+func (d *Downsample) device(device string, n int) *dsDevice {
+	for len(d.rowBufs) < n {
+		d.rowBufs = append(d.rowBufs, nil)
+		d.numBufs = append(d.numBufs, nil)
+	}
+	if d.devices == nil || len(d.devices) > 1<<16 {
+		d.devices = map[string]*dsDevice{}
+	}
+	dev := d.devices[device]
+	if dev == nil {
+		dev = &dsDevice{}
+		d.devices[device] = dev
+	}
+	for len(dev.series) < n {
+		dev.series = append(dev.series, nil)
+		dev.names = append(dev.names, "")
+	}
+	return dev
 }
 
 // validity reads an input column's validity bitmap (nil bits: every row is valid).
@@ -347,9 +395,9 @@ func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 			n = int(span/iv + 2)
 		}
 		if strategy == StrategyAvg {
-			oc.nums = make([]numSample, 0, n)
+			oc.nums = slices.Grow(oc.nums, n)
 		} else {
-			oc.rows = make([]int32, 0, n)
+			oc.rows = slices.Grow(oc.rows, n)
 		}
 	}
 	win, started, last := s.Win, s.Started, s.Last
@@ -447,7 +495,41 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 		pendX = s.Pend.V.Num(s.Type)
 	}
 	started, last := s.Started, s.Last
-	for i := i0; i < len(times); i++ {
+	n := len(times)
+	for i := i0; i < n; i++ {
+		if hasKept && doors && (pendRow >= 0 || statePend) {
+			// The common case, in a loop of its own: the point becomes the candidate,
+			// its slope from Kept clearly within [up, down] (decided as below) and
+			// max-interval not reached. Any other point leaves to the full step.
+			for ; i < n; i++ {
+				if valid.bits != nil && valid.null(i) {
+					continue
+				}
+				t := times[i]
+				dt := t - keptT
+				if maxGap > 0 && dt >= maxGap {
+					break
+				}
+				x := float64(vals[i])
+				inv := 1 / float64(dt)
+				s2 := (x - keptX) * inv
+				e := math.Abs(s2)*0x1p-45 + 0x1p-1000
+				if !(s2-e >= up && s2+e <= down) {
+					break
+				}
+				pendRow, pendT, pendX, statePend, last = i, t, x, false, t
+				if u := s2 - dev*inv; u > up {
+					up = u
+				}
+				if w := s2 + dev*inv; w < down {
+					down = w
+				}
+			}
+			if i == n {
+				break
+			}
+		}
+		// the full step of point i
 		if valid.null(i) {
 			continue
 		}
@@ -458,9 +540,25 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 			hasKept, keptT, keptX, statePend, pendRow, doors = true, t, x, false, -1, false
 			continue
 		}
+		inv, invT := 0.0, keptT-1 // 1/(t-invT) once computed (invT == keptT)
 		if (pendRow >= 0 || statePend) && doors {
-			slope := (x - keptX) / float64(t-keptT)
-			if (slope < up || slope > down) && pendT-keptT >= minGap {
+			// Does the slope from Kept, (x-keptX)/(t-keptT), leave [up, down]? Decided
+			// from the product with the reciprocal (needed below anyway) when it is
+			// farther from the bounds than its error can be, else by the division.
+			a := x - keptX
+			inv, invT = 1/float64(t-keptT), keptT
+			s2 := a * inv
+			e := math.Abs(s2)*0x1p-45 + 0x1p-1000 // ≫ |s2 - a/(t-keptT) rounded|
+			var leaves bool
+			switch {
+			case s2+e < up || s2-e > down:
+				leaves = true
+			case s2-e >= up && s2+e <= down:
+			default: // near a bound, or not finite
+				slope := a / float64(t-keptT)
+				leaves = slope < up || slope > down
+			}
+			if leaves && pendT-keptT >= minGap {
 				// the candidate ends the segment: archive it
 				if pendRow >= 0 {
 					oc.rows = append(oc.rows, int32(pendRow))
@@ -477,7 +575,9 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 		}
 		// the point is the candidate, and a point after Kept for the next ones
 		pendRow, pendT, pendX, statePend = i, t, x, false
-		inv := 1 / float64(t-keptT)
+		if invT != keptT {
+			inv = 1 / float64(t-keptT)
+		}
 		slope := (x - keptX) * inv
 		u, w := slope-dev*inv, slope+dev*inv
 		switch {
@@ -524,9 +624,6 @@ func changingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 			if math.Abs(x-keptX) <= dev && (maxGap == 0 || gap < maxGap) {
 				continue
 			}
-		}
-		if rows == nil {
-			rows = make([]int32, 0, min(len(times)-i, 64))
 		}
 		rows = append(rows, int32(i))
 		keptT, hasKept, keptX = t, true, x

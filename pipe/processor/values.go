@@ -254,7 +254,8 @@ func (c *outColumn) timeList() []int64 {
 
 // buildTablet makes a tablet of device from the columns (a column without values is left
 // out): the rows are the union of their times. Nil when no column has a value.
-func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.Tablet {
+// The schema comes from schemas (nil: made each time).
+func buildTablet(mem memory.Allocator, schemas *schemaCache, device string, cols []outColumn) *tsfile.Tablet {
 	var schema []tsfile.Column
 	var used []*outColumn
 	for i := range cols {
@@ -268,8 +269,9 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 	if len(used) == 0 {
 		return nil
 	}
+	sch := schemas.get(device, schema)
 	if rowsOnly(used) {
-		return buildFromRows(device, schema, used)
+		return buildFromRows(device, sch, used)
 	}
 	ctimes := make([][]int64, len(used))
 	for i, c := range used {
@@ -321,7 +323,34 @@ func buildTablet(mem memory.Allocator, device string, cols []outColumn) *tsfile.
 			fb.Release()
 		}
 	}
-	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(times))))
+	return tsfile.NewTablet(device, array.NewRecord(sch, arrs, int64(len(times))))
+}
+
+// schemaCache keeps the schema of each device's last output tablet.
+type schemaCache struct {
+	m map[string]*cachedSchema
+}
+
+type cachedSchema struct {
+	cols   []tsfile.Column
+	schema *arrow.Schema
+}
+
+// get returns tsfile.TabletSchema(device, cols), the cached one when cols are those of
+// device's last call.
+func (c *schemaCache) get(device string, cols []tsfile.Column) *arrow.Schema {
+	if c == nil {
+		return tsfile.TabletSchema(device, cols)
+	}
+	if c.m == nil || len(c.m) > 1<<16 {
+		c.m = map[string]*cachedSchema{}
+	}
+	e := c.m[device]
+	if e == nil || !slices.Equal(e.cols, cols) {
+		e = &cachedSchema{cols: slices.Clone(cols), schema: tsfile.TabletSchema(device, cols)}
+		c.m[device] = e
+	}
+	return e.schema
 }
 
 // fill returns column c (its times ct, a subset of times) aligned on times (null where c
@@ -427,7 +456,7 @@ func rowsOnly(cols []*outColumn) bool {
 // the time column and every column keeping every row as they are, the others' values
 // under a validity bitmap of their rows. Otherwise numeric columns are gathered into
 // slices that become the arrays.
-func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *tsfile.Tablet {
+func buildFromRows(device string, schema *arrow.Schema, cols []*outColumn) *tsfile.Tablet {
 	n := len(cols[0].times)
 	full := false
 	for _, c := range cols {
@@ -449,7 +478,7 @@ func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *ts
 		for _, c := range cols {
 			arrs = append(arrs, withRows(c.src, c.rows))
 		}
-		return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(n)))
+		return tsfile.NewTablet(device, array.NewRecord(schema, arrs, int64(n)))
 	}
 	kept := make([]bool, n) // by input row: some column keeps it
 	for _, c := range cols {
@@ -500,7 +529,7 @@ func buildFromRows(device string, schema []tsfile.Column, cols []*outColumn) *ts
 			b.Release()
 		}
 	}
-	return tsfile.NewTablet(device, array.NewRecord(tsfile.TabletSchema(device, schema), arrs, int64(len(sel))))
+	return tsfile.NewTablet(device, array.NewRecord(schema, arrs, int64(len(sel))))
 }
 
 // withRows returns src (an input column) restricted to rows (valid rows of src, increasing):
