@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/weir-dev/weir/tsfile"
@@ -72,6 +73,13 @@ func (r *Region) Progress() map[uint32]uint64 {
 	return out
 }
 
+// ProgressOf returns Progress()[origin] without copying the map.
+func (r *Region) ProgressOf(origin uint32) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.progress[origin]
+}
+
 // Origin returns the origin id of the region's local writes.
 func (r *Region) Origin() uint32 { return r.opts.Origin }
 
@@ -80,17 +88,57 @@ func (r *Region) Origin() uint32 { return r.opts.Origin }
 // version above everything the region holds, so it is the final state of its epoch; writes
 // after it win over it. progress is what the file covers, per origin.
 func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, error) {
+	return r.loadFile(src, progress, false, 0)
+}
+
+// AdoptFile is LoadFile for a file staged inside the region's directory (so on its
+// filesystem) whose bytes' CRC32C the caller computed as it wrote them and checked against
+// the sender's: instead of copying the file, the region takes it over. It checks that the
+// file is a TsFile, fsyncs it, renames it into place, fsyncs the directory, and only then
+// records it in the manifest. A crash at any point leaves either the staged file or a file
+// that no manifest names (overwritten by a later flush of that version).
+//
+// On success src no longer exists. On failure src is left as it was (a file that is not a
+// TsFile, a *tsfile.FormatError, too: for the caller to drop), except when saving the
+// manifest failed: the file then stays in place under its new name (the manifest on disk
+// may name it), and the caller has to receive it again.
+func (r *Region) AdoptFile(src string, crc uint32, progress map[uint32]uint64) (FileInfo, error) {
+	rel, err := filepath.Rel(r.opts.Dir, src)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return FileInfo{}, fmt.Errorf("adopt %s: not inside the region's directory %s", src, r.opts.Dir)
+	}
+	return r.loadFile(src, progress, true, crc)
+}
+
+func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, crc uint32) (FileInfo, error) {
+	what := "load"
+	if adopt {
+		what = "adopt"
+	}
 	rd, err := tsfile.OpenFile(src)
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+		return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
 	}
 	meta := rd.Meta()
 	rd.Close()
-	in, err := os.Open(src)
-	if err != nil {
-		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	var size int64
+	if adopt {
+		// the staged bytes reach the disk before the file gets its name in the region
+		f, err := r.opts.FS.OpenFile(src, os.O_RDWR, 0)
+		if err == nil {
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil {
+				size = st.Size()
+				err = f.Sync()
+			}
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+		}
 	}
-	defer in.Close()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -106,45 +154,74 @@ func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, err
 
 	name := fileName(version)
 	final := filepath.Join(r.opts.Dir, name)
-	tmp := final + ".tmp"
-	f, err := r.opts.FS.Create(tmp)
-	if err != nil {
-		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	if adopt {
+		err = r.opts.FS.Rename(src, final)
+		if err == nil {
+			err = r.opts.FS.SyncDir(r.opts.Dir)
+			if err != nil {
+				r.unadopt(final, src)
+			}
+		}
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+		}
+	} else {
+		in, err := os.Open(src)
+		if err != nil {
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+		}
+		tmp := final + ".tmp"
+		f, err := r.opts.FS.Create(tmp)
+		if err != nil {
+			in.Close()
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+		}
+		h := crc32.New(castagnoli)
+		size, err = io.Copy(f, io.TeeReader(in, h))
+		in.Close()
+		crc = h.Sum32()
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = r.opts.FS.Rename(tmp, final)
+		}
+		if err == nil {
+			err = r.opts.FS.SyncDir(r.opts.Dir)
+		}
+		if err != nil {
+			_ = r.opts.FS.Remove(tmp)
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+		}
 	}
-	h := crc32.New(castagnoli)
-	n, err := io.Copy(f, io.TeeReader(in, h))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = r.opts.FS.Rename(tmp, final)
-	}
-	if err == nil {
-		err = r.opts.FS.SyncDir(r.opts.Dir)
-	}
-	if err != nil {
-		_ = r.opts.FS.Remove(tmp)
-		return FileInfo{}, fmt.Errorf("load %s: %w", src, err)
+	// undo takes the file back out of the region's directory after a failure
+	undo := func() {
+		if adopt {
+			r.unadopt(final, src)
+		} else {
+			_ = r.opts.FS.Remove(final)
+		}
 	}
 	info := FileInfo{
-		Name: name, Size: n, CRC32C: h.Sum32(), Version: version, Epoch: version,
+		Name: name, Size: size, CRC32C: crc, Version: version, Epoch: version,
 		MinTime: meta.MinTime, MaxTime: meta.MaxTime, Rows: meta.Rows, Points: meta.Points,
 		Progress: copyProgress(progress),
 	}
 	nrd, err := tsfile.OpenFile(final)
 	if err != nil {
-		return FileInfo{}, fmt.Errorf("load %s: reopen: %w", src, err)
+		undo()
+		return FileInfo{}, fmt.Errorf("%s %s: reopen: %w", what, src, err)
 	}
 	r.mu.Lock()
 	for _, c := range meta.Columns {
 		if have, ok := r.man.Schema[c.Name]; ok && have != c.Type {
 			r.mu.Unlock()
 			nrd.Close()
-			_ = r.opts.FS.Remove(final)
-			return FileInfo{}, fmt.Errorf("load %s: %w", src, &TypeConflictError{Device: "(file)", Measurement: c.Name, Have: have, Got: c.Type})
+			undo()
+			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, &TypeConflictError{Device: "(file)", Measurement: c.Name, Have: have, Got: c.Type})
 		}
 	}
 	for _, c := range meta.Columns {
@@ -155,6 +232,7 @@ func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, err
 		r.man.NextVersion = r.nextVersion
 	}
 	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
+		// left in place: the manifest on disk may name it (its rename may have happened)
 		r.man.Files = r.man.Files[:len(r.man.Files)-1]
 		r.mu.Unlock()
 		nrd.Close()
@@ -171,6 +249,14 @@ func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, err
 		l(info)
 	}
 	return info, nil
+}
+
+// unadopt moves an adopted file that did not make it into the manifest back to where it
+// was staged, or removes it when it cannot.
+func (r *Region) unadopt(final, src string) {
+	if err := r.opts.FS.Rename(final, src); err != nil {
+		_ = r.opts.FS.Remove(final)
+	}
 }
 
 // IndexedDeletion is a deletion with the WAL index and origin it was taken at.

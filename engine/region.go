@@ -409,11 +409,25 @@ func (r *Region) WriteReplicated(origin uint32, originIndex uint64, t *tsfile.Ta
 var payloadPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uint64, error) {
+	idx, commit, err := r.appendTablet(t, origin, originIndex)
+	if err != nil {
+		return 0, err
+	}
+	if err := commit.Wait(); err != nil {
+		r.fail(err)
+		return 0, fmt.Errorf("write: %w", err)
+	}
+	return idx, nil
+}
+
+// appendTablet takes a tablet into the WAL's queue and the live memtable and returns its
+// index and the WAL commit to wait on for durability.
+func (r *Region) appendTablet(t *tsfile.Tablet, origin uint32, originIndex uint64) (uint64, wal.Commit, error) {
 	if t == nil {
-		return 0, fmt.Errorf("write: %w", tsfile.ErrEmptyTablet)
+		return 0, nil, fmt.Errorf("write: %w", tsfile.ErrEmptyTablet)
 	}
 	if err := t.Validate(); err != nil {
-		return 0, fmt.Errorf("write: %w", err)
+		return 0, nil, fmt.Errorf("write: %w", err)
 	}
 	nt := t.Normalize(r.mem)
 	defer nt.Release()
@@ -425,11 +439,11 @@ func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uin
 	r.mu.Lock()
 	if err := r.admit(); err != nil {
 		r.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	if err := r.checkSchema(nt); err != nil {
 		r.mu.Unlock()
-		return 0, err
+		return 0, nil, err
 	}
 	idx := r.lastIndex + 1
 	if origin == r.opts.Origin && originIndex == 0 {
@@ -440,7 +454,7 @@ func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uin
 	if err != nil {
 		r.failLocked(err)
 		r.mu.Unlock()
-		return 0, fmt.Errorf("write: %w", err)
+		return 0, nil, fmt.Errorf("write: %w", err)
 	}
 	r.lastIndex = idx
 	r.noteWriteLocked(origin, originIndex)
@@ -451,11 +465,7 @@ func (r *Region) write(t *tsfile.Tablet, origin uint32, originIndex uint64) (uin
 	r.stats.Points += int64(nt.Points())
 	r.maybeSealLocked()
 	r.mu.Unlock()
-	if err := commit.Wait(); err != nil {
-		r.fail(err)
-		return 0, fmt.Errorf("write: %w", err)
-	}
-	return idx, nil
+	return idx, commit, nil
 }
 
 // admit waits while too many memtables await flush; caller holds r.mu.
