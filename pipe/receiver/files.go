@@ -3,7 +3,6 @@ package receiver
 import (
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -26,7 +25,9 @@ type incoming struct {
 	path string
 	f    *os.File
 	have int64
-	crc  hash.Hash32
+	crc  uint32 // CRC32C of the have bytes
+	// flushed: bytes whose writeback to disk was started
+	flushed int64
 }
 
 // validFileID reports whether id is safe as a file name: letters, digits, '.', '_', '-'.
@@ -114,14 +115,15 @@ func (ss *session) beginFile(m *peerwire.Msg) error {
 			return fmt.Errorf("file %s: truncate to %d: %w", m.FileID, m.Offset, err)
 		}
 	}
-	in.crc = crc32.New(castagnoli)
-	if _, err := io.Copy(in.crc, io.NewSectionReader(f, 0, m.Offset)); err != nil {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(f, 0, m.Offset)); err != nil {
 		return fmt.Errorf("file %s: read staged bytes: %w", m.FileID, err)
 	}
+	in.crc = h.Sum32()
 	if _, err := f.Seek(m.Offset, io.SeekStart); err != nil {
 		return fmt.Errorf("file %s: %w", m.FileID, err)
 	}
-	in.have = m.Offset
+	in.have, in.flushed = m.Offset, m.Offset
 	if m.Offset > 0 {
 		ss.s.stats.resumed.Add(m.Offset)
 		ss.log.Info("resuming file", "file", m.FileID, "offset", m.Offset, "size", m.Size)
@@ -143,16 +145,26 @@ func (ss *session) chunk(m *peerwire.Msg, body []byte) error {
 	if in.have+int64(len(body)) > in.msg.Size {
 		return badInput("file %s: chunk at %d of %d bytes runs past the size %d", in.msg.FileID, m.Offset, len(body), in.msg.Size)
 	}
-	if got := crc32.Checksum(body, castagnoli); got != m.CRC {
+	got := crc32.Checksum(body, castagnoli)
+	if got != m.CRC {
 		return badInput("file %s: chunk at offset %d: CRC32C %08x, sender sent %08x; %d good bytes kept", in.msg.FileID, m.Offset, got, m.CRC, in.have)
 	}
 	if _, err := in.f.Write(body); err != nil {
 		return fmt.Errorf("file %s: write at %d: %w", in.msg.FileID, in.have, err)
 	}
-	in.crc.Write(body)
+	in.crc = crc32cCombine(in.crc, got, int64(len(body)))
 	in.have += int64(len(body))
+	// let the disk take the bytes while the rest arrives, so that the fsync before the
+	// load has little left to wait for
+	if in.have-in.flushed >= writebackBytes || in.have == in.msg.Size {
+		startWriteback(in.f, in.flushed, in.have-in.flushed)
+		in.flushed = in.have
+	}
 	return nil
 }
+
+// writebackBytes is how many staged bytes accumulate before their writeback is started.
+const writebackBytes = 4 << 20
 
 func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 	in := ss.file
@@ -169,7 +181,7 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 	if in.have != fm.Size {
 		return 0, badInput("file %s: ended at %d bytes of %d", fm.FileID, in.have, fm.Size)
 	}
-	if got := in.crc.Sum32(); got != fm.CRC {
+	if got := in.crc; got != fm.CRC {
 		ss.discardFile()
 		return 0, badInput("file %s: CRC32C %08x, sender declared %08x: rejected, not loaded", fm.FileID, got, fm.CRC)
 	}
@@ -178,16 +190,26 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 	}
 	in.f = nil
 	if !coversAll(ss.progress(), fm.Progress) {
+		if err := ss.waitDurable(); err != nil {
+			return 0, fmt.Errorf("file %s: earlier tablets: %w", fm.FileID, err)
+		}
 		if err := os.MkdirAll(ss.dir, 0o755); err != nil {
 			return 0, fmt.Errorf("file %s: staging dir: %w", fm.FileID, err)
 		}
-		if err := ss.beginLoad(fm.FileID, fm.Progress); err != nil {
-			return 0, err
-		}
+		// only deletions applied before the load can make the file look loaded when it is
+		// not: without any to apply, there is nothing to record
+		var dels []peerwire.Deletion
 		for _, d := range fm.Deletions {
-			if ss.covered(d.Origin, d.OriginIndex) {
-				continue
+			if !ss.covered(d.Origin, d.OriginIndex) {
+				dels = append(dels, d)
 			}
+		}
+		if len(dels) > 0 {
+			if err := ss.beginLoad(fm.FileID, fm.Progress); err != nil {
+				return 0, err
+			}
+		}
+		for _, d := range dels {
 			ss.trace("file deletion", fm, "deletion_origin_index", d.OriginIndex, "pattern", d.Pattern)
 			if err := ss.applyDeletion(fm.Seq, d); err != nil {
 				return 0, err
@@ -198,7 +220,9 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 				return 0, err
 			}
 		}
-		info, err := ss.region.LoadFile(in.path, fm.Progress)
+		// the staged file is in the region's directory: the region takes it over (renames
+		// it into place) rather than copying it; the CRC32C is the one just checked
+		info, err := ss.region.AdoptFile(in.path, in.crc, fm.Progress)
 		ss.trace("file loaded", fm, "file", fm.FileID, "version", info.Version, "progress", fmt.Sprint(fm.Progress), "err", err)
 		if err != nil {
 			var fe *tsfile.FormatError

@@ -473,3 +473,45 @@ func TestInterruptedLoadNotCovered(t *testing.T) {
 		t.Fatalf("after the load the welcome says %v", w.Progress)
 	}
 }
+
+// TestFileAdoptedInPlace: a received file is not copied into the region: the staged file
+// itself (the same inode) becomes the region's file, and nothing stays staged.
+func TestFileAdoptedInPlace(t *testing.T) {
+	e := setup(t)
+	var staged os.FileInfo
+	receiver.SetBeforeLoadHook(func() error {
+		parts, _ := filepath.Glob(filepath.Join(e.dst.Dir(), "incoming", "*", "*.part"))
+		if len(parts) != 1 {
+			return fmt.Errorf("staged files %v", parts)
+		}
+		var err error
+		staged, err = os.Stat(parts[0])
+		return err
+	})
+	defer receiver.SetBeforeLoadHook(nil)
+	c := dial(t, e.addr)
+	c.hello()
+	c.send(e.begin(1, 0), nil)
+	half := len(e.bytes) / 2
+	c.send(chunk(1, 0, e.bytes[:half]))
+	c.send(chunk(1, int64(half), e.bytes[half:]))
+	c.send(&peerwire.Msg{Type: peerwire.TypeFileEnd, Seq: 1}, nil)
+	c.waitAck(1)
+	files := e.dst.Files()
+	if len(files) != 1 || files[0].CRC32C != e.file.CRC32C || files[0].Size != e.file.Size {
+		t.Fatalf("files %+v, sent %+v", files, e.file)
+	}
+	loaded, err := os.Stat(e.dst.FilePath(files[0].Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if staged == nil || !os.SameFile(staged, loaded) {
+		t.Fatal("the region's file is not the staged one")
+	}
+	if left, _ := filepath.Glob(filepath.Join(e.dst.Dir(), "incoming", "*", "*")); len(left) != 0 {
+		t.Fatalf("left staged: %v", left)
+	}
+	if got, want := digestOf(t, e.dst), digestOf(t, e.src); got != want {
+		t.Fatalf("digest %v, want %v", got, want)
+	}
+}

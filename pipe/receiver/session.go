@@ -60,6 +60,21 @@ type session struct {
 	pending *pendingLoad // a file load that may have been interrupted (see pending.go)
 	lastSeq uint64
 	through atomic.Uint64 // highest seq applied
+	// lastWrite is the durability of the last tablet taken (nil: none since the last
+	// waitDurable); the WAL completes writes in order, so it stands for all before it
+	lastWrite engine.Durable
+}
+
+// waitDurable waits until every tablet the session took is durable. A file must not be
+// loaded before: its progress may cover tablets that a crash would otherwise lose, and
+// after a restart nothing would send them again.
+func (ss *session) waitDurable() error {
+	if ss.lastWrite == nil {
+		return nil
+	}
+	err := ss.lastWrite.Wait()
+	ss.lastWrite = nil
+	return err
 }
 
 func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
@@ -194,6 +209,30 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 		}
 	}()
 
+	// Tablets are taken by the region at once and become durable in the background (the
+	// WAL writes those taken meanwhile in one group commit); this goroutine waits for them
+	// in stream order and only then lets the acks cover them.
+	durQ := make(chan appliedEvent, maxUndurable)
+	durDone := make(chan struct{})
+	var durErr error
+	go func() {
+		defer close(durDone)
+		for a := range durQ {
+			if a.wait != nil {
+				if err := a.wait.Wait(); err != nil {
+					durErr = err
+					cancel()
+					return
+				}
+			}
+			ss.through.Store(a.seq)
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
 	var loopErr error
 	for {
 		fd, err := next(nil)
@@ -201,29 +240,44 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 			loopErr = err
 			break
 		}
-		applied, err := ss.handle(fd)
+		applied, wait, err := ss.handle(fd)
 		if err != nil {
 			loopErr = err
 			break
 		}
 		if applied > 0 {
-			ss.through.Store(applied)
 			select {
-			case wake <- struct{}{}:
-			default:
+			case durQ <- appliedEvent{seq: applied, wait: wait}:
+			case <-durDone: // a write failed; durErr says why
 			}
 		}
+	}
+	close(durQ)
+	<-durDone
+	if durErr != nil {
+		loopErr = durErr
 	}
 	close(finish) // the last ack goes out before the stream ends
 	<-ackDone
 	return loopErr
 }
 
-// handle applies one message; it returns the seq of the event it completed (0: none yet).
-func (ss *session) handle(fd *flight.FlightData) (applied uint64, err error) {
+// maxUndurable bounds the events of a stream applied and not yet known durable.
+const maxUndurable = 1024
+
+// appliedEvent is an event the session applied: its seq, and what to wait for before an
+// ack may cover it (nil: it is durable already).
+type appliedEvent struct {
+	seq  uint64
+	wait engine.Durable
+}
+
+// handle applies one message; it returns the seq of the event it completed (0: none yet)
+// and, for a tablet, the wait for its durability.
+func (ss *session) handle(fd *flight.FlightData) (applied uint64, wait engine.Durable, err error) {
 	m, err := peerwire.Decode(fd.AppMetadata)
 	if err != nil {
-		return 0, &BadInputError{Err: err}
+		return 0, nil, &BadInputError{Err: err}
 	}
 	defer func() {
 		if r := recover(); r != nil { // garbage that got past the checks must not crash the node
@@ -233,32 +287,41 @@ func (ss *session) handle(fd *flight.FlightData) (applied uint64, err error) {
 	switch m.Type {
 	case peerwire.TypeTablet, peerwire.TypeDeletion, peerwire.TypeFileBegin:
 		if ss.file != nil {
-			return 0, badInput("%s seq %d while file %s (seq %d) is open", m.Type, m.Seq, ss.file.msg.FileID, ss.file.msg.Seq)
+			return 0, nil, badInput("%s seq %d while file %s (seq %d) is open", m.Type, m.Seq, ss.file.msg.FileID, ss.file.msg.Seq)
 		}
 		if m.Seq != ss.lastSeq+1 {
-			return 0, badInput("%s seq %d after seq %d", m.Type, m.Seq, ss.lastSeq)
+			return 0, nil, badInput("%s seq %d after seq %d", m.Type, m.Seq, ss.lastSeq)
 		}
 		ss.lastSeq = m.Seq
 	}
 	switch m.Type {
 	case peerwire.TypeSchema:
-		return 0, ss.schemas.add(m)
+		return 0, nil, ss.schemas.add(m)
 	case peerwire.TypeTablet:
-		return m.Seq, ss.tablet(m, fd)
+		wait, err := ss.tablet(m, fd)
+		return m.Seq, wait, err
 	case peerwire.TypeDeletion:
-		return m.Seq, ss.deletion(m)
+		return m.Seq, nil, ss.deletion(m)
 	case peerwire.TypeFileBegin:
-		return 0, ss.beginFile(m)
+		return 0, nil, ss.beginFile(m)
 	case peerwire.TypeFileChunk:
-		return 0, ss.chunk(m, fd.DataBody)
+		return 0, nil, ss.chunk(m, fd.DataBody)
 	case peerwire.TypeFileEnd:
-		return ss.endFile(m)
+		seq, err := ss.endFile(m)
+		return seq, nil, err
 	}
-	return 0, badInput("unexpected %s message", m.Type)
+	return 0, nil, badInput("unexpected %s message", m.Type)
 }
 
+// covered reports whether progress() covers index idx of origin (without building it).
 func (ss *session) covered(origin uint32, idx uint64) bool {
-	return ss.progress()[origin] >= idx
+	p := ss.region.ProgressOf(origin)
+	if ss.pending != nil {
+		if _, ok := ss.pending.Progress[origin]; ok {
+			p = min(p, ss.pending.Applied[origin])
+		}
+	}
+	return p >= idx
 }
 
 func coversAll(have, want map[uint32]uint64) bool {
@@ -277,31 +340,42 @@ func (ss *session) trace(what string, m *peerwire.Msg, args ...any) {
 	}
 }
 
-func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) error {
+// tablet applies a tablet and returns the wait for its durability (nil when skipped).
+func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) (engine.Durable, error) {
 	if ss.covered(m.Origin, m.OriginIndex) {
 		ss.s.stats.skipped.Add(1)
 		ss.trace("tablet covered", m)
-		return nil
+		return nil, nil
 	}
 	ss.trace("tablet", m, "device", m.Device)
 	if err := tsfile.ValidateDevice(m.Device); err != nil {
-		return badInput("tablet seq %d: device: %w", m.Seq, err)
+		return nil, badInput("tablet seq %d: device: %w", m.Seq, err)
 	}
 	rec, err := ss.schemas.decode(m.SchemaID, fd.DataHeader, fd.DataBody, ss.s.o.MaxMessageBytes)
 	if err != nil {
-		return badInput("tablet seq %d of %s: %w", m.Seq, m.Device, err)
+		return nil, badInput("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 	}
 	t := tsfile.NewTablet(m.Device, rec)
 	defer t.Release()
-	// the schema is ours and checkRecord checked the buffers; WriteReplicated validates
-	// the values (finite floats) before it writes anything
-	if _, err := ss.region.WriteReplicated(m.Origin, m.OriginIndex, t); err != nil {
-		return fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
+	// the schema is ours and checkRecord checked the buffers; WriteReplicatedAsync
+	// validates the values (finite floats) before it writes anything
+	_, wait, err := ss.region.WriteReplicatedAsync(m.Origin, m.OriginIndex, t)
+	if err != nil {
+		return nil, fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 	}
-	ss.applied(map[uint32]uint64{m.Origin: m.OriginIndex})
+	if ss.pending != nil {
+		// applied may end the pending load, which only a durable tablet may do (rare: a
+		// load was interrupted, so waiting here costs nothing that matters)
+		if err := wait.Wait(); err != nil {
+			return nil, fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
+		}
+		wait = nil
+		ss.applied(map[uint32]uint64{m.Origin: m.OriginIndex})
+	}
+	ss.lastWrite = wait
 	ss.s.stats.tablets.Add(1)
 	ss.s.stats.points.Add(int64(t.Points()))
-	return nil
+	return wait, nil
 }
 
 func (ss *session) deletion(m *peerwire.Msg) error {

@@ -1,0 +1,103 @@
+package receiver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/flight"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weir-dev/weir/engine"
+	"github.com/weir-dev/weir/engine/vfs"
+	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe/peerwire"
+)
+
+// TestTabletsAckedOnlyWhenDurable: tablets are taken without waiting for each one's WAL
+// write, but an ack covers a tablet only once it is durable; a tablet whose WAL sync fails
+// is never acknowledged, and its stream ends.
+func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
+	fs := vfs.NewFaulty(nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := engine.Open(engine.Options{Dir: filepath.Join(t.TempDir(), "dst"), Name: "root.sg/0", Origin: 2, FS: fs,
+		Durability: wal.Sync, FlushAge: -1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	srv, err := New(Options{Logger: log, Resolve: func(string, string) (*engine.Region, error) { return r, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop, err := srv.Serve(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := flight.NewFlightServiceClient(conn).DoExchange(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(m *peerwire.Msg, header, body []byte) {
+		t.Helper()
+		if err := cs.Send(&flight.FlightData{AppMetadata: m.Encode(), DataHeader: header, DataBody: body}); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+	}
+	// acks returns the highest ack until the stream ends (or through is reached)
+	acks := func(through uint64) (uint64, error) {
+		var hi uint64
+		for {
+			fd, err := cs.Recv()
+			if err != nil {
+				return hi, err
+			}
+			m, err := peerwire.Decode(fd.AppMetadata)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Type == peerwire.TypeAck && m.Through > hi {
+				hi = m.Through
+			}
+			if through > 0 && hi >= through {
+				return hi, nil
+			}
+		}
+	}
+	send(&peerwire.Msg{Type: peerwire.TypeHello, Pipe: "p", Region: "root.sg/0", Origin: 1, Sender: "test"}, nil, nil)
+	if _, err := cs.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	schema, header, body := tabletMessages(t)
+	send(schema, nil, nil)
+	const n = 50
+	for i := uint64(1); i <= n; i++ {
+		send(&peerwire.Msg{Type: peerwire.TypeTablet, Seq: i, Commit: i, Origin: 1, OriginIndex: i, Device: "root.sg.d1", SchemaID: 1}, header, body)
+	}
+	if hi, err := acks(n); err != nil || hi != n {
+		t.Fatalf("acks through %d (%v), want %d", hi, err, n)
+	}
+	if p := r.Progress()[1]; p != n {
+		t.Fatalf("progress %d, want %d", p, n)
+	}
+
+	fs.FailSyncAfter(0)
+	send(&peerwire.Msg{Type: peerwire.TypeTablet, Seq: n + 1, Commit: n + 1, Origin: 1, OriginIndex: n + 1, Device: "root.sg.d1", SchemaID: 1}, header, body)
+	hi, err := acks(0)
+	if err == nil || hi > n {
+		t.Fatalf("after a failed sync: ack through %d, stream error %v", hi, err)
+	}
+	t.Logf("stream ended: %v", err)
+}
