@@ -62,6 +62,7 @@ type clusterState struct {
 	sets     map[string]*leaderSet     // by region name
 	regions  map[string]cluster.Region // current shapes, by region name
 	changing map[string]*sync.Mutex    // serializes a region's changes on its leader
+	leaving  map[string]bool           // regions whose leadership is being handed off
 }
 
 func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {
@@ -105,10 +106,9 @@ func (n *Node) dbRegionOptions(name string) engine.Options {
 	return o
 }
 
-// openCluster creates the replicated databases (with the cluster file's regions), installs
-// the write gate, learns the regions' current shapes and opens a replica set for every
-// region this node leads.
-func (n *Node) openCluster() error {
+// prepareCluster creates the replicated databases (with the cluster file's regions),
+// installs the write gate and learns the regions' current shapes.
+func (n *Node) prepareCluster() error {
 	cs := n.cl
 	for _, cd := range cs.c.Databases {
 		d, err := n.CreateDatabase(cd.Name, cd.Regions)
@@ -118,9 +118,12 @@ func (n *Node) openCluster() error {
 		d.gate = func(ctx context.Context, region int) (func(), error) { return n.admit(ctx, cd.Name, region) }
 		n.log.Info("replicated database", "database", cd.Name, "protocol", cd.Protocol, "replication", cd.Replication, "regions", cd.Regions)
 	}
-	if err := n.loadRegions(context.Background()); err != nil {
-		return err
-	}
+	return n.loadRegions(context.Background())
+}
+
+// openCluster opens a replica set for every region this node leads.
+func (n *Node) openCluster() error {
+	cs := n.cl
 	for _, cd := range cs.c.Databases {
 		pl, err := cs.placement(cd.Name)
 		if err != nil {

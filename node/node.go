@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -152,6 +151,14 @@ func Open(o Options) (*Node, error) {
 	}
 	for _, dc := range o.Databases {
 		if _, err := n.CreateDatabase(dc.Name, dc.Regions); err != nil {
+			n.closeDatabases()
+			return nil, err
+		}
+	}
+	if n.cl != nil {
+		// the replicated databases and the regions' shapes first: pipes resume over the
+		// regions this node leads
+		if err := n.prepareCluster(); err != nil {
 			n.closeDatabases()
 			return nil, err
 		}
@@ -310,10 +317,8 @@ var ErrDatabaseShape = errors.New("database has another number of regions")
 // when create is set and it is missing), or every database when its second node is a
 // wildcard.
 func (n *Node) databasesFor(p tsfile.Pattern, create bool) ([]*Database, error) {
-	if !p.IsZero() {
-		nodes := strings.Split(p.String(), ".")
-		if len(nodes) >= 2 && nodes[1] != "*" && nodes[1] != "**" {
-			name := nodes[0] + "." + nodes[1]
+	if name, ok := patternDatabase(p); ok {
+		{
 			if create {
 				d, err := n.CreateDatabase(name, 0)
 				if err != nil {
@@ -344,6 +349,17 @@ func (n *Node) sourceRegions(spec *pipe.Spec) ([]*engine.Region, error) {
 	}
 	var out []*engine.Region
 	for _, d := range dbs {
+		if n.cl != nil {
+			if _, ok := n.cl.c.Database(d.name); ok {
+				// a replicated database: the regions this node leads (clusterpipes.go)
+				for i, r := range d.regions {
+					if n.cl.runsPipes(d.name, i) {
+						out = append(out, r)
+					}
+				}
+				continue
+			}
+		}
 		out = append(out, d.regions...)
 	}
 	return out, nil

@@ -1,9 +1,12 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strconv"
 
 	"github.com/weir-dev/weir/node/api"
 	"github.com/weir-dev/weir/pipe"
@@ -53,7 +56,17 @@ func (n *Node) describe(name string) (api.Pipe, error) {
 }
 
 func (n *Node) handleListPipes(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, n.mgr.List())
+	local, err := localParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	sts, err := n.listPipes(r.Context(), local)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
+	writeJSON(w, http.StatusOK, sts)
 }
 
 func (n *Node) handleDescribePipe(w http.ResponseWriter, r *http.Request) {
@@ -61,6 +74,19 @@ func (n *Node) handleDescribePipe(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, apiError(err))
 		return
+	}
+	if local, _ := localParam(r); n.cl != nil && !local && n.clusterPipe(p.Spec) {
+		// the cluster's view: every node's tasks of the pipe
+		sts, err := n.listPipes(r.Context(), false)
+		if err != nil {
+			writeError(w, apiError(err))
+			return
+		}
+		for _, st := range sts {
+			if st.Name == p.Name {
+				p.Status = st
+			}
+		}
 	}
 	writeJSON(w, http.StatusOK, p)
 }
@@ -96,6 +122,13 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		writeError(w, apiError(err))
 		return
+	}
+	if n.fansOut(r, spec) {
+		q := url.Values{"if_not_exists": {"true"}, "start": {strconv.FormatBool(start)}}
+		if err := n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", q, r.Header.Get("Content-Type"), body); err != nil {
+			writeError(w, apiError(err))
+			return
+		}
 	}
 	p, err := n.describe(spec.Name)
 	if err != nil {
@@ -147,6 +180,12 @@ func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 			writeError(w, apiError(err))
 			return
 		}
+		if spec, _ := n.mgr.Spec(name); n.fansOut(r, spec) {
+			if err := n.fanPipeOp(r.Context(), http.MethodPost, r.URL.Path, nil, "", nil); err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+		}
 		p, err := n.describe(name)
 		if err != nil {
 			writeError(w, apiError(err))
@@ -164,11 +203,18 @@ func (n *Node) handleDropPipe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	spec, _ := n.mgr.Spec(name)
 	err = n.mgr.Drop(name)
 	dropped := err == nil
 	if err != nil && !(ie && errors.Is(err, pipe.ErrPipeNotFound)) {
 		writeError(w, apiError(err))
 		return
+	}
+	if n.fansOut(r, spec) {
+		if err := n.fanPipeOp(r.Context(), http.MethodDelete, r.URL.Path, url.Values{"if_exists": {"true"}}, "", nil); err != nil {
+			writeError(w, apiError(err))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "dropped": dropped})
 }
@@ -186,6 +232,52 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := api.SQLResult{Statement: st.Kind.String(), Name: st.Name, Done: true}
+	// a statement about a cluster pipe is repeated on the other nodes (as the REST calls)
+	var fan func() error
+	switch st.Kind {
+	case pipe.CreatePipe:
+		if n.fansOut(r, st.Spec) {
+			fan = func() error {
+				js, err := json.Marshal(st.Spec)
+				if err != nil {
+					return err
+				}
+				return n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", url.Values{"if_not_exists": {"true"}}, "application/json", js)
+			}
+		}
+	case pipe.StartPipe, pipe.StopPipe, pipe.DropPipe:
+		if spec, _ := n.mgr.Spec(st.Name); n.fansOut(r, spec) {
+			path := "/v1/pipes/" + url.PathEscape(st.Name)
+			fan = func() error {
+				switch st.Kind {
+				case pipe.StartPipe:
+					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/start", nil, "", nil)
+				case pipe.StopPipe:
+					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/stop", nil, "", nil)
+				}
+				return n.fanPipeOp(r.Context(), http.MethodDelete, path, url.Values{"if_exists": {"true"}}, "", nil)
+			}
+		}
+	case pipe.ShowPipes:
+		if local, _ := localParam(r); n.cl != nil && !local {
+			sts, err := n.listPipes(r.Context(), false)
+			if err != nil {
+				writeError(w, apiError(err))
+				return
+			}
+			for _, s := range sts {
+				if st.Name == "" || s.Name == st.Name {
+					res.Pipes = append(res.Pipes, s)
+				}
+			}
+			if st.Name != "" && len(res.Pipes) == 0 {
+				writeError(w, apiError(fmt.Errorf("pipe %s: %w", st.Name, pipe.ErrPipeNotFound)))
+				return
+			}
+			writeJSON(w, http.StatusOK, res)
+			return
+		}
+	}
 	switch st.Kind {
 	case pipe.CreatePipe:
 		_, existed := n.mgr.Describe(st.Spec.Name)
@@ -226,6 +318,12 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 			res.Pipes = []pipe.Status{ps}
 		} else {
 			res.Pipes = n.mgr.List()
+		}
+	}
+	if fan != nil {
+		if err := fan(); err != nil {
+			writeError(w, apiError(err))
+			return
 		}
 	}
 	writeJSON(w, http.StatusOK, res)

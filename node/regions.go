@@ -250,7 +250,7 @@ func (n *Node) follower(id uint32) consensus.Follower {
 // apply takes a region shape told by its leader (or decided here): it is saved, and this
 // node opens the region's replica set if it now leads it, closes it if it no longer does,
 // and follows the change of followers if it still does.
-func (n *Node) apply(r cluster.Region) (bool, error) {
+func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, error) {
 	cs := n.cl
 	ok, err := cs.merge(r)
 	if err != nil || !ok {
@@ -272,6 +272,7 @@ func (n *Node) apply(r cluster.Region) (bool, error) {
 		cs.mu.Lock()
 		cs.sets[r.Name] = ls
 		cs.mu.Unlock()
+		n.restartPipesOver(r, cks) // the user pipes' tasks of the region run here now
 	case ls != nil && r.Leader() != cs.self.ID:
 		ls.wmu.Lock()
 		ls.closed = true
@@ -280,6 +281,7 @@ func (n *Node) apply(r cluster.Region) (bool, error) {
 		cs.mu.Unlock()
 		err := ls.set.Close()
 		ls.wmu.Unlock()
+		n.restartPipesOver(r, nil) // and no longer here
 		if err != nil {
 			return true, fmt.Errorf("node: close replica set %s: %w", r.Name, err)
 		}
@@ -307,7 +309,7 @@ func (n *Node) apply(r cluster.Region) (bool, error) {
 // reach (they learn it when they start).
 func (n *Node) tell(ctx context.Context, r cluster.Region, skip uint32) []string {
 	cs := n.cl
-	body, _ := json.Marshal(regionInfo(r))
+	body, _ := json.Marshal(api.RegionTell{Region: regionInfo(r)})
 	var mu sync.Mutex
 	var missed []string
 	p := pool.New().WithMaxGoroutines(fanOut)
@@ -402,9 +404,17 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 	}
 	next := reg.WithLeader(to)
 	next.Term = reg.Term + 1
-	// the new leader first: if it refuses, this node keeps the region
-	err = cs.call(ctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", mustJSON(regionInfo(next)), nil)
+	// the user pipes' tasks of the region stop here; their checkpoints go with the region
+	cks, err := n.handOff(reg)
 	if err != nil {
+		n.keep(reg)
+		ls.wmu.Unlock()
+		return out, fmt.Errorf("move %s to node %d: %w", name, to, err)
+	}
+	// the new leader first: if it refuses, this node keeps the region
+	err = cs.call(ctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", mustJSON(api.RegionTell{Region: regionInfo(next), Checkpoints: cks}), nil)
+	if err != nil {
+		n.keep(reg)
 		ls.wmu.Unlock()
 		return out, fmt.Errorf("move %s to node %d: %w", name, to, err)
 	}
@@ -417,6 +427,9 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 		ls.wmu.Unlock()
 		return out, err
 	}
+	cs.mu.Lock()
+	delete(cs.leaving, name)
+	cs.mu.Unlock()
 	serr := n.saveRegions()
 	out.Missed = n.tell(ctx, next, to)
 	ls.wmu.Unlock() // writes that waited are refused: not_leader, the router sends them on
@@ -474,7 +487,7 @@ func (n *Node) ChangeReplicas(ctx context.Context, name string, add, remove uint
 		next.Replicas = slices.DeleteFunc(next.Replicas, func(x uint32) bool { return x == remove })
 	}
 	next.Term = reg.Term + 1
-	if _, err := n.apply(next); err != nil {
+	if _, err := n.apply(next, nil); err != nil {
 		return out, err
 	}
 	out.Missed = n.tell(ctx, next, 0)
@@ -580,11 +593,12 @@ func (n *Node) handleTellRegion(w http.ResponseWriter, r *http.Request) {
 		writeError(w, notInCluster(n.o.ID))
 		return
 	}
-	var cr api.ClusterRegion
-	if err := decodeJSON(r, &cr); err != nil {
+	var tell api.RegionTell
+	if err := decodeJSON(r, &tell); err != nil {
 		writeError(w, apiError(err))
 		return
 	}
+	cr := tell.Region
 	reg := cluster.Region{Database: cr.Database, Index: cr.Index, Name: cr.Region, Replicas: cr.Replicas, Term: cr.Term}
 	if len(reg.Replicas) == 0 || reg.Replicas[0] != cr.Leader {
 		writeError(w, badRequest("leader", "%d is not the first of the replicas %v", cr.Leader, cr.Replicas))
@@ -594,7 +608,7 @@ func (n *Node) handleTellRegion(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("region", "%v", err))
 		return
 	}
-	if _, err := n.apply(reg); err != nil {
+	if _, err := n.apply(reg, tell.Checkpoints); err != nil {
 		writeError(w, apiError(err))
 		return
 	}

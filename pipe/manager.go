@@ -368,6 +368,35 @@ func (m *Manager) Stop(name string) error {
 	return nil
 }
 
+// Restart stops a running pipe's tasks (their progress saved), calls between (when not
+// nil; e.g. to write a task's checkpoint) and starts them again over the regions
+// SourceRegions gives now. A pipe that is not running only has between called. Its state
+// is unchanged.
+func (m *Manager) Restart(name string, between func() error) error {
+	p, err := m.get(name)
+	if err != nil {
+		return err
+	}
+	p.op.Lock()
+	defer p.op.Unlock()
+	if err := m.checkLive(p); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	running := p.run != nil
+	p.mu.Unlock()
+	p.halt()
+	var berr error
+	if between != nil {
+		berr = between()
+	}
+	if running {
+		m.launch(p, nil)
+		m.log.Info("pipe restarted", "pipe", name)
+	}
+	return berr
+}
+
 // Drop stops a pipe (releasing every pin its tasks held), removes its directory and
 // forgets it.
 func (m *Manager) Drop(name string) error {

@@ -48,7 +48,9 @@ type Status struct {
 
 // RegionStatus describes one task (pipe × region).
 type RegionStatus struct {
-	Region          string    `json:"region"`
+	Region string `json:"region"`
+	// Node is the node that runs the task, in a cluster's merged view (0 otherwise).
+	Node            uint32    `json:"node,omitempty"`
 	Phase           string    `json:"phase"`
 	Carrier         string    `json:"carrier"`
 	Switches        int64     `json:"switches"`

@@ -264,6 +264,14 @@ type ClusterRegion struct {
 	Term     uint64   `json:"term"`
 }
 
+// RegionTell is a region's new shape, sent by its leader to every node (PUT
+// /v1/cluster/regions); with a leadership move, the new leader also gets the checkpoints of
+// the user pipes' tasks of the region, by pipe.
+type RegionTell struct {
+	Region      ClusterRegion              `json:"region"`
+	Checkpoints map[string]pipe.Checkpoint `json:"checkpoints,omitempty"`
+}
+
 // RegionChangeRequest asks a region's leader for a change (POST /v1/cluster/regions/leader:
 // Node and Timeout; /v1/cluster/regions/replicas: Add or Remove).
 type RegionChangeRequest struct {

@@ -93,6 +93,7 @@ type Extractor struct {
 	pos     uint64
 	sub     *engine.Subscription
 	cum     pipe.ProgressIndex
+	skipTo  pipe.ProgressIndex // MovedState's: what another replica already shipped
 	queue   []*pipe.Event
 	skipped int
 	checkAt time.Time
@@ -113,6 +114,18 @@ type Extractor struct {
 type state struct {
 	Pos      uint64             `json:"pos"`
 	Progress pipe.ProgressIndex `json:"progress"`
+	// Skip, when set, is progress made on another replica of the region (the pipe moved
+	// here with the region's leadership): entries and files it covers are not shipped.
+	Skip pipe.ProgressIndex `json:"skip,omitempty"`
+}
+
+// MovedState is the extractor state that resumes a region's task on another replica of
+// the region from progress made on the old one: local positions differ between replicas,
+// so it starts at the beginning and skips every write (by origin and origin index) and
+// every file that progress covers. A file partly covered is shipped whole (at-least-once).
+func MovedState(progress pipe.ProgressIndex) []byte {
+	b, _ := json.Marshal(state{Progress: progress.Clone(), Skip: progress.Clone()})
+	return b
 }
 
 // Open implements pipe.Extractor.
@@ -185,7 +198,7 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		if err := json.Unmarshal(env.State, &st); err != nil {
 			return fmt.Errorf("extractor state: %w", err)
 		}
-		x.pos, x.cum = st.Pos, st.Progress
+		x.pos, x.cum, x.skipTo = st.Pos, st.Progress, st.Skip
 		if x.cum == nil {
 			x.cum = pipe.ProgressIndex{}
 		}
@@ -215,6 +228,11 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		x.walPin = x.r.PinWAL(x.pos + 1)
 	}
 	return nil
+}
+
+// moved reports whether a write was shipped by the replica the pipe moved from.
+func (x *Extractor) moved(origin uint32, idx uint64) bool {
+	return len(x.skipTo) > 0 && idx > 0 && x.skipTo.CoversIndex(origin, idx)
 }
 
 // Next implements pipe.Extractor.
@@ -376,7 +394,7 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 	x.pos = en.Index
 	x.cum.Advance(en.Origin, en.OriginIndex)
 	x.markEpoch(en.Epoch, EpochTablet)
-	if !x.forwarding && en.Origin != x.r.Origin() {
+	if !x.forwarding && en.Origin != x.r.Origin() || x.moved(en.Origin, en.OriginIndex) {
 		return x.skip(), nil
 	}
 	e := &pipe.Event{
@@ -459,17 +477,18 @@ func (x *Extractor) nextFile(ctx context.Context) (*pipe.Event, error) {
 	// Deletions of the epoch travel with its file (applied before it), or alone when the
 	// file is not shipped.
 	dels := x.r.Deletions(from, f.MaxIndex)
-	if !x.forwarding {
+	if !x.forwarding || len(x.skipTo) > 0 {
 		kept := dels[:0]
 		for _, d := range dels {
-			if d.Origin == x.r.Origin() {
+			if (x.forwarding || d.Origin == x.r.Origin()) && !x.moved(d.Origin, d.OriginIndex) {
 				kept = append(kept, d)
 			}
 		}
 		dels = kept
 	}
+	covered := len(x.skipTo) > 0 && x.skipTo.Covers(pipe.ProgressIndex(f.Progress))
 	x.cum = x.cum.Merge(pipe.ProgressIndex(f.Progress))
-	if f.Points == 0 || f.MaxTime < x.minT || f.MinTime > x.maxT {
+	if covered || f.Points == 0 || f.MaxTime < x.minT || f.MinTime > x.maxT {
 		cum := x.cum.Clone()
 		for _, d := range dels {
 			dd := d.Deletion
@@ -560,7 +579,7 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	if e.Progress != nil {
 		x.commitProg = e.Progress
 	}
-	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg})
+	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo})
 	return b
 }
 

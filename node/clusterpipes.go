@@ -1,0 +1,288 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sourcegraph/conc/pool"
+
+	"github.com/weir-dev/weir/cluster"
+	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/extractor"
+	"github.com/weir-dev/weir/tsfile"
+)
+
+// User pipes in a cluster. A pipe whose source reads a replicated database is a cluster
+// pipe: creating, starting, stopping or dropping it through any node does the same on
+// every node (each with local=true), and each node runs its tasks over the regions it
+// leads only. When a region's leadership moves, the old leader stops the region's tasks
+// and hands their checkpoints (progress, processor state, commit id) to the new leader
+// with the move; the new leader resumes them from there, skipping every write and file
+// that progress covers (by origin and origin index, which every replica shares). A file
+// partly covered is shipped whole, so the move is at-least-once; a sink that keeps its
+// own progress (Kafka exactly-once, per pipe and region) stays exactly-once.
+
+// patternDatabase returns the database a source pattern names ("root.demo.**" → root.demo),
+// or false for a pattern over every database (root.**).
+func patternDatabase(p tsfile.Pattern) (string, bool) {
+	if p.IsZero() {
+		return "", false
+	}
+	nodes := strings.Split(p.String(), ".")
+	if len(nodes) >= 2 && nodes[1] != "*" && nodes[1] != "**" {
+		return nodes[0] + "." + nodes[1], true
+	}
+	return "", false
+}
+
+// runsPipes reports whether this node runs the user pipes' tasks of region i of replicated
+// database db: it leads the region and is not handing it off.
+func (cs *clusterState) runsPipes(db string, i int) bool {
+	name := cluster.RegionName(db, i)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	r, ok := cs.regions[name]
+	return ok && r.Leader() == cs.self.ID && !cs.leaving[name]
+}
+
+// clusterPipe reports whether spec reads a replicated database of the node's cluster.
+func (n *Node) clusterPipe(spec *pipe.Spec) bool {
+	if n.cl == nil || spec == nil {
+		return false
+	}
+	if db, ok := patternDatabase(spec.ParamsOf(pipe.RoleSource, 0).Pattern("pattern")); ok {
+		_, replicated := n.cl.c.Database(db)
+		return replicated
+	}
+	return len(n.cl.c.Databases) > 0
+}
+
+// pipesOver lists the pipes whose source reads replicated database db.
+func (n *Node) pipesOver(db string) []string {
+	var out []string
+	for _, st := range n.mgr.List() {
+		spec, err := n.mgr.Spec(st.Name)
+		if err != nil || !n.clusterPipe(spec) {
+			continue
+		}
+		if d, ok := patternDatabase(spec.ParamsOf(pipe.RoleSource, 0).Pattern("pattern")); ok && d != db {
+			continue
+		}
+		out = append(out, st.Name)
+	}
+	return out
+}
+
+// handOff stops the user pipes' tasks of a region this node is about to hand to another
+// leader and returns their checkpoints, by pipe.
+func (n *Node) handOff(reg cluster.Region) (map[string]pipe.Checkpoint, error) {
+	n.cl.mu.Lock()
+	if n.cl.leaving == nil {
+		n.cl.leaving = map[string]bool{}
+	}
+	n.cl.leaving[reg.Name] = true
+	n.cl.mu.Unlock()
+	cks := map[string]pipe.Checkpoint{}
+	for _, name := range n.pipesOver(reg.Database) {
+		err := n.mgr.Restart(name, func() error {
+			ck, ok, err := n.mgr.Store().LoadProgress(name, reg.Name)
+			if ok {
+				cks[name] = ck
+			}
+			return err
+		})
+		if err != nil {
+			return cks, fmt.Errorf("hand off pipe %s of %s: %w", name, reg.Name, err)
+		}
+	}
+	return cks, nil
+}
+
+// keep ends a hand-off: the region's user pipe tasks run here again (the move failed) or
+// no longer do (it succeeded; the region's shape says so).
+func (n *Node) keep(reg cluster.Region) {
+	n.cl.mu.Lock()
+	delete(n.cl.leaving, reg.Name)
+	n.cl.mu.Unlock()
+	n.restartPipesOver(reg, nil)
+}
+
+// restartPipesOver restarts the user pipes over reg's database so that their tasks follow
+// the regions this node leads; cks, when given, are checkpoints handed over by the region's
+// previous leader, saved (translated to this replica) before the tasks start.
+func (n *Node) restartPipesOver(reg cluster.Region, cks map[string]pipe.Checkpoint) {
+	for _, name := range n.pipesOver(reg.Database) {
+		err := n.mgr.Restart(name, func() error {
+			ck, ok := cks[name]
+			if !ok {
+				return nil
+			}
+			ck.ExtractorState = extractor.MovedState(ck.Progress)
+			ck.MaxIndex = 0 // a position on the old leader
+			return n.mgr.Store().SaveProgress(name, reg.Name, ck)
+		})
+		if err != nil {
+			n.log.Error("pipe: following a region's leadership", "pipe", name, "region", reg.Name, "err", err)
+		}
+	}
+}
+
+// ---------------------------------------------------------------- pipe operations
+
+// fanPipeOp repeats a pipe request that succeeded here on every other node of the cluster
+// (local=true; extra query parameters make it idempotent there). It returns the nodes that
+// failed, as an error naming them.
+func (n *Node) fanPipeOp(ctx context.Context, method, path string, q url.Values, contentType string, body []byte) error {
+	cs := n.cl
+	if q == nil {
+		q = url.Values{}
+	}
+	q.Set("local", "true")
+	var mu sync.Mutex
+	var failed []string
+	p := pool.New().WithMaxGoroutines(fanOut)
+	for _, peer := range cs.c.Nodes {
+		if peer.ID == cs.self.ID {
+			continue
+		}
+		p.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := cs.call(cctx, peer, method, path, q, contentType, body, nil); err != nil {
+				mu.Lock()
+				failed = append(failed, err.Error())
+				mu.Unlock()
+			}
+		})
+	}
+	p.Wait()
+	if len(failed) == 0 {
+		return nil
+	}
+	sort.Strings(failed)
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+		Message: fmt.Sprintf("done on node %d, but not on every node of the cluster (run it again there, or with if_not_exists/if_exists through any node): %s",
+			n.o.ID, strings.Join(failed, "; "))}
+}
+
+// fansOut reports whether a pipe request is to be repeated on the other nodes: the node is
+// in a cluster, the request did not ask for local=true, and the pipe reads a replicated
+// database.
+func (n *Node) fansOut(r *http.Request, spec *pipe.Spec) bool {
+	if n.cl == nil {
+		return false
+	}
+	local, err := localParam(r)
+	return err == nil && !local && n.clusterPipe(spec)
+}
+
+// listPipes answers GET /v1/pipes: this node's pipes, or in a cluster (without
+// local=true) every node's, merged by pipe (regions carry the node that runs them).
+func (n *Node) listPipes(ctx context.Context, local bool) ([]pipe.Status, error) {
+	mine := n.mgr.List()
+	if n.cl == nil {
+		return mine, nil
+	}
+	for i := range mine {
+		for k := range mine[i].Regions {
+			mine[i].Regions[k].Node = n.o.ID
+		}
+	}
+	if local {
+		return mine, nil
+	}
+	all := [][]pipe.Status{mine}
+	var mu sync.Mutex
+	var errs []string
+	p := pool.New().WithMaxGoroutines(fanOut)
+	for _, peer := range n.cl.c.Nodes {
+		if peer.ID == n.o.ID {
+			continue
+		}
+		p.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			var sts []pipe.Status
+			err := n.cl.call(cctx, peer, http.MethodGet, "/v1/pipes", url.Values{"local": {"true"}}, "", nil, &sts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err.Error())
+				return
+			}
+			all = append(all, sts)
+		})
+	}
+	p.Wait()
+	out := mergePipes(all)
+	if len(errs) > 0 {
+		sort.Strings(errs)
+		for i := range out {
+			if out[i].LastError == "" {
+				out[i].LastError = "not every node answered: " + strings.Join(errs, "; ")
+			}
+		}
+	}
+	return out, nil
+}
+
+// mergePipes merges the pipe lists of several nodes: one status per pipe, its regions
+// those of every node, its counters summed and its lag the worst.
+func mergePipes(lists [][]pipe.Status) []pipe.Status {
+	by := map[string]*pipe.Status{}
+	var names []string
+	for _, l := range lists {
+		for _, st := range l {
+			m := by[st.Name]
+			if m == nil {
+				c := st
+				c.Regions = append([]pipe.RegionStatus(nil), st.Regions...)
+				by[st.Name] = &c
+				names = append(names, st.Name)
+				continue
+			}
+			if st.State == pipe.StateRunning || m.State == "" {
+				m.State = st.State
+			}
+			m.ExtractedEvents += st.ExtractedEvents
+			m.ExtractedBytes += st.ExtractedBytes
+			m.CommittedEvents += st.CommittedEvents
+			m.CommittedBytes += st.CommittedBytes
+			m.InFlightEvents += st.InFlightEvents
+			m.InFlightBytes += st.InFlightBytes
+			m.LagEvents += st.LagEvents
+			m.LagBytes += st.LagBytes
+			m.LagSeconds = max(m.LagSeconds, st.LagSeconds)
+			m.EventsPerSec += st.EventsPerSec
+			m.PointsPerSec += st.PointsPerSec
+			m.PinnedWALBytes += st.PinnedWALBytes
+			m.PinnedFileBytes += st.PinnedFileBytes
+			m.Switches += st.Switches
+			m.Retries += st.Retries
+			if m.LastError == "" {
+				m.LastError = st.LastError
+			}
+			m.Regions = append(m.Regions, st.Regions...)
+		}
+	}
+	sort.Strings(names)
+	out := make([]pipe.Status, 0, len(names))
+	for _, name := range names {
+		st := by[name]
+		sort.Slice(st.Regions, func(i, j int) bool {
+			if st.Regions[i].Region != st.Regions[j].Region {
+				return st.Regions[i].Region < st.Regions[j].Region
+			}
+			return st.Regions[i].Node < st.Regions[j].Node
+		})
+		out = append(out, *st)
+	}
+	return out
+}
