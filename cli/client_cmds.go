@@ -477,7 +477,7 @@ func newPipeListCmd() *cobra.Command {
 	var cf *clientFlags
 	cmd := &cobra.Command{
 		Use:   "list",
-		Short: "List a node's pipes: state, source, sink, carrier, lag, rate, last error",
+		Short: "List the pipes (in a cluster, every node's, per region): state, source, sink, carrier, lag, rate, last error",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ps, err := cf.client().Pipes(cmd.Context())
@@ -487,7 +487,14 @@ func newPipeListCmd() *cobra.Command {
 			if cf.asJSON {
 				return printJSON(cmd.OutOrStdout(), ps)
 			}
-			if regions {
+			// a cluster's merged view is shown per region: which node runs each task
+			inCluster := false
+			for _, p := range ps {
+				for _, r := range p.Regions {
+					inCluster = inCluster || r.Node != 0
+				}
+			}
+			if regions || inCluster {
 				printPipeTable(cmd.OutOrStdout(), ps)
 			} else {
 				printPipeSummary(cmd.OutOrStdout(), ps)

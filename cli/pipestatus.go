@@ -10,17 +10,37 @@ import (
 	"github.com/weir-dev/weir/pipe"
 )
 
-// printPipeTable prints pipes as a table: one row per pipe and region.
+// printPipeTable prints pipes as a table: one row per pipe and region (in a cluster's
+// merged view, with the node that runs the region's task).
 func printPipeTable(w io.Writer, sts []pipe.Status) {
+	nodes := false
+	for _, s := range sts {
+		for _, r := range s.Regions {
+			nodes = nodes || r.Node != 0
+		}
+	}
+	node := func(r pipe.RegionStatus) string {
+		if !nodes {
+			return ""
+		}
+		if r.Node == 0 {
+			return "-\t"
+		}
+		return fmt.Sprintf("%d\t", r.Node)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tREGION\tSOURCE\tSINK\tCARRIER\tSWITCHES\tCOMMITTED\tLAG EVENTS\tLAG S\tEVENTS/S\tPINNED WAL\tLAST ERROR")
+	head := "NAME\tSTATE\tREGION\t"
+	if nodes {
+		head += "NODE\t"
+	}
+	fmt.Fprintln(tw, head+"SOURCE\tSINK\tCARRIER\tSWITCHES\tCOMMITTED\tLAG EVENTS\tLAG S\tEVENTS/S\tPINNED WAL\tLAST ERROR")
 	for _, s := range sts {
 		if len(s.Regions) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t-\t%s\t%s\t-\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, s.Source, s.Sink, s.Switches, s.CommittedEvents, s.LagEvents, s.LagSeconds, s.EventsPerSec, humanBytes(s.PinnedWALBytes), short(s.LastError))
+			fmt.Fprintf(tw, "%s\t%s\t-\t%s%s\t%s\t-\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, node(pipe.RegionStatus{}), s.Source, s.Sink, s.Switches, s.CommittedEvents, s.LagEvents, s.LagSeconds, s.EventsPerSec, humanBytes(s.PinnedWALBytes), short(s.LastError))
 			continue
 		}
 		for _, r := range s.Regions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, r.Region, s.Source, s.Sink, r.Carrier, r.Switches, r.CommittedEvents, r.LagEvents, r.LagSeconds, r.EventsPerSec, humanBytes(r.PinnedWALBytes), short(r.LastError))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, r.Region, node(r), s.Source, s.Sink, r.Carrier, r.Switches, r.CommittedEvents, r.LagEvents, r.LagSeconds, r.EventsPerSec, humanBytes(r.PinnedWALBytes), short(r.LastError))
 		}
 	}
 	tw.Flush()
