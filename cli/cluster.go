@@ -355,6 +355,16 @@ func clusterInfo(ctx context.Context, file string, cf *clientFlags) (api.Cluster
 	if err != nil {
 		return api.Cluster{}, err
 	}
+	// a node that answers knows the regions' current shapes (moved leaders, changed
+	// replicas); the file only their first placement
+	for _, n := range cl.Nodes {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		info, err := client.New(n.URL()).Cluster(cctx)
+		cancel()
+		if err == nil {
+			return info, nil
+		}
+	}
 	out := api.Cluster{}
 	for _, n := range cl.Nodes {
 		out.Nodes = append(out.Nodes, api.ClusterNode{ID: n.ID, HTTP: n.HTTP, Flight: n.Flight})
