@@ -241,13 +241,16 @@ func (tc *testCluster) replicationSummary(ctx context.Context) string {
 	return strings.Join(parts, "; ")
 }
 
-// checkLeaders compares each region's leader with the model.
+// checkLeaders compares each region's current leader with the model.
 func (tc *testCluster) checkLeaders(ctx context.Context, m *model) int {
 	tc.t.Helper()
 	all := map[key]float64{}
-	pl, _ := tc.c.Placement(db)
-	for _, reg := range pl {
-		pts, err := tc.regionPoints(ctx, reg.Leader(), reg.Index)
+	info, err := tc.client(tc.c.Nodes[0].ID).Cluster(ctx)
+	if err != nil {
+		tc.t.Fatal(err)
+	}
+	for _, reg := range info.Databases[0].Regions {
+		pts, err := tc.regionPoints(ctx, reg.Leader, reg.Index)
 		if err != nil {
 			tc.t.Fatal(err)
 		}
@@ -263,7 +266,8 @@ func (tc *testCluster) checkLeaders(ctx context.Context, m *model) int {
 
 // Three node processes per protocol: a load of random writes and deletions through random
 // nodes; a follower killed with SIGKILL and restarted; a leader killed with SIGKILL and
-// restarted. Then no acknowledged write (sync durability) is missing on the leaders, and
+// restarted; a follower made a slow receiver (frozen with SIGSTOP two thirds of the time);
+// a region's leadership moved under load. Then no acknowledged write (sync durability) is missing on the leaders, and
 // after catch-up every replica's digest is equal.
 func TestFaults(t *testing.T) {
 	if testing.Short() {
@@ -316,6 +320,30 @@ func TestFaults(t *testing.T) {
 			load(15, 1, 1, 2, 3) // node 1: the leader of root.demo/0, whose writes fail until it is back
 			tc.start(1)
 			load(10, 0, 1, 2, 3)
+			// node 3, a follower of both regions, becomes a slow receiver: frozen two thirds of
+			// the time while the load goes on through the leaders
+			done := make(chan struct{})
+			thawed := tc.slow(3, 80*time.Millisecond, 40*time.Millisecond, done)
+			slowStart := time.Now()
+			slowBatches := 0
+			for ; slowBatches < 400 && time.Since(slowStart) < 2*time.Second; slowBatches++ {
+				load(1, 0, 1, 2)
+			}
+			slowFor := time.Since(slowStart)
+			close(done)
+			<-thawed
+			// the leadership of root.demo/0 moves from node 1 to node 2 under load (writes
+			// through node 3 wait while the followers drain, then go to node 2)
+			moved := make(chan error, 1)
+			go func() {
+				_, err := tc.client(3).MoveLeader(ctx, db+"/0", 2, 60*time.Second)
+				moved <- err
+			}()
+			load(10, 0, 1, 2, 3)
+			if err := <-moved; err != nil {
+				t.Fatalf("move root.demo/0 to node 2: %v", err)
+			}
+			load(10, 0, 1, 2, 3)
 			if m.writes == 0 || m.failedWrites == 0 {
 				t.Fatalf("load: %d writes acknowledged, %d failed: want both", m.writes, m.failedWrites)
 			}
@@ -328,8 +356,8 @@ func TestFaults(t *testing.T) {
 			for id := uint32(1); id <= 3; id++ {
 				tc.stop(id)
 			}
-			t.Logf("verdict %s: PASS — %d writes acknowledged, %d failed (a node down), %d deletions (%d failed); follower 3 and leader 1 SIGKILLed and restarted; no acknowledged write missing on the leaders (%d points); 3 replicas equal (%s, %d points) in %s",
-				proto, m.writes, m.failedWrites, m.deletes, m.failedDeletes, leaderPoints, dg.Digest, dg.Points, time.Since(start).Round(time.Millisecond))
+			t.Logf("verdict %s: PASS — %d writes acknowledged, %d failed (a node down), %d deletions (%d failed); follower 3 and leader 1 SIGKILLed and restarted; follower 3 a slow receiver for %s (%d batches); root.demo/0 moved to node 2 under load; no acknowledged write missing on the leaders (%d points); 3 replicas equal (%s, %d points) in %s",
+				proto, m.writes, m.failedWrites, m.deletes, m.failedDeletes, slowFor.Round(time.Millisecond), slowBatches, leaderPoints, dg.Digest, dg.Points, time.Since(start).Round(time.Millisecond))
 		})
 	}
 }

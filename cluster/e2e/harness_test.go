@@ -197,6 +197,33 @@ func (tc *testCluster) stop(id uint32) {
 // kill kills node id with SIGKILL.
 func (tc *testCluster) kill(id uint32) { tc.procs[id].kill() }
 
+// slow makes node id a slow receiver until done is closed: the process is frozen
+// (SIGSTOP) for stopped, runs (SIGCONT) for running, and so on; it runs again at the end.
+// The returned channel is closed once it does.
+func (tc *testCluster) slow(id uint32, stopped, running time.Duration, done <-chan struct{}) <-chan struct{} {
+	p := tc.procs[id]
+	out := make(chan struct{})
+	go func() {
+		defer close(out)
+		defer p.cmd.Process.Signal(syscall.SIGCONT)
+		for i := 0; i < 10_000; i++ {
+			_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+			select {
+			case <-done:
+				return
+			case <-time.After(stopped):
+			}
+			_ = p.cmd.Process.Signal(syscall.SIGCONT)
+			select {
+			case <-done:
+				return
+			case <-time.After(running):
+			}
+		}
+	}()
+	return out
+}
+
 // up reports whether node id runs.
 func (tc *testCluster) up(id uint32) bool {
 	p, ok := tc.procs[id]
