@@ -125,6 +125,8 @@ type Aggregate struct {
 	ms         []aggSeries
 	accs       []*accumulator
 	schemaCols []tsfile.Column
+	oks        []bool
+	cols       []aggColumn
 }
 
 // aggState is what SaveState saves.
@@ -330,6 +332,7 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		a.devices[t.Device] = d
 	}
 	times := t.Times()
+	sorted := t.Sorted()
 	iv := a.cfg.Interval
 	for c := 1; c < len(fs); c++ {
 		name := fs[c].Name
@@ -342,15 +345,15 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		}
 		switch col.typ {
 		case tsfile.Int32:
-			accumulate(a, d, name, &col, times, col.i32, func(v int32) Value { return Value{I: int64(v)} })
+			accumulate(a, d, name, &col, times, col.i32, sorted, true)
 		case tsfile.Int64:
-			accumulate(a, d, name, &col, times, col.i64, func(v int64) Value { return Value{I: v} })
+			accumulate(a, d, name, &col, times, col.i64, sorted, true)
 		case tsfile.Float:
-			accumulate(a, d, name, &col, times, col.f32, func(v float32) Value { return Value{F: float64(v)} })
+			accumulate(a, d, name, &col, times, col.f32, sorted, false)
 		case tsfile.Double:
-			accumulate(a, d, name, &col, times, col.f64, func(v float64) Value { return Value{F: v} })
+			accumulate(a, d, name, &col, times, col.f64, sorted, false)
 		case tsfile.Boolean:
-			a.accumulateBools(d, name, &col, times)
+			a.accumulateBools(d, name, &col, times, sorted)
 		default:
 			a.accumulateValues(d, name, &col, times)
 		}
@@ -399,12 +402,20 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 }
 
 // accumulate adds a numeric column's values (vals) to the windows, a run of rows in the
-// same window at a time; toValue makes a state value of one.
-func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice, name string, col *column, times []int64, vals []T, toValue func(T) Value) {
+// same window at a time; sorted says times are increasing (the run's first and last rows
+// are then its first and last times). isInt: the column is INT32 or INT64.
+func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, times []int64, vals []T, sorted, isInt bool) {
 	iv := a.cfg.Interval
-	nulls := col.arr.NullN() > 0
+	valid := validityOf(col.arr)
+	nulls := valid.bits != nil
+	toValue := func(v T) Value {
+		if isInt {
+			return Value{I: int64(v)}
+		}
+		return Value{F: float64(v)}
+	}
 	for i := 0; i < len(times); {
-		if nulls && col.arr.IsNull(i) {
+		if nulls && valid.null(i) {
 			i++
 			continue
 		}
@@ -436,12 +447,19 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 			n++
 			i++
 		}
-		if !nulls {
-			for _, v := range vals[i:j] {
-				lo, hi = min(lo, v), max(hi, v)
-				sum += float64(v)
-			}
+		switch {
+		case !nulls:
+			lo, hi, sum = minMaxSum(vals[i:j], lo, hi, sum, isInt)
 			n += int64(j - i)
+			if sorted && i < j {
+				if t := times[i]; t < firstT {
+					firstT, firstRow = t, i
+				}
+				if t := times[j-1]; t >= lastT {
+					lastT, lastRow = t, j-1
+				}
+				break
+			}
 			for r := i; r < j; r++ {
 				t := times[r]
 				if t < firstT {
@@ -451,9 +469,9 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 					lastT, lastRow = t, r
 				}
 			}
-		} else {
+		default:
 			for r := i; r < j; r++ {
-				if col.arr.IsNull(r) {
+				if valid.null(r) {
 					continue
 				}
 				v, t := vals[r], times[r]
@@ -479,6 +497,56 @@ func accumulate[T int32 | int64 | float32 | float64](a *Aggregate, d *aggDevice,
 	}
 }
 
+// minMaxSum returns min(lo, vals...), max(hi, vals...) and sum + vals[0] + vals[1] + ...
+// added in order in float64, as a plain loop would. The minimum and maximum do not
+// depend on the order (NaN and signed zeros included): two lanes each, so that the loop
+// waits on the sum only. For integers (isInt) whose sums in float64 are all exact (below
+// 2^53), the sum is taken in int64, the same number without a float addition a value.
+func minMaxSum[T number](vals []T, lo, hi T, sum float64, isInt bool) (T, T, float64) {
+	if len(vals) == 0 {
+		return lo, hi, sum
+	}
+	lo2, hi2 := lo, hi
+	if isInt && math.Abs(sum) < 1<<53 && sum == math.Trunc(sum) {
+		var is int64
+		k := 0
+		for ; k+1 < len(vals); k += 2 {
+			a, b := vals[k], vals[k+1]
+			lo, hi = min(lo, a), max(hi, a)
+			lo2, hi2 = min(lo2, b), max(hi2, b)
+			is += int64(a) + int64(b)
+		}
+		if k < len(vals) {
+			a := vals[k]
+			lo, hi = min(lo, a), max(hi, a)
+			is += int64(a)
+		}
+		lo, hi = min(lo, lo2), max(hi, hi2)
+		// every partial sum is within |sum| + len·max|v|: exact in float64 below 2^53
+		if m := max(math.Abs(float64(lo)), math.Abs(float64(hi))); math.Abs(sum)+float64(len(vals))*m < 1<<53 {
+			return lo, hi, sum + float64(is)
+		}
+		for _, v := range vals {
+			sum += float64(v)
+		}
+		return lo, hi, sum
+	}
+	k := 0
+	for ; k+1 < len(vals); k += 2 {
+		a, b := vals[k], vals[k+1]
+		lo, hi = min(lo, a), max(hi, a)
+		lo2, hi2 = min(lo2, b), max(hi2, b)
+		sum += float64(a)
+		sum += float64(b)
+	}
+	if k < len(vals) {
+		a := vals[k]
+		lo, hi = min(lo, a), max(hi, a)
+		sum += float64(a)
+	}
+	return min(lo, lo2), max(hi, hi2), sum
+}
+
 func fromValue[T int32 | int64 | float32 | float64](v Value) T {
 	var z T
 	switch any(z).(type) {
@@ -490,7 +558,7 @@ func fromValue[T int32 | int64 | float32 | float64](v Value) T {
 
 // accumulateBools adds a BOOLEAN column's values to the windows (count, first, last), a
 // run of rows in the same window at a time.
-func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, times []int64) {
+func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, times []int64, sorted bool) {
 	iv := a.cfg.Interval
 	arr := col.bl
 	nulls := arr.NullN() > 0
@@ -512,6 +580,20 @@ func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, time
 		n := acc.Count
 		firstRow, lastRow := -1, -1
 		firstT, lastT := acc.First.T, acc.Last.T
+		if sorted && !nulls { // the run's first and last rows are its first and last times
+			j := i + 1
+			for j < len(times) && times[j] < end {
+				j++
+			}
+			if t := times[i]; n == 0 || t < firstT {
+				firstT, firstRow = t, i
+			}
+			if t := times[j-1]; n == 0 || t >= lastT {
+				lastT, lastRow = t, j-1
+			}
+			n += int64(j - i)
+			i = j
+		}
 		for ; i < len(times) && times[i] >= w && times[i] < end; i++ {
 			if nulls && arr.IsNull(i) {
 				continue
@@ -608,8 +690,27 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 	slices.SortFunc(ms, func(a, b aggSeries) int { return strings.Compare(a.name, b.name) })
 
 	nw := len(starts)
-	rowOK := make([]bool, nw) // the window has some output value
-	cols := make([]aggColumn, 0, len(ms)*len(a.cfg.Functions))
+	// the output columns' values, one backing array per type
+	var per [7]int // by tsfile.DataType
+	ncols := 0
+	for _, m := range ms {
+		for _, f := range a.cfg.Functions {
+			if ot, ok := outputType(f, m.typ); ok {
+				if int(ot) < len(per) {
+					per[ot]++
+				}
+				ncols++
+			}
+		}
+	}
+	ar := aggArena{i64: make([]int64, per[tsfile.Int64]*nw), i32: make([]int32, per[tsfile.Int32]*nw),
+		f64: make([]float64, per[tsfile.Double]*nw), f32: make([]float32, per[tsfile.Float]*nw)}
+	oks := a.oks[:0]
+	oks = slices.Grow(oks, (ncols+1)*nw)[:(ncols+1)*nw]
+	clear(oks)
+	a.oks = oks
+	rowOK, oks := oks[:nw], oks[nw:] // rowOK: the window has some output value
+	cols := slices.Grow(a.cols[:0], ncols)
 	accs := slices.Grow(a.accs[:0], nw)[:nw]
 	a.accs = accs
 	for _, m := range ms {
@@ -626,8 +727,9 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 			if !ok {
 				continue
 			}
-			c := aggColumn{name: names[fi], typ: ot, ok: make([]bool, nw)}
-			c.fill(f, accs)
+			c := aggColumn{name: names[fi], typ: ot, ok: oks[:nw:nw]}
+			oks = oks[nw:]
+			c.fill(f, accs, &ar)
 			for i, ok := range c.ok {
 				rowOK[i] = rowOK[i] || ok
 			}
@@ -635,6 +737,8 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 		}
 	}
 	t := a.aggTablet(device, d, starts, rowOK, cols)
+	clear(cols)
+	a.cols = cols[:0]
 	// the emitted windows' maps and accumulators serve the next windows
 	for i, w := range starts {
 		delete(d.Open, w)
@@ -672,20 +776,56 @@ type aggColumn struct {
 	n    int // windows with a value
 }
 
-// fill sets the column to function f of the accumulators (nil: no value), by window.
-func (c *aggColumn) fill(f string, accs []*accumulator) {
+// aggArena hands out the value slices of emit's columns from one array per type.
+type aggArena struct {
+	i64 []int64
+	i32 []int32
+	f64 []float64
+	f32 []float32
+}
+
+// fill sets the column to function f of the accumulators (nil: no value), by window, its
+// values taken from ar.
+func (c *aggColumn) fill(f string, accs []*accumulator, ar *aggArena) {
 	nw := len(accs)
 	switch c.typ {
 	case tsfile.Int64:
-		c.i64 = make([]int64, nw)
+		c.i64, ar.i64 = ar.i64[:nw:nw], ar.i64[nw:]
 	case tsfile.Int32:
-		c.i32 = make([]int32, nw)
+		c.i32, ar.i32 = ar.i32[:nw:nw], ar.i32[nw:]
 	case tsfile.Double:
-		c.f64 = make([]float64, nw)
+		c.f64, ar.f64 = ar.f64[:nw:nw], ar.f64[nw:]
 	case tsfile.Float:
-		c.f32 = make([]float32, nw)
+		c.f32, ar.f32 = ar.f32[:nw:nw], ar.f32[nw:]
 	default:
 		c.vs = make([]Value, nw)
+	}
+	switch f {
+	case FuncCount:
+		for i, acc := range accs {
+			if acc != nil {
+				c.i64[i], c.ok[i] = acc.Count, true
+				c.n++
+			}
+		}
+		return
+	case FuncSum, FuncAvg:
+		avg := f == FuncAvg
+		for i, acc := range accs {
+			if acc == nil {
+				continue
+			}
+			x := float64(acc.Sum)
+			if avg {
+				x /= float64(acc.Count)
+			}
+			if !finite(x) {
+				continue // the sum overflowed
+			}
+			c.f64[i], c.ok[i] = x, true
+			c.n++
+		}
+		return
 	}
 	for i, acc := range accs {
 		if acc == nil {
@@ -693,23 +833,6 @@ func (c *aggColumn) fill(f string, accs []*accumulator) {
 		}
 		var v Value
 		switch f {
-		case FuncCount:
-			c.i64[i] = acc.Count
-			c.ok[i] = true
-			c.n++
-			continue
-		case FuncSum, FuncAvg:
-			x := float64(acc.Sum)
-			if f == FuncAvg {
-				x /= float64(acc.Count)
-			}
-			if !finite(x) {
-				continue // the sum overflowed
-			}
-			c.f64[i] = x
-			c.ok[i] = true
-			c.n++
-			continue
 		case FuncMin:
 			v = acc.Min
 		case FuncMax:
