@@ -20,7 +20,8 @@ import (
 
 // pipectl cluster up starts three node processes and prints their endpoints; a write
 // through any node reaches every replica; cluster status shows each region's leader and
-// followers; SIGTERM stops every node cleanly.
+// followers; pipectl region leader moves a region's leadership; SIGTERM stops every node
+// cleanly.
 func TestClusterUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs node processes")
@@ -135,6 +136,28 @@ func TestClusterUp(t *testing.T) {
 		}
 	}
 
+	// pipectl region leader: root.demo/1 moves from node 2 to node 3; the status shows it
+	so.Reset()
+	root = cli.NewRoot(&so, &se)
+	root.SetArgs([]string{"region", "leader", "root.demo/1", "--node", "3", "--server", cl.Nodes[0].URL()})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("region leader: %v\n%s", err, se.String())
+	}
+	for _, want := range []string{"before node 2 [2 3 1] 0", "after node 3 [3 2 1] 1"} {
+		if !strings.Contains(strings.Join(strings.Fields(so.String()), " "), want) {
+			t.Errorf("region leader lacks %q:\n%s", want, so.String())
+		}
+	}
+	so.Reset()
+	root = cli.NewRoot(&so, &se)
+	root.SetArgs([]string{"cluster", "status", "--cluster", filepath.Join(dir, cli.ClusterFile)})
+	if err := root.ExecuteContext(ctx); err != nil {
+		t.Fatalf("cluster status: %v\n%s", err, se.String())
+	}
+	if !strings.Contains(so.String(), "root.demo/1  3") {
+		t.Errorf("status after the move:\n%s", so.String())
+	}
+
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -149,5 +172,5 @@ func TestClusterUp(t *testing.T) {
 	if got := strings.Join(rest, "\n"); got != "stopping the nodes\nnode 1 stopped\nnode 2 stopped\nnode 3 stopped" {
 		t.Errorf("after SIGTERM:\n%s", got)
 	}
-	t.Logf("verdict cluster up: PASS — 3 node processes, a write through node 3 on every replica (%s), status of 2 replica sets, clean stop", d.Digest)
+	t.Logf("verdict cluster up: PASS — 3 node processes, a write through node 3 on every replica (%s), status of 2 replica sets, root.demo/1 moved to node 3 with pipectl region leader, clean stop", d.Digest)
 }
