@@ -547,6 +547,28 @@ func minMaxSum[T number](vals []T, lo, hi T, sum float64, isInt bool) (T, T, flo
 	return min(lo, lo2), max(hi, hi2), sum
 }
 
+// sumRun returns sum + vals[0] + vals[1] + ... added in order in float64, as a plain loop
+// would; for integers (isInt) whose sums in float64 are all exact (below 2^53), taken in
+// int64 (the same number).
+func sumRun[T number](vals []T, sum float64, isInt bool) float64 {
+	if isInt && math.Abs(sum) < 1<<53 && sum == math.Trunc(sum) {
+		var is int64
+		var lo, hi T
+		for _, v := range vals {
+			is += int64(v)
+			lo, hi = min(lo, v), max(hi, v)
+		}
+		// every partial sum is within |sum| + len·max|v|: exact in float64 below 2^53
+		if m := max(math.Abs(float64(lo)), math.Abs(float64(hi))); math.Abs(sum)+float64(len(vals))*m < 1<<53 {
+			return sum + float64(is)
+		}
+	}
+	for _, v := range vals {
+		sum += float64(v)
+	}
+	return sum
+}
+
 func fromValue[T int32 | int64 | float32 | float64](v Value) T {
 	var z T
 	switch any(z).(type) {

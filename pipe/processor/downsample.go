@@ -388,6 +388,7 @@ func downsampleNum[T number](d *Downsample, s *dsSeries, col *column, times []in
 func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, strategy string, oc *outColumn) {
 	iv := d.cfg.Interval
 	valid := validityOf(col.arr)
+	isInt := col.typ == tsfile.Int32 || col.typ == tsfile.Int64
 	pendRow := -1
 	if i0 < len(times) { // about one value per window
 		n := len(times) - i0
@@ -458,9 +459,7 @@ func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 				sum, cnt = 0, 0
 			}
 			if valid.bits == nil {
-				for _, v := range vals[i:j] {
-					sum += float64(v)
-				}
+				sum = sumRun(vals[i:j], sum, isInt)
 				cnt += int64(j - i)
 			} else {
 				for r := i; r < j; r++ {

@@ -69,3 +69,33 @@ func TestMinMaxSumExact(t *testing.T) {
 		}
 	}
 }
+
+// TestSumRunExact: sumRun gives exactly the plain loop's sum.
+func TestSumRunExact(t *testing.T) {
+	r := rand.New(rand.NewSource(3))
+	for iter := 0; iter < 20000; iter++ {
+		n := r.Intn(9)
+		ints := make([]int64, n)
+		i32s := make([]int32, n)
+		scale := []int64{1, 1000, 1 << 40, 1 << 51, 1 << 52, 1<<53 - 1, 1 << 53, 1 << 62}[iter%8]
+		for k := range ints {
+			ints[k] = r.Int63n(scale) - scale/2
+			if r.Intn(5) == 0 {
+				ints[k] = []int64{math.MaxInt64, math.MinInt64, 1 << 53, -(1 << 53), 1<<53 + 1}[r.Intn(5)]
+			}
+			i32s[k] = int32(ints[k])
+			if r.Intn(5) == 0 {
+				i32s[k] = math.MinInt32
+			}
+		}
+		sum := []float64{0, 1, -3, 1 << 52, 1<<53 - 2, 1 << 53, 0.5, -1e300}[r.Intn(8)]
+		_, _, want := plainMinMaxSum(ints, 0, 0, sum)
+		if got := sumRun(ints, sum, true); !sameFloat(got, want) {
+			t.Fatalf("iter %d int64: got %v, want %v", iter, got, want)
+		}
+		_, _, want = plainMinMaxSum(i32s, 0, 0, sum)
+		if got := sumRun(i32s, sum, true); !sameFloat(got, want) {
+			t.Fatalf("iter %d int32: got %v, want %v", iter, got, want)
+		}
+	}
+}
