@@ -6,11 +6,10 @@ import "github.com/twmb/franz-go/pkg/kgo"
 // handed out is finished (its promise called): a send's records live until its flush,
 // and the next send reuses their memory, so steady exporting allocates almost nothing.
 type arena struct {
-	recs    [][]kgo.Record
-	ri, rj  int // next record: recs[ri][rj]
-	chunks  [][]byte
-	ci      int // chunk being filled: chunks[ci][len:]
-	minSize int
+	recs   [][]kgo.Record
+	ri, rj int // next record: recs[ri][rj]
+	chunks [][]byte
+	ci     int // chunk being filled: chunks[ci][len:]
 }
 
 const (
@@ -18,14 +17,26 @@ const (
 	chunkSize = 1 << 20
 )
 
+// Slabs grow from small (an arena may serve a send of one record) to recSlab records and
+// chunkSize bytes.
+const (
+	firstRecSlab = 64
+	firstChunk   = 16 << 10
+)
+
 // record returns a zeroed record.
 func (a *arena) record() *kgo.Record {
 	if a.ri == len(a.recs) {
-		a.recs = append(a.recs, make([]kgo.Record, recSlab))
+		n := firstRecSlab
+		if a.ri > 0 {
+			n = min(recSlab, 2*len(a.recs[a.ri-1]))
+		}
+		a.recs = append(a.recs, make([]kgo.Record, n))
 	}
-	r := &a.recs[a.ri][a.rj]
+	slab := a.recs[a.ri]
+	r := &slab[a.rj]
 	*r = kgo.Record{}
-	if a.rj++; a.rj == recSlab {
+	if a.rj++; a.rj == len(slab) {
 		a.ri, a.rj = a.ri+1, 0
 	}
 	return r
@@ -41,7 +52,12 @@ func (a *arena) room(n int) []byte {
 		}
 		a.ci++
 	}
-	a.chunks = append(a.chunks, make([]byte, 0, max(chunkSize, n)))
+	size := firstChunk
+	if k := len(a.chunks); k > 0 {
+		size = min(chunkSize, 2*cap(a.chunks[k-1]))
+	}
+	a.chunks = append(a.chunks, make([]byte, 0, max(size, n)))
+	a.ci = len(a.chunks) - 1
 	return a.chunks[a.ci][:0]
 }
 
@@ -66,6 +82,7 @@ func (a *arena) reset() {
 	if a.ri < len(a.recs) {
 		clear(a.recs[a.ri][:a.rj])
 	}
+
 	a.ri, a.rj = 0, 0
 	for i := range a.chunks {
 		a.chunks[i] = a.chunks[i][:0]

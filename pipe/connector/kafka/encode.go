@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -42,12 +44,13 @@ type Encoder struct {
 	topics       map[[2]string]string // (database, device) → topic
 	mem          memory.Allocator
 	streams      map[string]*ipcStream
-	arena        arena
+	arena        *arena // where records and values are made (but for TsFiles)
 	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
 	drop      rowHashes
 	hasher    *rowHasher
 	dropped   int64
 	streaming bool // encoding a TsFile: records are not from the arena
+	rows      rowEncoder
 }
 
 // dropRows makes the rows whose hashes are in set be left out, until set is nil again.
@@ -60,7 +63,7 @@ func (en *Encoder) dropRows(set rowHashes) {
 
 // NewEncoder returns an encoder for the records of one task.
 func NewEncoder(cfg *Config, pipeName, region string) *Encoder {
-	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator, streams: map[string]*ipcStream{}}
+	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator, streams: map[string]*ipcStream{}, arena: &arena{}}
 }
 
 // Counts are what encoding an event produced.
@@ -81,6 +84,10 @@ func (c *Counts) add(o Counts) {
 // Reset lets the encoder reuse the memory of every record it returned so far. Call it only
 // once none of them is in use any more (after a successful flush: every promise called).
 func (en *Encoder) Reset() { en.arena.reset() }
+
+// useArena makes the records from now on come from a (the connector gives each send one,
+// freed when the send's records are all acknowledged).
+func (en *Encoder) useArena(a *arena) { en.arena = a }
 
 // The encoder's records and values come from its arena, except while a TsFile is read:
 // a file may be larger than memory, and its records must be freed as they are acknowledged
@@ -256,10 +263,11 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		}
 		return n, nil
 	}
-	enc, err := newRowEncoder(device, rec)
-	if err != nil {
+	enc := &en.rows
+	if err := enc.reset(device, rec); err != nil {
 		return n, err
 	}
+	defer enc.release()
 	for r := 0; r < rows; r++ {
 		b := enc.appendRow(en.room(enc.size(r)), r)
 		if en.drop != nil {
@@ -436,16 +444,29 @@ func (en *Encoder) deletion(e *pipe.Event, emit func(*kgo.Record) error) (Counts
 	return n, emit(&kgo.Record{Topic: topic, Key: key, Value: b, Headers: hdr})
 }
 
-// rowEncoder writes one record's rows as JSON objects.
+// rowEncoder writes one record's rows as JSON objects. It is reused from record to
+// record (reset), keeping its buffers and the JSON text of the column names it saw.
 type rowEncoder struct {
 	prefix []byte // {"device":"...","time":
 	time   []int64
 	cols   []colEncoder
 	est    int
+	names  map[string][]byte // column name → ,"name":
 }
+
+// Column kinds of a rowEncoder.
+const (
+	colFloat64 = iota
+	colInt64
+	colInt32
+	colFloat32
+	colBool
+	colString
+)
 
 type colEncoder struct {
 	name  []byte // ,"name":
+	kind  int
 	nulls bool
 	arr   arrow.Array
 	b     *array.Boolean
@@ -457,41 +478,66 @@ type colEncoder struct {
 }
 
 func newRowEncoder(device string, rec arrow.Record) (*rowEncoder, error) {
+	en := &rowEncoder{}
+	return en, en.reset(device, rec)
+}
+
+// reset makes en encode rec's rows.
+func (en *rowEncoder) reset(device string, rec arrow.Record) error {
+	sc := rec.Schema()
 	tc, ok := rec.Column(0).(*array.Int64)
-	if !ok || rec.Schema().Field(0).Name != tsfile.TimeColumn {
-		return nil, fmt.Errorf("device %s: the first column is not an int64 %q column", device, tsfile.TimeColumn)
+	if !ok || sc.Field(0).Name != tsfile.TimeColumn {
+		return fmt.Errorf("device %s: the first column is not an int64 %q column", device, tsfile.TimeColumn)
 	}
-	en := &rowEncoder{time: tc.Int64Values()}
-	en.prefix = append(en.prefix, `{"device":`...)
+	en.time = tc.Int64Values()
+	en.prefix = append(en.prefix[:0], `{"device":`...)
 	en.prefix = appendJSONString(en.prefix, device)
 	en.prefix = append(en.prefix, `,"time":`...)
 	en.est = len(en.prefix) + 24 // the time and the closing brace
-	fs := rec.Schema().Fields()
-	for i := 1; i < len(fs); i++ {
-		c := colEncoder{arr: rec.Column(i), nulls: rec.Column(i).NullN() > 0}
-		c.name = append(c.name, ',')
-		c.name = appendJSONString(c.name, fs[i].Name)
-		c.name = append(c.name, ':')
-		switch a := rec.Column(i).(type) {
+	if en.names == nil || len(en.names) > 4096 {
+		en.names = map[string][]byte{}
+	}
+	clear(en.cols)
+	en.cols = en.cols[:0]
+	for i := 1; i < int(rec.NumCols()); i++ {
+		f := sc.Field(i)
+		col := rec.Column(i)
+		c := colEncoder{arr: col, nulls: col.NullN() > 0}
+		if c.name = en.names[f.Name]; c.name == nil {
+			c.name = append(c.name, ',')
+			c.name = appendJSONString(c.name, f.Name)
+			c.name = append(c.name, ':')
+			en.names[f.Name] = c.name
+		}
+		switch a := col.(type) {
 		case *array.Boolean:
-			c.b = a
+			c.kind, c.b = colBool, a
 		case *array.Int32:
-			c.i32 = a.Int32Values()
+			c.kind, c.i32 = colInt32, a.Int32Values()
 		case *array.Int64:
-			c.i64 = a.Int64Values()
+			c.kind, c.i64 = colInt64, a.Int64Values()
 		case *array.Float32:
-			c.f32 = a.Float32Values()
+			c.kind, c.f32 = colFloat32, a.Float32Values()
 		case *array.Float64:
-			c.f64 = a.Float64Values()
+			c.kind, c.f64 = colFloat64, a.Float64Values()
 		case *array.String:
-			c.s = a
+			c.kind, c.s = colString, a
 		default:
-			return nil, fmt.Errorf("device %s: column %s has type %s, not a Weir measurement type", device, fs[i].Name, fs[i].Type)
+			clear(en.cols)
+			en.cols = en.cols[:0]
+			return fmt.Errorf("device %s: column %s has type %s, not a Weir measurement type", device, f.Name, f.Type)
 		}
 		en.est += len(c.name) + 32 // the longest number, bool or null; a text's quotes
 		en.cols = append(en.cols, c)
 	}
-	return en, nil
+	return nil
+}
+
+// release drops the references to the record's arrays.
+func (en *rowEncoder) release() {
+	en.time = nil
+	clear(en.cols)
+	en.cols = en.cols[:0]
 }
 
 // size bounds the bytes of row r's JSON: the fixed part's estimate and, for text values,
@@ -506,41 +552,233 @@ func (en *rowEncoder) size(r int) int {
 	return n
 }
 
+// appendRow appends row r's JSON; b must have room for size(r) more bytes.
 func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 	b = append(b, en.prefix...)
-	b = strconv.AppendInt(b, en.time[r], 10)
+	b = appendInt(b, en.time[r])
 	for i := range en.cols {
 		c := &en.cols[i]
 		if c.nulls && c.arr.IsNull(r) {
 			continue
 		}
 		b = append(b, c.name...)
-		switch {
-		case c.f64 != nil:
+		switch c.kind {
+		case colFloat64:
 			b = appendFloat(b, c.f64[r], 64)
-		case c.i64 != nil:
-			b = strconv.AppendInt(b, c.i64[r], 10)
-		case c.i32 != nil:
-			b = strconv.AppendInt(b, int64(c.i32[r]), 10)
-		case c.f32 != nil:
+		case colInt64:
+			b = appendInt(b, c.i64[r])
+		case colInt32:
+			b = appendInt(b, int64(c.i32[r]))
+		case colFloat32:
 			b = appendFloat(b, float64(c.f32[r]), 32)
-		case c.b != nil:
-			b = strconv.AppendBool(b, c.b.Value(r))
-		case c.s != nil:
+		case colBool:
+			if c.b.Value(r) {
+				b = append(b, "true"...)
+			} else {
+				b = append(b, "false"...)
+			}
+		case colString:
 			b = appendJSONString(b, c.s.Value(r))
-		default:
-			b = append(b, "null"...)
 		}
 	}
 	return append(b, '}')
 }
 
-// appendFloat writes a JSON number (NaN and infinities, which JSON lacks, as null).
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
+	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +
+	"8081828384858687888990919293949596979899"
+
+var pow10u = [...]uint64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14,
+	1e15, 1e16, 1e17, 1e18, 1e19}
+
+// decimalLen returns the number of decimal digits of u.
+func decimalLen(u uint64) int {
+	n := (bits.Len64(u) * 1233) >> 12 // ≈ log10, low by at most one
+	if n < len(pow10u) && u >= pow10u[n] {
+		n++
+	}
+	return max(n, 1)
+}
+
+// appendInt is strconv.AppendInt(b, v, 10), writing the digits in place.
+func appendInt(b []byte, v int64) []byte {
+	u := uint64(v)
+	if v < 0 {
+		b = append(b, '-')
+		u = -u
+	}
+	return appendUint(b, u)
+}
+
+// appendUint is strconv.AppendUint(b, u, 10), writing the digits in place.
+func appendUint(b []byte, u uint64) []byte {
+	n := decimalLen(u)
+	l := len(b)
+	b = slices.Grow(b, n)[:l+n]
+	putDigits(b[l:], u)
+	return b
+}
+
+// putDigits writes u's decimal digits right-aligned in d, which has room for exactly them.
+func putDigits(d []byte, u uint64) {
+	i := len(d)
+	for u >= 100 {
+		q := u / 100
+		j := (u - q*100) * 2
+		i -= 2
+		d[i], d[i+1] = digitPairs[j], digitPairs[j+1]
+		u = q
+	}
+	if u >= 10 {
+		d[i-2], d[i-1] = digitPairs[2*u], digitPairs[2*u+1]
+	} else {
+		d[i-1] = byte('0' + u)
+	}
+}
+
+// appendFloat writes a JSON number (NaN and infinities, which JSON lacks, as null): the
+// text of strconv.AppendFloat(b, f, 'g', -1, bits), the shortest that reads back as f.
 func appendFloat(b []byte, f float64, bits int) []byte {
+	if bits == 32 {
+		if m, k, ok := shortDecimal32(float32(f)); ok {
+			return appendScaled(b, f < 0, m, k)
+		}
+	} else if m, k, ok := shortDecimal64(f); ok {
+		return appendScaled(b, f < 0, m, k)
+	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(b, "null"...)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, bits)
+}
+
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
+
+// decades[i] is 10^(i-4): exp10 of a in [1e-4, 1e6) is the e with 10^e ≤ a < 10^(e+1)
+// (off by one at worst where a decade's bound is not exact in binary, which only costs the
+// fast paths below a digit).
+var decades = [...]float64{1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5}
+
+func exp10(a float64) int {
+	i := 9
+	for i > 0 && a < decades[i] {
+		i--
+	}
+	return i - 4
+}
+
+// shortDecimal64 finds the shortest decimal m·10⁻ᵏ that reads back as |f|, for the values
+// that 'g' writes without an exponent (1e-4 ≤ |f| < 1e6) and whose shortest form has at
+// most 15 digits (measurements mostly do); ok is false for the others, left to strconv.
+//
+// m is |f| rounded to 15 digits, computed within 0.12 (|f|·10ᵏ < 1e15); the decimals that
+// read back as f span less than 0.25 at this scale, so a shorter one, padded to 15 digits,
+// can only be m. m·10⁻ᵏ reads back as f exactly when m/10ᵏ (a correctly rounded division of
+// exact values) is f; then m without its trailing zeros is strconv's shortest.
+func shortDecimal64(f float64) (m uint64, k int, ok bool) {
+	a := math.Abs(f)
+	if !(a >= 1e-4 && a < 1e6) { // also NaN
+		return 0, 0, false
+	}
+	k = 14 - exp10(a)
+	x := float64(int64(a*pow10[k] + 0.5)) // rounded: positive, below 2⁶³
+	if x/pow10[k] != a {
+		return 0, 0, false
+	}
+	m, k = stripZeros(uint64(x), k)
+	return m, k, true
+}
+
+// shortDecimal32 is shortDecimal64 for a float32, read back as a float32: for 6 to 9
+// digits, it bounds (exactly, in float64) the decimals of that many digits that read back
+// as f; the first count that has one gives the shortest, and of several the one nearest f
+// (strconv's choice), which is |f| rounded. Ties and decimals on a bound are left to
+// strconv.
+func shortDecimal32(f float32) (m uint64, k int, ok bool) {
+	fb := math.Float32bits(f) &^ (1 << 31)
+	a := math.Float32frombits(fb)
+	if !(a >= 1e-4 && a < 1e6) { // normal, so an ulp is 2^(exponent-150)
+		return 0, 0, false
+	}
+	af := float64(a)
+	hiHalf := math.Float64frombits(uint64(int(fb>>23)-151+1023) << 52) // half the gap to the next float32
+	loHalf := hiHalf                                                   // and to the previous one
+	if fb&(1<<23-1) == 0 {
+		loHalf /= 2 // a power of two: the previous float32 is closer
+	}
+	e := exp10(af)
+	for p := 6; p <= 9; p++ {
+		k = p - 1 - e
+		if k > 11 { // past this, the bounds are not exact in a float64
+			return 0, 0, false
+		}
+		s := pow10[k]
+		lo, hi := (af-loHalf)*s, (af+hiHalf)*s
+		flo, fhi := float64(int64(lo)), float64(int64(hi)) // floors: positive, below 2⁶³
+		if lo == flo || hi == fhi {
+			return 0, 0, false
+		}
+		if flo == fhi { // no integer in (lo, hi)
+			continue
+		}
+		x := af * s
+		r := float64(int64(x + 0.5))
+		if r-x == 0.5 || r <= lo || r >= hi {
+			return 0, 0, false
+		}
+		m, k = stripZeros(uint64(r), k)
+		return m, k, true
+	}
+	return 0, 0, false
+}
+
+// stripZeros removes the trailing zeros of the fraction of m·10⁻ᵏ.
+func stripZeros(m uint64, k int) (uint64, int) {
+	for k >= 4 && m%10000 == 0 {
+		m, k = m/10000, k-4
+	}
+	for k > 0 && m%10 == 0 {
+		m, k = m/10, k-1
+	}
+	return m, k
+}
+
+// appendScaled writes m·10⁻ᵏ (negative if neg) in plain decimal notation.
+func appendScaled(b []byte, neg bool, m uint64, k int) []byte {
+	if neg {
+		b = append(b, '-')
+	}
+	n := decimalLen(m)
+	if k == 0 {
+		l := len(b)
+		b = slices.Grow(b, n)[:l+n]
+		putDigits(b[l:], m)
+		return b
+	}
+	if n > k { // ddd.ddd
+		l := len(b)
+		b = slices.Grow(b, n+1)[:l+n+1]
+		d := b[l:]
+		i := len(d)
+		for range k {
+			q := m / 10
+			i--
+			d[i] = byte('0' + m - q*10)
+			m = q
+		}
+		i--
+		d[i] = '.'
+		putDigits(d[:i], m)
+		return b
+	}
+	b = append(b, '0', '.')
+	for i := n; i < k; i++ {
+		b = append(b, '0')
+	}
+	l := len(b)
+	b = slices.Grow(b, n)[:l+n]
+	putDigits(b[l:], m)
+	return b
 }
 
 const hexDigits = "0123456789abcdef"
