@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -249,7 +250,8 @@ func rawProduce(opts []kgo.Opt, batches [][]*kgo.Record, txn bool) (time.Duratio
 	return d, first
 }
 
-// sinkSend feeds the tablets to an opened kafka sink as events, BatchEvents per Send.
+// sinkSend feeds the tablets to an opened kafka sink as events, BatchEvents per send, as
+// the pipe's task does: SendAsync, then until every event is acknowledged.
 func sinkSend(params map[string]string, pipeName string, tablets []*tsfile.Tablet, batchEvents int) (time.Duration, error) {
 	ctx := context.Background()
 	c, err := pipe.NewConnector("kafka")
@@ -257,7 +259,15 @@ func sinkSend(params map[string]string, pipeName string, tablets []*tsfile.Table
 		return 0, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if err := c.Open(ctx, &pipe.Env{Pipe: pipeName, Params: pipe.NewParams(params), Logger: log}); err != nil {
+	// as a task drives it: SendAsync when the sink has it, the run failing on Env.Fail
+	failed := make(chan error, 1)
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	}
+	if err := c.Open(ctx, &pipe.Env{Pipe: pipeName, Params: pipe.NewParams(params), Logger: log, Fail: fail}); err != nil {
 		return 0, err
 	}
 	defer c.Close()
@@ -266,9 +276,31 @@ func sinkSend(params map[string]string, pipeName string, tablets []*tsfile.Table
 		events[i] = &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "region", Tablet: t,
 			Progress: pipe.ProgressIndex{1: uint64(i + 1)}, Origin: 1, OriginIndex: uint64(i + 1)}
 	}
+	async, _ := c.(pipe.AsyncConnector)
+	var acked atomic.Int64
+	all := make(chan struct{})
+	ack := func(ids ...uint64) {
+		if acked.Add(int64(len(ids))) == int64(len(events)) {
+			close(all)
+		}
+	}
 	start := time.Now()
 	for i := 0; i < len(events); i += batchEvents {
-		if err := c.Send(ctx, events[i:min(i+batchEvents, len(events))]); err != nil {
+		b := events[i:min(i+batchEvents, len(events))]
+		if async != nil {
+			if err := async.SendAsync(ctx, b, ack); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if err := c.Send(ctx, b); err != nil {
+			return 0, err
+		}
+	}
+	if async != nil { // until every event is acknowledged
+		select {
+		case <-all:
+		case err := <-failed:
 			return 0, err
 		}
 	}

@@ -70,7 +70,8 @@ type Connector struct {
 	pipe, region string
 	cl           *kgo.Client
 	adm          *kadm.Client
-	enc          *Encoder
+	enc          *Encoder // the caller's
+	wenc         *Encoder // the transaction worker's, for TsFiles
 	created      map[string]bool
 
 	// exactly-once
@@ -79,6 +80,15 @@ type Connector struct {
 	origin             uint32 // the source region's origin id, for overlap checks
 	epoch              uint64 // epoch (memtable) of the last committed data event
 	epochStart         int64  // unix ms when the first transaction holding that epoch began
+
+	fail    func(error) // Env.Fail
+	closing atomic.Bool
+	mu      sync.Mutex
+	failed  error    // a send failed: every later call returns this
+	arenas  []*arena // free
+	// exactly-once: jobs for the transaction worker
+	jobs    chan *job
+	workers sync.WaitGroup
 
 	stats struct {
 		events, skipped, records, bytes, points, txns, overlaps, dropped atomic.Int64
@@ -99,6 +109,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 		return pipe.Permanent(err)
 	}
 	c.cfg = cfg
+	c.fail = env.Fail
 	c.log = env.Logger
 	if c.log == nil {
 		c.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -111,6 +122,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 		c.hook = *h
 	}
 	c.enc = NewEncoder(cfg, c.pipe, c.region)
+	c.wenc = NewEncoder(cfg, c.pipe, c.region)
 	c.created = map[string]bool{}
 	opts := cfg.ClientOptions()
 	if cfg.ExactlyOnce {
@@ -197,29 +209,189 @@ func (c *Connector) step(name string) error {
 // Send implements pipe.Connector: it returns once every record of the batch is
 // acknowledged (at-least-once) or its transaction committed (exactly-once).
 func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
-	c.stats.events.Add(int64(len(batch)))
-	if c.cfg.ExactlyOnce {
-		return c.sendTxn(ctx, batch)
-	}
-	ps := c.newProduceState()
-	if err := c.produceEvents(ctx, batch, ps); err != nil {
+	j, err := c.send(ctx, batch, nil, true)
+	if err != nil || j == nil {
 		return err
 	}
-	if err := c.cl.Flush(ctx); err != nil {
-		return fmt.Errorf("sink kafka: flush: %w", err)
-	}
-	if err := ps.err(); err != nil {
+	select {
+	case err := <-j.done:
 		return err
+	case <-ctx.Done():
+		// the send goes on (or fails) in the background; a later call reports a failure
+		return ctx.Err()
 	}
-	c.enc.Reset() // every promise was called: the records' memory is free again
-	if err := c.step("flushed"); err != nil {
-		return err
-	}
-	return nil
 }
 
-func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
-	var sent []*pipe.Event
+// SendAsync implements pipe.AsyncConnector: it hands the batch over and returns, and ack
+// is called with the batch's commit ids once every record of it is acknowledged by Kafka
+// (at-least-once: the producer is never drained between batches) or its transaction is
+// committed (exactly-once: the next batch is encoded while this one commits). A failure
+// after SendAsync returned fails the task through Env.Fail (and the next call returns it):
+// nothing is acknowledged past it, so the task redelivers from its durable progress.
+func (c *Connector) SendAsync(ctx context.Context, batch []*pipe.Event, ack func(ids ...uint64)) error {
+	_, err := c.send(ctx, batch, ack, false)
+	return err
+}
+
+// job is one batch on its way to Kafka.
+type job struct {
+	ctx    context.Context
+	ids    []uint64 // the commit ids of the whole batch, skipped events included
+	ack    func(ids ...uint64)
+	done   chan error // for Send: the outcome
+	arena  *arena
+	events []*pipe.Event // to send (exactly-once: after skipping)
+	// exactly-once
+	recs    []*kgo.Record // encoded beforehand (nil: encoded while producing, for TsFiles)
+	filters map[*pipe.Event]rowHashes
+	pos     Position // after the transaction
+	epoch   uint64
+	epochAt int64
+
+	settled bool         // every record produced is finished (promise called)
+	records atomic.Int64 // produced
+	pending atomic.Int64 // records not yet acknowledged, +1 while producing (at-least-once)
+	mu      sync.Mutex
+	first   error
+	promise func(*kgo.Record, error)
+}
+
+func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(ids ...uint64), wait bool) *job {
+	j := &job{ctx: ctx, ack: ack, ids: make([]uint64, len(batch))}
+	for i, e := range batch {
+		j.ids[i] = e.CommitID
+	}
+	if wait {
+		j.done = make(chan error, 1)
+	}
+	j.promise = func(r *kgo.Record, err error) {
+		if err != nil {
+			j.setErr(c.produceError(r, err))
+		}
+		if !c.cfg.ExactlyOnce && j.pending.Add(-1) == 0 {
+			c.finishALO(j)
+		}
+	}
+	return j
+}
+
+func (j *job) setErr(err error) {
+	j.mu.Lock()
+	if j.first == nil {
+		j.first = err
+	}
+	j.mu.Unlock()
+}
+
+func (j *job) err() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.first
+}
+
+// produceError explains a record's failure.
+func (c *Connector) produceError(r *kgo.Record, err error) error {
+	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
+		return pipe.Permanent(fmt.Errorf("sink kafka: a %d-byte message to topic %s is larger than the broker accepts "+
+			"(raise the broker's message.max.bytes, or lower max-message-bytes, now %d): %w",
+			len(r.Key)+len(r.Value), r.Topic, c.cfg.MaxMessageBytes, err))
+	}
+	return fmt.Errorf("sink kafka: produce to %s: %w", r.Topic, err)
+}
+
+// end reports a job's outcome: acknowledges its events, or records the failure (every
+// later call returns it) and fails the task.
+func (c *Connector) end(j *job, err error) {
+	if j.arena != nil && j.settled {
+		c.putArena(j.arena)
+	} // else records may still be in the client's hands: the arena is left to the GC
+	j.arena = nil
+	if err == nil {
+		if j.ack != nil {
+			j.ack(j.ids...)
+		}
+	} else {
+		c.mu.Lock()
+		first := c.failed == nil
+		if first {
+			c.failed = err
+		}
+		c.mu.Unlock()
+		if first && j.done == nil && c.fail != nil && !c.closing.Load() {
+			c.fail(err)
+		}
+	}
+	if j.done != nil {
+		j.done <- err
+	}
+}
+
+// failure returns the error that broke the connector, if any.
+func (c *Connector) failure() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.failed
+}
+
+func (c *Connector) getArena() *arena {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n := len(c.arenas); n > 0 {
+		a := c.arenas[n-1]
+		c.arenas = c.arenas[:n-1]
+		return a
+	}
+	return &arena{}
+}
+
+// putArena takes back an arena whose records are all acknowledged.
+func (c *Connector) putArena(a *arena) {
+	a.reset()
+	c.mu.Lock()
+	if len(c.arenas) < 4 {
+		c.arenas = append(c.arenas, a)
+	}
+	c.mu.Unlock()
+}
+
+// send starts sending a batch: it returns the job (nil when there is nothing to wait for).
+func (c *Connector) send(ctx context.Context, batch []*pipe.Event, ack func(ids ...uint64), wait bool) (*job, error) {
+	if err := c.failure(); err != nil {
+		return nil, err
+	}
+	c.stats.events.Add(int64(len(batch)))
+	j := c.newJob(ctx, batch, ack, wait)
+	if c.cfg.ExactlyOnce {
+		return j, c.queueTxn(j, batch)
+	}
+	// at-least-once: encode and produce here, acknowledge as Kafka acknowledges
+	j.arena = c.getArena()
+	c.enc.useArena(j.arena)
+	j.pending.Store(1)
+	err := c.produceEvents(ctx, c.enc, batch, j)
+	if err != nil {
+		j.setErr(err)
+	}
+	if j.pending.Add(-1) == 0 {
+		c.finishALO(j)
+	}
+	return j, err
+}
+
+// finishALO ends an at-least-once job once its last record is acknowledged.
+func (c *Connector) finishALO(j *job) {
+	j.settled = true
+	err := j.err()
+	if err == nil {
+		err = c.step("flushed")
+	}
+	c.end(j, err)
+}
+
+// queueTxn prepares an exactly-once batch and hands it to the transaction worker: the
+// skipped events, the position after it, its records (encoded here, while the worker
+// commits the previous batch, unless it holds a TsFile).
+func (c *Connector) queueTxn(j *job, batch []*pipe.Event) error {
 	for _, e := range batch {
 		if c.skip.skip(e) {
 			if e.Kind != pipe.KindHeartbeat {
@@ -227,62 +399,163 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 			}
 			continue
 		}
-		sent = append(sent, e)
+		j.events = append(j.events, e)
 	}
-	if len(sent) == 0 {
+	if len(j.events) == 0 {
+		c.end(j, nil)
 		return nil
 	}
-	filters := map[*pipe.Event]rowHashes{}
-	epoch, epochStart := c.epoch, c.epochStart
-	for i, e := range sent {
-		set, err := c.fileFilter(ctx, e, sent[:i])
-		if err != nil {
-			return err
-		}
-		if set != nil {
-			filters[e] = set
-		}
-		if counted(e) && e.Epoch > epoch {
-			epoch, epochStart = e.Epoch, time.Now().UnixMilli()
+	streamed := false
+	for _, e := range j.events {
+		if e.Kind == pipe.KindTsFile {
+			streamed = true
 		}
 	}
+	if streamed {
+		// a file may overlap what Kafka holds: see it as committed, and read it while producing
+		if err := c.drain(j.ctx); err != nil {
+			return err
+		}
+		for i, e := range j.events {
+			set, err := c.fileFilter(j.ctx, e, j.events[:i])
+			if err != nil {
+				return err
+			}
+			if set != nil {
+				if j.filters == nil {
+					j.filters = map[*pipe.Event]rowHashes{}
+				}
+				j.filters[e] = set
+			}
+		}
+	} else {
+		j.arena = c.getArena()
+		c.enc.useArena(j.arena)
+		j.recs = make([]*kgo.Record, 0, len(j.events))
+		if err := c.encodeEvents(c.enc, j.events, nil, func(r *kgo.Record) error { j.recs = append(j.recs, r); return nil }); err != nil {
+			c.putArena(j.arena)
+			j.arena = nil
+			return err
+		}
+	}
+	j.epoch, j.epochAt = c.epoch, c.epochStart
+	for _, e := range j.events {
+		if counted(e) && e.Epoch > j.epoch {
+			j.epoch, j.epochAt = e.Epoch, time.Now().UnixMilli()
+		}
+	}
+	j.pos = advance(c.skip.pos, j.events)
+	// the next batch is decided on what this one will have committed: if it fails, the
+	// connector is broken and the task reopens it, reading the position back
+	c.skip.pos, c.skip.replays = j.pos, 0
+	c.epoch, c.epochStart = j.epoch, j.epochAt
+	if c.jobs == nil {
+		c.jobs = make(chan *job)
+		c.workers.Add(1)
+		go c.txnWorker()
+	}
+	select {
+	case c.jobs <- j:
+		return nil
+	case <-j.ctx.Done():
+		if j.arena != nil {
+			c.putArena(j.arena)
+		}
+		return j.ctx.Err()
+	}
+}
+
+// drain waits until the transaction worker has ended every job handed to it.
+func (c *Connector) drain(ctx context.Context) error {
+	if c.jobs == nil {
+		return c.failure()
+	}
+	mark := &job{done: make(chan error, 1)} // no events: the worker only signals it
+	select {
+	case c.jobs <- mark: // taken once the previous job ended
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-mark.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return c.failure()
+}
+
+// txnWorker runs the exactly-once jobs, one transaction each, in order.
+func (c *Connector) txnWorker() {
+	defer c.workers.Done()
+	for j := range c.jobs {
+		if j.events == nil { // a drain's mark
+			j.done <- nil
+			continue
+		}
+		if err := c.failure(); err != nil {
+			c.end(j, err) // broken: nothing after a failure commits
+			continue
+		}
+		c.end(j, c.runTxn(j))
+	}
+}
+
+// runTxn sends a job as one transaction: its records and the task's position.
+func (c *Connector) runTxn(j *job) error {
+	ctx := j.ctx
 	if err := c.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("sink kafka: begin transaction: %w", err)
 	}
-	ps := c.newProduceState()
-	ps.filters = filters
 	abort := func(err error) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 		defer cancel()
 		if aerr := c.cl.AbortBufferedRecords(actx); aerr == nil {
+			j.settled = true
 			if aerr := c.cl.EndTransaction(actx, kgo.TryAbort); aerr != nil {
 				c.log.Warn("kafka sink: abort transaction", "err", aerr)
 			}
 		}
 		return err
 	}
-	if err := c.produceEvents(ctx, sent, ps); err != nil {
-		return abort(err)
+	progress := func(records int64) error {
+		last := j.events[len(j.events)-1]
+		val, err := json.Marshal(ProgressRecord{Pipe: c.pipe, Region: c.region, Progress: j.pos.Progress, Tail: j.pos.Tail,
+			CommitID: last.CommitID, Events: len(j.events), Records: records, Epoch: j.epoch, EpochStart: j.epochAt,
+			Time: time.Now().UTC()})
+		if err != nil {
+			return fmt.Errorf("sink kafka: progress record: %w", err)
+		}
+		c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j.promise)
+		return nil
+	}
+	if j.recs != nil {
+		// the position first: its partition joins the transaction with the first records'
+		if err := progress(int64(len(j.recs))); err != nil {
+			return abort(err)
+		}
+		if err := c.produceRecords(ctx, j.recs, j); err != nil {
+			return abort(err)
+		}
+	} else {
+		j.arena = c.getArena()
+		c.wenc.useArena(j.arena)
+		if err := c.produceEvents(ctx, c.wenc, j.events, j); err != nil {
+			return abort(err)
+		}
+		if err := progress(j.records.Load()); err != nil {
+			return abort(err)
+		}
 	}
 	if err := c.step("produced"); err != nil {
 		return err
 	}
-	pos := advance(c.skip.pos, sent)
-	last := sent[len(sent)-1]
-	val, err := json.Marshal(ProgressRecord{Pipe: c.pipe, Region: c.region, Progress: pos.Progress, Tail: pos.Tail,
-		CommitID: last.CommitID, Events: len(sent), Records: ps.records.Load(), Epoch: epoch, EpochStart: epochStart,
-		Time: time.Now().UTC()})
-	if err != nil {
-		return abort(fmt.Errorf("sink kafka: progress record: %w", err))
-	}
-	c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, ps.promise)
 	if err := c.cl.Flush(ctx); err != nil {
 		return abort(fmt.Errorf("sink kafka: flush: %w", err))
 	}
-	if err := ps.err(); err != nil {
+	j.settled = true
+	if err := j.err(); err != nil {
 		return abort(err)
 	}
-	c.enc.Reset() // every promise was called: the records' memory is free again
 	if err := c.step("flushed"); err != nil {
 		return err
 	}
@@ -294,55 +567,56 @@ func (c *Connector) sendTxn(ctx context.Context, batch []*pipe.Event) error {
 		return fmt.Errorf("sink kafka: commit transaction: %w", err)
 	}
 	c.stats.txns.Add(1)
-	c.skip.pos, c.skip.replays = pos, 0 // the replay, if any, is over once something new is in
-	c.epoch, c.epochStart = epoch, epochStart
-	if err := c.step("committed"); err != nil {
+	return c.step("committed")
+}
+
+// produceRecords produces encoded records, in order.
+func (c *Connector) produceRecords(ctx context.Context, recs []*kgo.Record, j *job) error {
+	var topic string
+	for _, r := range recs {
+		if r.Topic != topic {
+			if !c.created[r.Topic] {
+				if err := c.ensureTopic(ctx, r.Topic); err != nil {
+					return err
+				}
+			}
+			topic = r.Topic
+		}
+		j.records.Add(1)
+		c.cl.Produce(ctx, r, j.promise)
+	}
+	if err := j.err(); err != nil {
 		return err
 	}
-	return nil
+	return ctx.Err()
 }
 
-// produceState tracks the records of one send.
-type produceState struct {
-	filters map[*pipe.Event]rowHashes // rows of TsFile events to leave out
-	records atomic.Int64
-	mu      sync.Mutex
-	first   error
-	promise func(*kgo.Record, error)
-}
-
-func (c *Connector) newProduceState() *produceState {
-	ps := &produceState{}
-	ps.promise = func(r *kgo.Record, err error) {
-		if err == nil {
-			return
+// encodeEvents encodes the events (the rows of filters[e] left out of e) and calls emit
+// with each record, in order, counting them in the stats.
+func (c *Connector) encodeEvents(en *Encoder, events []*pipe.Event, filters map[*pipe.Event]rowHashes, emit func(*kgo.Record) error) error {
+	defer en.dropRows(nil)
+	for _, e := range events {
+		en.dropRows(filters[e])
+		before := en.dropped
+		n, err := en.Event(e, emit)
+		c.stats.records.Add(n.Records)
+		c.stats.bytes.Add(n.Bytes)
+		c.stats.points.Add(n.Points)
+		c.stats.dropped.Add(en.dropped - before)
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return err
+			}
+			return fmt.Errorf("sink kafka: %s event %d: %w", e.Kind, e.CommitID, err)
 		}
-		ps.mu.Lock()
-		defer ps.mu.Unlock()
-		if ps.first != nil {
-			return
-		}
-		if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
-			ps.first = pipe.Permanent(fmt.Errorf("sink kafka: a %d-byte message to topic %s is larger than the broker accepts "+
-				"(raise the broker's message.max.bytes, or lower max-message-bytes, now %d): %w",
-				len(r.Key)+len(r.Value), r.Topic, c.cfg.MaxMessageBytes, err))
-			return
-		}
-		ps.first = fmt.Errorf("sink kafka: produce to %s: %w", r.Topic, err)
 	}
-	return ps
-}
-
-func (ps *produceState) err() error {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	return ps.first
+	return nil
 }
 
 // produceEvents encodes the events and produces their records, in order. Encoding runs in
 // a goroutine of its own, a few hundred records ahead of producing, so that the two
 // overlap; it ends before produceEvents returns.
-func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps *produceState) error {
+func (c *Connector) produceEvents(ctx context.Context, en *Encoder, events []*pipe.Event, j *job) error {
 	const chunk, chunkBytes = 512, 256 << 10 // a piece: this many records or bytes
 	type piece struct {
 		recs []*kgo.Record
@@ -365,30 +639,21 @@ func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps 
 				return false
 			}
 		}
-		defer c.enc.dropRows(nil)
-		for _, e := range events {
-			c.enc.dropRows(ps.filters[e])
-			before := c.enc.dropped
-			n, err := c.enc.Event(e, func(r *kgo.Record) error {
-				cur = append(cur, r)
-				if curBytes += len(r.Value); len(cur) == chunk || curBytes >= chunkBytes {
-					if !send(piece{recs: cur}) {
-						return context.Canceled
-					}
-					cur, curBytes = make([]*kgo.Record, 0, chunk), 0
+		err := c.encodeEvents(en, events, j.filters, func(r *kgo.Record) error {
+			cur = append(cur, r)
+			if curBytes += len(r.Value); len(cur) == chunk || curBytes >= chunkBytes {
+				if !send(piece{recs: cur}) {
+					return context.Canceled
 				}
-				return nil
-			})
-			c.stats.records.Add(n.Records)
-			c.stats.bytes.Add(n.Bytes)
-			c.stats.points.Add(n.Points)
-			c.stats.dropped.Add(c.enc.dropped - before)
-			if err != nil {
-				if !errors.Is(err, context.Canceled) {
-					send(piece{recs: cur, err: fmt.Errorf("sink kafka: %s event %d: %w", e.Kind, e.CommitID, err)})
-				}
-				return
+				cur, curBytes = make([]*kgo.Record, 0, chunk), 0
 			}
+			return nil
+		})
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				send(piece{recs: cur, err: err})
+			}
+			return
 		}
 		if len(cur) > 0 {
 			send(piece{recs: cur})
@@ -397,20 +662,14 @@ func (c *Connector) produceEvents(ctx context.Context, events []*pipe.Event, ps 
 	defer wg.Wait()
 	defer close(done)
 	for p := range pieces {
-		for _, r := range p.recs {
-			if !c.created[r.Topic] {
-				if err := c.ensureTopic(ctx, r.Topic); err != nil {
-					return err
-				}
-			}
-			ps.records.Add(1)
-			c.cl.Produce(ctx, r, ps.promise)
+		if !c.cfg.ExactlyOnce {
+			j.pending.Add(int64(len(p.recs)))
+		}
+		if err := c.produceRecords(ctx, p.recs, j); err != nil {
+			return err
 		}
 		if p.err != nil {
 			return p.err
-		}
-		if err := ps.err(); err != nil {
-			return err
 		}
 	}
 	return ctx.Err()
@@ -438,6 +697,18 @@ func (c *Connector) closeClient() {
 // Close implements pipe.Connector. An open transaction is left to the next task's fencing
 // (or the broker's timeout): it never commits.
 func (c *Connector) Close() error {
+	c.closing.Store(true)
+	if c.jobs != nil {
+		close(c.jobs) // the worker ends the job it runs, then the ones queued fail
+		c.workers.Wait()
+		c.jobs = nil
+	}
+	if c.cl != nil && !c.cfg.ExactlyOnce && c.failure() == nil {
+		// acknowledge what is on its way, so that the task's last save covers it
+		fctx, cancel := context.WithTimeout(context.Background(), min(c.cfg.Timeout, 5*time.Second))
+		_ = c.cl.Flush(fctx)
+		cancel()
+	}
 	c.closeClient()
 	return nil
 }
