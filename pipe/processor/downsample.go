@@ -277,9 +277,13 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 				downsampleNum(d, s, &col, times, col.f32, i0, &oc)
 			case tsfile.Double:
 				downsampleNum(d, s, &col, times, col.f64, i0, &oc)
-			default: // as 0 and 1
-				d.scratch = col.floats(d.scratch)
-				downsampleNum(d, s, &col, times, d.scratch, i0, &oc)
+			default: // BOOLEAN: as 0 and 1
+				switch d.cfg.Method {
+				case MethodTumblingTime: // first or last: no value needed
+					downsampleNum(d, s, &col, times, []float64(nil), i0, &oc)
+				default: // keep every change
+					changingBool(d, s, &col, times, i0, &oc)
+				}
 			}
 		} else {
 			nulls := col.arr.NullN() > 0
@@ -607,29 +611,90 @@ func changingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 	valid := validityOf(col.arr)
 	minGap, maxGap := d.cfg.MinGap, d.cfg.MaxGap
 	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
-	started, last := s.Started, s.Last
 	rows := oc.rows
-	for i := i0; i < len(times); i++ {
-		if valid.null(i) {
+	n, i := len(times), i0
+	if !hasKept { // the series' first point is kept
+		for i < n && valid.null(i) {
+			i++
+		}
+		if i < n {
+			rows = append(rows, int32(i))
+			keptT, keptX, hasKept = times[i], float64(vals[i]), true
+			i++
+		}
+	}
+	for ; i < n; i++ {
+		if valid.bits != nil && valid.null(i) {
 			continue
 		}
-		t, x := times[i], float64(vals[i])
-		started, last = true, t
-		if hasKept {
-			gap := t - keptT
-			if gap < minGap {
-				continue
-			}
-			if math.Abs(x-keptX) <= dev && (maxGap == 0 || gap < maxGap) {
-				continue
-			}
+		gap := times[i] - keptT
+		if gap < minGap {
+			continue
+		}
+		x := float64(vals[i])
+		if math.Abs(x-keptX) <= dev && (maxGap == 0 || gap < maxGap) {
+			continue
 		}
 		rows = append(rows, int32(i))
-		keptT, hasKept, keptX = t, true, x
+		keptT, keptX = times[i], x
 	}
 	oc.rows = rows
 	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
-	s.Started, s.Last = started, last
+	s.Started, s.Last = lastSeen(s.Started, s.Last, valid, times, i0)
+}
+
+// changingBool is changingNum of a BOOLEAN column (as 0 and 1, deviation 0: every change
+// is kept), reading the values' bits.
+func changingBool(d *Downsample, s *dsSeries, col *column, times []int64, i0 int, oc *outColumn) {
+	valid := validityOf(col.arr)
+	bits, off := col.bl.Data().Buffers()[1].Bytes(), col.bl.Data().Offset()
+	bit := func(i int) float64 {
+		i += off
+		return float64(bits[i>>3] >> (i & 7) & 1)
+	}
+	minGap, maxGap := d.cfg.MinGap, d.cfg.MaxGap
+	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
+	rows := oc.rows
+	n, i := len(times), i0
+	if !hasKept { // the series' first point is kept
+		for i < n && valid.null(i) {
+			i++
+		}
+		if i < n {
+			rows = append(rows, int32(i))
+			keptT, keptX, hasKept = times[i], bit(i), true
+			i++
+		}
+	}
+	for ; i < n; i++ {
+		if valid.bits != nil && valid.null(i) {
+			continue
+		}
+		gap := times[i] - keptT
+		if gap < minGap {
+			continue
+		}
+		x := bit(i)
+		if x == keptX && (maxGap == 0 || gap < maxGap) {
+			continue
+		}
+		rows = append(rows, int32(i))
+		keptT, keptX = times[i], x
+	}
+	oc.rows = rows
+	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
+	s.Started, s.Last = lastSeen(s.Started, s.Last, valid, times, i0)
+}
+
+// lastSeen returns the series' started and last (the time of its last point) after its
+// rows from i0 on.
+func lastSeen(started bool, last int64, valid validity, times []int64, i0 int) (bool, int64) {
+	for k := len(times) - 1; k >= i0; k-- {
+		if !valid.null(k) {
+			return true, times[k]
+		}
+	}
+	return started, last
 }
 
 // selects reports whether the pattern selects some series of t.
