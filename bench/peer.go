@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"time"
@@ -53,7 +54,9 @@ type PeerConfig struct {
 //     receiver's fsync cadence (points/s as if they carried the same points);
 //   - lag: a live stream pipe while writes are paced at half the ingest-alone rate, from each
 //     write to the moment the receiver's region holds it (p50, p99); and again at a quarter
-//     of the rate tablet mode delivered, a load the pipe sustains while the writes go on.
+//     of the rate tablet mode delivered, a load the pipe sustains while the writes go on;
+//     with each, the cores the process used meanwhile (of the machine's: on a shared
+//     machine the writes and the pipe may get less than they need, and the lag grows).
 //
 // Both regions use batch durability and memtables that hold the whole run, so that the
 // figures measure the transport and apply path, not fsync or flush.
@@ -151,6 +154,10 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 		out = append(out,
 			Result{Bench: "peer-tablet", Metric: "lag_p50_ms", Value: lag.p50, Unit: "ms", Baseline: base, BaselineValue: achieved},
 			Result{Bench: "peer-tablet", Metric: "lag_p99_ms", Value: lag.p99, Unit: "ms", Baseline: base, BaselineValue: achieved},
+			// how much of the machine the process got meanwhile: on a shared machine, less
+			// than its cores, and the lag grows once the writes and the pipe need more
+			result("peer-tablet", "lag_cpu_cores_used", "cores", fmt.Sprintf("cores of the machine (writes at %.3g points/s)", l.rate),
+				lag.cores, float64(runtime.NumCPU())),
 		)
 	}
 	return out, nil
@@ -363,7 +370,7 @@ func rawLoopback(dir string, n int64, sink rawSink) (time.Duration, error) {
 	return time.Since(start), nil
 }
 
-type lagStats struct{ p50, p99 float64 }
+type lagStats struct{ p50, p99, cores float64 }
 
 // peerLag runs a live stream pipe while one writer paces 1,000-row tablets at rate points/s
 // for d; each tablet's first timestamp is its write time (unix ns), read back when the
@@ -425,6 +432,7 @@ func peerLag(dir, comp string, rate float64, d time.Duration) (lagStats, float64
 	defer proto.Release()
 	schema := proto.Rec.Schema()
 	perTablet := float64(rows * (len(schema.Fields()) - 1))
+	cpu0 := cpuTime()
 	start := time.Now()
 	written := 0
 	for time.Since(start) < d {
@@ -464,6 +472,7 @@ func peerLag(dir, comp string, rate float64, d time.Duration) (lagStats, float64
 		}
 		time.Sleep(time.Millisecond)
 	}
+	cores := float64(cpuTime()-cpu0) / float64(time.Since(start))
 	cancel()
 	<-watched
 	mu.Lock()
@@ -476,5 +485,5 @@ func peerLag(dir, comp string, rate float64, d time.Duration) (lagStats, float64
 	}
 	sort.Float64s(lags)
 	pct := func(p float64) float64 { return lags[int(math.Min(float64(len(lags)-1), p*float64(len(lags))))] }
-	return lagStats{p50: pct(0.50), p99: pct(0.99)}, achieved, nil
+	return lagStats{p50: pct(0.50), p99: pct(0.99), cores: cores}, achieved, nil
 }

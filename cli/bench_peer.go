@@ -29,7 +29,9 @@ Each is compared with the ingest alone and with a raw TCP connection on 127.0.0.
 the bytes that mode put on the wire (discarded, and written to a file with the receiver's
 fsync cadence). Then a live stream pipe runs while writes are paced at half the ingest-alone
 rate, and again at a quarter of the tablet-mode delivery, and the lag from each write to the
-receiver's region holding it is reported (p50, p99). Figures are medians over the rounds.`,
+receiver's region holding it is reported (p50, p99), with the cores the process used
+meanwhile (on a shared machine, less than the machine's). Figures are medians over the
+rounds.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
