@@ -9,6 +9,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/bitutil"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/weir-dev/weir/pipe"
@@ -240,12 +241,13 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 // takeRows keeps the rows of rec where mask is true. It copies the kept rows column by
 // column with typed loops: on tablets of a few thousand rows the compute take and filter
 // kernels cost more in dispatch (and FilterRecordBatch in a goroutine per column) than the
-// copying itself (see BenchmarkFilterPredicate).
+// copying itself (see BenchmarkFilterPredicate). Validity and boolean bitmaps are built
+// directly.
 func takeRows(rec arrow.Record, mask []uint8) arrow.Record {
-	idx := make([]int, 0, len(mask))
+	idx := make([]int32, 0, len(mask))
 	for i, x := range mask {
 		if x == triTrue {
-			idx = append(idx, i)
+			idx = append(idx, int32(i))
 		}
 	}
 	cols := make([]arrow.Array, rec.NumCols())
@@ -265,19 +267,21 @@ func takeRows(rec arrow.Record, mask []uint8) arrow.Record {
 		case *array.Float32:
 			cols[c] = gather(a, a.Float32Values(), idx)
 		case *array.Boolean:
-			vals, valid := make([]bool, len(idx)), make([]bool, len(idx))
+			bits, off := a.Data().Buffers()[1].Bytes(), a.Data().Offset()
+			vals := make([]byte, bitutil.BytesForBits(int64(len(idx))))
 			for k, i := range idx {
-				vals[k], valid[k] = a.Value(i), a.IsValid(i)
+				j := off + int(i)
+				vals[k>>3] |= (bits[j>>3] >> (j & 7) & 1) << (k & 7)
 			}
-			b := array.NewBooleanBuilder(memory.DefaultAllocator)
-			b.AppendValues(vals, valid)
-			cols[c] = b.NewArray()
-			b.Release()
+			valid, nulls := gatherValidity(a, idx)
+			data := array.NewData(a.DataType(), len(idx), []*memory.Buffer{valid, memory.NewBufferBytes(vals)}, nil, nulls, 0)
+			cols[c] = array.MakeFromData(data)
+			data.Release()
 		default:
 			b := array.NewBuilder(memory.DefaultAllocator, col.DataType())
 			b.Reserve(len(idx))
 			for _, i := range idx {
-				tsfile.AppendValue(b, col, i)
+				tsfile.AppendValue(b, col, int(i))
 			}
 			cols[c] = b.NewArray()
 			b.Release()
@@ -287,19 +291,38 @@ func takeRows(rec arrow.Record, mask []uint8) arrow.Record {
 }
 
 // gather returns the rows idx of a primitive array (vals are its values) as a new array.
-func gather[T int32 | int64 | float32 | float64](a arrow.Array, vals []T, idx []int) arrow.Array {
+func gather[T int32 | int64 | float32 | float64](a arrow.Array, vals []T, idx []int32) arrow.Array {
 	out := make([]T, len(idx))
 	for k, i := range idx {
 		out[k] = vals[i]
 	}
-	var valid []bool
-	if a.NullN() > 0 {
-		valid = make([]bool, len(idx))
-		for k, i := range idx {
-			valid[k] = a.IsValid(i)
-		}
+	valid, nulls := gatherValidity(a, idx)
+	var bits []byte
+	if valid != nil {
+		bits = valid.Bytes()
 	}
-	return newPrimitive(a.DataType(), out, valid)
+	return newPrimitiveBits(a.DataType(), out, bits, nulls)
+}
+
+// gatherValidity returns the validity bitmap of the rows idx of a (nil when a has no
+// null) and how many of them are null.
+func gatherValidity(a arrow.Array, idx []int32) (*memory.Buffer, int) {
+	if a.NullN() == 0 {
+		return nil, 0
+	}
+	src, off := a.NullBitmapBytes(), a.Data().Offset()
+	bits := make([]byte, bitutil.BytesForBits(int64(len(idx))))
+	nulls := 0
+	for k, i := range idx {
+		j := off + int(i)
+		v := src[j>>3] >> (j & 7) & 1
+		bits[k>>3] |= v << (k & 7)
+		nulls += int(v ^ 1)
+	}
+	if nulls == 0 {
+		return nil, 0
+	}
+	return memory.NewBufferBytes(bits), nulls
 }
 
 // columns returns the indexes (≥ 1) of t's columns the pattern selects.

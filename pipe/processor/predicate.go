@@ -636,57 +636,95 @@ func cmpOrdered[T int64 | float64 | string](a, b T) int {
 
 // compareConst compares a column with a constant of its kind into out.
 func compareConst(col arrow.Array, c constant, op [3]bool, out []uint8) {
+	res := [3]uint8{tri(op[0]), tri(op[1]), tri(op[2])} // by three-way comparison + 1
 	switch a := col.(type) {
 	case *array.Int32:
 		if c.isInt {
-			cmpLoop(a, a.Int32Values(), func(v int32) int { return cmpOrdered(int64(v), c.i) }, op, out)
+			cmpInts(a, a.Int32Values(), c.i, res, out)
 		} else {
-			cmpLoop(a, a.Int32Values(), func(v int32) int { return cmpOrdered(float64(v), c.num) }, op, out)
+			cmpFloats(a, a.Int32Values(), c.num, res, out)
 		}
 	case *array.Int64:
 		if c.isInt {
-			cmpLoop(a, a.Int64Values(), func(v int64) int { return cmpOrdered(v, c.i) }, op, out)
+			cmpInts(a, a.Int64Values(), c.i, res, out)
 		} else {
-			cmpLoop(a, a.Int64Values(), func(v int64) int { return cmpOrdered(float64(v), c.num) }, op, out)
+			cmpFloats(a, a.Int64Values(), c.num, res, out)
 		}
 	case *array.Float32:
-		cmpLoop(a, a.Float32Values(), func(v float32) int { return cmpOrdered(float64(v), c.num) }, op, out)
+		cmpFloats(a, a.Float32Values(), c.num, res, out)
 	case *array.Float64:
-		cmpLoop(a, a.Float64Values(), func(v float64) int { return cmpOrdered(v, c.num) }, op, out)
+		cmpFloats(a, a.Float64Values(), c.num, res, out)
 	case *array.String:
 		for i := range out {
 			if a.IsNull(i) {
 				out[i] = triUnknown
 			} else {
-				out[i] = tri(op[strings.Compare(a.Value(i), c.str)+1])
+				out[i] = res[strings.Compare(a.Value(i), c.str)+1]
 			}
 		}
 	case *array.Boolean:
+		bits, off := a.Data().Buffers()[1].Bytes(), a.Data().Offset()
+		want := uint8(0)
+		if c.b {
+			want = 1
+		}
+		eq, ne := res[1], res[2]
 		for i := range out {
-			switch {
-			case a.IsNull(i):
-				out[i] = triUnknown
-			case a.Value(i) == c.b:
-				out[i] = tri(op[1])
-			default:
-				out[i] = tri(op[2])
+			j := off + i
+			if bits[j>>3]>>(j&7)&1 == want {
+				out[i] = eq
+			} else {
+				out[i] = ne
+			}
+		}
+		if a.NullN() > 0 {
+			for i := range out {
+				if a.IsNull(i) {
+					out[i] = triUnknown
+				}
 			}
 		}
 	}
 }
 
-func cmpLoop[T int32 | int64 | float32 | float64](a arrow.Array, vals []T, cmp func(T) int, op [3]bool, out []uint8) {
-	if a.NullN() == 0 {
-		for i, v := range vals {
-			out[i] = tri(op[cmp(v)+1])
+// cmpInts sets out[i] to res[cmpOrdered(int64(vals[i]), c)+1] (triUnknown for nulls).
+func cmpInts[T int32 | int64](a arrow.Array, vals []T, c int64, res [3]uint8, out []uint8) {
+	out = out[:len(vals)]
+	for i, v := range vals {
+		x, k := int64(v), 1
+		if x < c {
+			k = 0
+		} else if x > c {
+			k = 2
 		}
+		out[i] = res[k]
+	}
+	nullsUnknown(a, out)
+}
+
+// cmpFloats sets out[i] to res[cmpOrdered(float64(vals[i]), c)+1] (triUnknown for nulls).
+func cmpFloats[T int32 | int64 | float32 | float64](a arrow.Array, vals []T, c float64, res [3]uint8, out []uint8) {
+	out = out[:len(vals)]
+	for i, v := range vals {
+		x, k := float64(v), 1
+		if x < c {
+			k = 0
+		} else if x > c {
+			k = 2
+		}
+		out[i] = res[k]
+	}
+	nullsUnknown(a, out)
+}
+
+// nullsUnknown sets out to triUnknown where a is null.
+func nullsUnknown(a arrow.Array, out []uint8) {
+	if a.NullN() == 0 {
 		return
 	}
-	for i, v := range vals {
+	for i := range out {
 		if a.IsNull(i) {
 			out[i] = triUnknown
-		} else {
-			out[i] = tri(op[cmp(v)+1])
 		}
 	}
 }
