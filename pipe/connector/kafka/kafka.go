@@ -292,9 +292,11 @@ func (j *job) err() error {
 // produceError explains a record's failure.
 func (c *Connector) produceError(r *kgo.Record, err error) error {
 	if errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) {
-		return pipe.Permanent(fmt.Errorf("sink kafka: a %d-byte message to topic %s is larger than the broker accepts "+
-			"(raise the broker's message.max.bytes, or lower max-message-bytes, now %d): %w",
-			len(r.Key)+len(r.Value), r.Topic, c.cfg.MaxMessageBytes, err))
+		// the broker's message.max.bytes bounds a record batch, which the client makes up to
+		// max-message-bytes
+		return pipe.Permanent(fmt.Errorf("sink kafka: a record batch to topic %s (with a %d-byte message) is larger than the broker accepts: "+
+			"keep max-message-bytes (now %d) at or below the broker's message.max.bytes, or raise that: %w",
+			r.Topic, len(r.Key)+len(r.Value), c.cfg.MaxMessageBytes, err))
 	}
 	return fmt.Errorf("sink kafka: produce to %s: %w", r.Topic, err)
 }
