@@ -38,6 +38,8 @@ const (
 	DefaultMaxImmutable = 2
 	DefaultRecentBytes  = 64 << 20
 	DefaultOrigin       = 1
+	// DefaultWALRetainAfterOpen is how long the WAL found at open is kept for pipes to pin.
+	DefaultWALRetainAfterOpen = time.Minute
 )
 
 // Options configure a Region.
@@ -54,9 +56,13 @@ type Options struct {
 	MaxImmutable   int                // sealed memtables awaiting flush before writes wait; default 2
 	RecentBytes    int64              // recent entries kept in memory for subscribers; default 64 MiB
 	Repair         bool               // open despite a corrupt WAL middle or TsFile, dropping the damage
-	FS             vfs.FS             // default: the OS
-	Logger         *slog.Logger       // default: slog.Default()
-	Allocator      memory.Allocator   // default: memory.DefaultAllocator
+	// WALRetainAfterOpen keeps the WAL found at open (what pipes had pinned before a restart,
+	// and what was not flushed) this long, so that pipes resuming from their durable
+	// progress pin it again instead of falling back to files; default 1m, <0 disables.
+	WALRetainAfterOpen time.Duration
+	FS                 vfs.FS           // default: the OS
+	Logger             *slog.Logger     // default: slog.Default()
+	Allocator          memory.Allocator // default: memory.DefaultAllocator
 }
 
 func (o *Options) fill() error {
@@ -89,6 +95,9 @@ func (o *Options) fill() error {
 	}
 	if o.RecentBytes == 0 {
 		o.RecentBytes = DefaultRecentBytes
+	}
+	if o.WALRetainAfterOpen == 0 {
+		o.WALRetainAfterOpen = DefaultWALRetainAfterOpen
 	}
 	if o.FS == nil {
 		o.FS = vfs.Default
@@ -140,6 +149,7 @@ type Region struct {
 	listeners   map[int]func(FileInfo)
 	nextID      int
 	walPins     map[int]*Pin
+	retainUntil time.Time // the WAL found at open is kept until then (Options.WALRetainAfterOpen)
 	progress    map[uint32]uint64
 	times       []indexTime
 	stats       Stats
@@ -279,7 +289,11 @@ func (r *Region) closeFiles() {
 // for flush, and a new live memtable starts.
 func (r *Region) replay() error {
 	r.lastIndex = r.man.FlushedIndex
-	if _, err := r.wal.RemoveSegments(r.man.FlushedIndex); err != nil {
+	if r.opts.WALRetainAfterOpen > 0 && r.wal.LastIndex() > 0 {
+		// flushed segments still on disk were pinned by pipes before the restart: keep them
+		// (and the replayed epochs' segments) a while for the pipes to pin again
+		r.retainUntil = time.Now().Add(r.opts.WALRetainAfterOpen)
+	} else if _, err := r.wal.RemoveSegments(r.man.FlushedIndex); err != nil {
 		return err
 	}
 	seen := map[uint64]bool{}
@@ -773,6 +787,9 @@ func copyProgress(p map[uint32]uint64) map[uint32]uint64 {
 func (r *Region) trimWAL() error {
 	r.mu.Lock()
 	upTo := r.man.FlushedIndex
+	if time.Now().Before(r.retainUntil) {
+		upTo = 0
+	}
 	for _, p := range r.walPins {
 		if p.from > 0 && p.from-1 < upTo {
 			upTo = p.from - 1

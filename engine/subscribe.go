@@ -225,13 +225,12 @@ func (p *Pin) Release() {
 		p.file = ""
 		return
 	}
+	// the segments it held go with the next flush's trim, not now: a pipe that stops with
+	// its node (releasing its pin) finds its WAL again when the node restarts
+	// (Options.WALRetainAfterOpen)
 	r.mu.Lock()
-	_, held := r.walPins[p.id]
 	delete(r.walPins, p.id)
 	r.mu.Unlock()
-	if held {
-		_ = r.trimWAL()
-	}
 }
 
 // PinnedBytes returns the bytes of WAL segments reached by a pin and of pinned files.
