@@ -144,6 +144,40 @@ type aggDevice struct {
 	// the schema of the last output tablet, and its columns
 	schema     *arrow.Schema
 	schemaCols []tsfile.Column
+	// indexes of Open (not saved: LoadState rebuilds them): its window starts, sorted,
+	// and the measurements of its windows, sorted (with perhaps some no window has)
+	starts []int64
+	names  []string
+}
+
+// reindex rebuilds d's indexes of Open.
+func (d *aggDevice) reindex() {
+	d.starts, d.names = d.starts[:0], d.names[:0]
+	for w, win := range d.Open {
+		d.starts = append(d.starts, w)
+		for m := range win {
+			d.addName(m)
+		}
+	}
+	slices.Sort(d.starts)
+}
+
+// addStart records a new window of Open.
+func (d *aggDevice) addStart(w int64) {
+	if n := len(d.starts); n == 0 || d.starts[n-1] < w {
+		d.starts = append(d.starts, w)
+		return
+	}
+	if i, found := slices.BinarySearch(d.starts, w); !found {
+		d.starts = slices.Insert(d.starts, i, w)
+	}
+}
+
+// addName records a measurement of a window of Open.
+func (d *aggDevice) addName(m string) {
+	if i, found := slices.BinarySearch(d.names, m); !found {
+		d.names = slices.Insert(d.names, i, m)
+	}
 }
 
 type accumulator struct {
@@ -248,6 +282,12 @@ func (a *Aggregate) LoadState(b []byte) error {
 	}
 	if st.Devices == nil {
 		st.Devices = map[string]*aggDevice{}
+	}
+	for _, d := range st.Devices {
+		if d.Open == nil {
+			d.Open = map[int64]map[string]*accumulator{}
+		}
+		d.reindex()
 	}
 	a.devices, a.guard = st.Devices, st.Guard
 	return nil
@@ -387,6 +427,7 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 			win = map[string]*accumulator{}
 		}
 		d.Open[w] = win
+		d.addStart(w)
 	}
 	acc := win[name]
 	if acc == nil || acc.Type != typ {
@@ -397,6 +438,7 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 			acc = &accumulator{Type: typ}
 		}
 		win[name] = acc
+		d.addName(name)
 	}
 	return acc
 }
@@ -686,30 +728,48 @@ func (a *Aggregate) split(t *tsfile.Tablet) (raw *tsfile.Tablet, selected bool) 
 // a tablet (nil when none): a row per window that has an output value, at the window's
 // start; columns <measurement>_<function> in measurement order, then function order.
 func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
-	starts := a.starts[:0]
-	for w := range d.Open {
+	starts := a.starts[:0] // the windows emitted, in order
+	open := d.starts[:0]   // the others
+	for _, w := range d.starts {
 		if all || (d.Closed != math.MinInt64 && w+a.cfg.Interval <= d.Closed) {
 			starts = append(starts, w)
+		} else {
+			open = append(open, w)
 		}
 	}
 	a.starts = starts
 	if len(starts) == 0 {
 		return nil
 	}
-	slices.Sort(starts)
 	wins := a.wins[:0]
-	ms := a.ms[:0]
 	for _, w := range starts {
-		win := d.Open[w]
-		wins = append(wins, win)
-		for m, acc := range win {
-			if !slices.ContainsFunc(ms, func(s aggSeries) bool { return s.name == m }) {
-				ms = append(ms, aggSeries{m, acc.Type})
+		wins = append(wins, d.Open[w])
+	}
+	// the measurements, in name order, each of the type of its first window's accumulator
+	ms := a.ms[:0]
+	gone := false // a measurement no emitted window has
+	for _, m := range d.names {
+		found := false
+		for _, win := range wins {
+			if acc := win[m]; acc != nil {
+				ms, found = append(ms, aggSeries{m, acc.Type}), true
+				break
 			}
 		}
+		gone = gone || !found
 	}
 	a.wins, a.ms = wins, ms
-	slices.SortFunc(ms, func(a, b aggSeries) int { return strings.Compare(a.name, b.name) })
+	d.starts = open
+	if gone { // forget the measurements no open window has
+		d.names = slices.DeleteFunc(d.names, func(m string) bool {
+			for _, w := range open {
+				if d.Open[w][m] != nil {
+					return false
+				}
+			}
+			return !slices.ContainsFunc(ms, func(s aggSeries) bool { return s.name == m })
+		})
+	}
 
 	nw := len(starts)
 	// the output columns' values, one backing array per type
@@ -764,8 +824,8 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 	// the emitted windows' maps and accumulators serve the next windows
 	for i, w := range starts {
 		delete(d.Open, w)
-		for _, acc := range wins[i] {
-			if len(a.freeAccs) < 4096 {
+		for _, m := range ms { // every measurement of the window is in ms
+			if acc := wins[i][m.name]; acc != nil && len(a.freeAccs) < 4096 {
 				a.freeAccs = append(a.freeAccs, acc)
 			}
 		}
