@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
@@ -166,6 +167,9 @@ func (c *Applier) Apply(e *pipe.Event) error {
 func (c *Applier) loadFile(e *pipe.Event) error {
 	f := e.File
 	if f.Whole() && (c.DB == "" || sameDatabase(c.DB, f.Path)) {
+		if ok, err := c.linkFile(e); ok || err != nil {
+			return err
+		}
 		if _, err := c.Target.LoadFile(f.Path, e.Progress); err != nil {
 			return fmt.Errorf("write-back load %s: %w", f.Path, err)
 		}
@@ -197,6 +201,29 @@ func (c *Applier) loadFile(e *pipe.Event) error {
 		return fmt.Errorf("write-back load %s: %w", f.Path, err)
 	}
 	return nil
+}
+
+// linkSeq names the links linkFile stages.
+var linkSeq atomic.Uint64
+
+// linkFile loads a shipped file whole by a hard link staged in the target's directory,
+// which the target adopts (sealed files are never changed, and the CRC32C is the one the
+// source region recorded): no copy. It reports false, with no error, when it cannot link
+// (another filesystem, or no recorded CRC); the caller copies then.
+func (c *Applier) linkFile(e *pipe.Event) (bool, error) {
+	f := e.File
+	if f.Info.CRC32C == 0 {
+		return false, nil
+	}
+	staged := filepath.Join(c.Target.Dir(), fmt.Sprintf("link-%d-%d.tmp", os.Getpid(), linkSeq.Add(1)))
+	if err := os.Link(f.Path, staged); err != nil {
+		return false, nil
+	}
+	if _, err := c.Target.AdoptFile(staged, f.Info.CRC32C, e.Progress); err != nil {
+		_ = os.Remove(staged)
+		return true, fmt.Errorf("write-back load %s: %w", f.Path, err)
+	}
+	return true, nil
 }
 
 // sameDatabase reports whether the file's devices already live in db (so no renaming).

@@ -74,4 +74,10 @@ func TestFileDeletionsDoNotCoverTheFile(t *testing.T) {
 	if ds != dd || dd.Points != 7 {
 		t.Fatalf("digests src %v dst %v", ds, dd)
 	}
+	// on one filesystem the file was linked, not copied: one inode, two names
+	a1, err1 := os.Stat(src.FilePath(f.Name))
+	a2, err2 := os.Stat(dst.FilePath(dst.Files()[0].Name))
+	if err1 != nil || err2 != nil || !os.SameFile(a1, a2) {
+		t.Errorf("the loaded file is not a link of the shipped one: %v %v", err1, err2)
+	}
 }
