@@ -372,7 +372,7 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		a.devices[t.Device] = d
 	}
 	times := t.Times()
-	sorted := t.Sorted()
+	sorted := increasing(times)
 	iv := a.cfg.Interval
 	for c := 1; c < len(fs); c++ {
 		name := fs[c].Name

@@ -228,7 +228,7 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 	if !d.selects(t) {
 		return t
 	}
-	if !t.Sorted() {
+	if !increasing(t.Times()) {
 		t = t.Normalize(d.mem)
 		defer t.Release()
 	}

@@ -180,7 +180,7 @@ func (f *Filter) Tablet(ctx context.Context, t *tsfile.Tablet) (*tsfile.Tablet, 
 	var mask []uint8
 	if f.minT != math.MinInt64 || f.maxT != math.MaxInt64 {
 		ts := t.Times()
-		if t.Sorted() {
+		if increasing(ts) {
 			lo = int64(sort.Search(len(ts), func(i int) bool { return ts[i] >= f.minT }))
 			hi = int64(sort.Search(len(ts), func(i int) bool { return ts[i] > f.maxT }))
 			if lo >= hi {

@@ -99,3 +99,29 @@ func TestSumRunExact(t *testing.T) {
 		}
 	}
 }
+
+// TestIncreasing: increasing agrees with tsfile's Sorted.
+func TestIncreasing(t *testing.T) {
+	r := rand.New(rand.NewSource(4))
+	for iter := 0; iter < 20000; iter++ {
+		ts := make([]int64, r.Intn(40))
+		v := int64(r.Intn(5)) - 2
+		for i := range ts {
+			v += int64(r.Intn(200)) + 1
+			if r.Intn(60) == 0 {
+				v -= int64(r.Intn(3))
+			}
+			ts[i] = v
+		}
+		if r.Intn(10) == 0 && len(ts) > 1 {
+			ts[len(ts)-1] = math.MinInt64
+		}
+		want := true
+		for i := 1; i < len(ts); i++ {
+			want = want && ts[i] > ts[i-1]
+		}
+		if got := increasing(ts); got != want {
+			t.Fatalf("increasing(%v) = %v", ts, got)
+		}
+	}
+}
