@@ -58,6 +58,7 @@ type Connector struct {
 	cfg     Config
 	log     *slog.Logger
 	pending func() int
+	fail    func(error) // Env.Fail: for a failure of the roller
 	opts    []pq.WriterOption
 	schemas map[string]*pq.Schema
 	hasher  *rowHasher
@@ -147,6 +148,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 		c.log = slog.Default()
 	}
 	c.pending = env.Pending
+	c.fail = env.Fail
 	if env.Region != nil {
 		c.region = env.Region.Name()
 	}
@@ -325,9 +327,15 @@ func (c *Connector) roller() {
 			}
 		}
 		if err != nil {
-			c.log.Error("parquet sink: finishing a file failed; the pipe fails at its next batch", "err", err)
+			if c.fail != nil {
+				c.errSeen = true // the task hears of it now, not at a next batch that may never come
+			}
+			c.log.Error("parquet sink: finishing a file in the background failed", "err", err)
 		}
 		c.unlockAndAck()
+		if err != nil && c.fail != nil {
+			c.fail(err)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	pq "github.com/parquet-go/parquet-go"
@@ -584,6 +585,51 @@ func TestDiskFull(t *testing.T) {
 			c.Close()
 			sameRows(t, readRows(t, dir), want)
 		})
+	}
+}
+
+// A file the roller finishes in the background (roll-interval) fails the task through
+// Env.Fail when it cannot be written: the pipe hears of it without sending another batch,
+// nothing of the file is acknowledged, no temporary file is left.
+func TestBackgroundRollFailureFailsTheTask(t *testing.T) {
+	dir := t.TempDir()
+	evs, _ := workload(t, 4, 1, 10, testCols)
+	fs := vfs.NewFaulty(nil)
+	fs.SetHook(func(o vfs.Op, name string) error {
+		if o == vfs.OpRename {
+			return fmt.Errorf("%w: %s", vfs.ErrInjected, name)
+		}
+		return nil
+	})
+	failed := make(chan error, 4)
+	c := New(Options{FS: fs})
+	if err := c.Open(context.Background(), &pipe.Env{Pipe: "p", Params: params(dir, ParamRollInterval, "20ms"),
+		Fail: func(err error) { failed <- err }}); err != nil {
+		t.Fatal(err)
+	}
+	a := newAcker()
+	sendAsync(t, c, evs, 4, a)
+	select {
+	case err := <-failed:
+		if !errors.Is(err, vfs.ErrInjected) {
+			t.Fatalf("failure %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no failure reported")
+	}
+	if err := c.SendAsync(context.Background(), evs[:1], a.ack); !errors.Is(err, vfs.ErrInjected) {
+		t.Fatalf("send after the failure: %v", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("close: %v (the failure was reported already)", err)
+	}
+	if a.count() != 0 || len(finalFiles(t, dir)) != 0 || len(tempFiles(t, dir)) != 0 {
+		t.Fatalf("acks %v, files %v, temporary %v", a.ids, finalFiles(t, dir), tempFiles(t, dir))
+	}
+	select {
+	case err := <-failed:
+		t.Fatalf("a second failure: %v", err)
+	default:
 	}
 }
 
