@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Three Weir nodes on localhost as a cluster (cluster.yaml: root.demo on three replicas with
 # iotv2): writes through the node that leads nothing, a follower killed with SIGKILL while
-# writes go on and restarted, a leader killed and restarted, then every region's replicas
-# compared.
+# writes go on and restarted, a leader killed and restarted, a user pipe that runs on each
+# region's leader, a leadership moved, then every region's replicas compared.
 #
 #   examples/three-replicas/run.sh             # from the repository root or anywhere
 #   ROWS=2000 KEEP=1 examples/three-replicas/run.sh
@@ -87,6 +87,21 @@ echo "== node 1 restarted: it resumes its pipes"
 start_node 1
 load 2 "$N2"
 "$PIPECTL" cluster status --server "$N1"
+"$PIPECTL" cluster digest --server "$N1" --wait 60s
+
+echo "== a user pipe created through node 3 runs on each region's leader (root.demo copied into root.copy)"
+"$PIPECTL" pipe create --start --server "$N3" -f - <<'SPEC'
+name: copy
+source: {plugin: hybrid, pattern: root.demo.**}
+sink: {plugin: write-back, database: root.copy}
+SPEC
+"$PIPECTL" pipe list --server "$N3"
+
+echo "== the leadership of root.demo/0 moves to node 2 (node 1 drains its pipes first; the copy task moves too)"
+"$PIPECTL" region leader root.demo/0 --node 2 --server "$N3"
+load 3 "$N3"
+"$PIPECTL" cluster status --server "$N1"
+"$PIPECTL" pipe list --server "$N1"
 "$PIPECTL" cluster digest --server "$N1" --wait 60s
 "$PIPECTL" digest --db root.demo --server "$N3"
 if [[ "${KEEP:-}" == 1 ]]; then
