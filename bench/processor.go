@@ -43,24 +43,24 @@ type ProcessorConfig struct {
 	Dir    string
 	Points int64
 	Cases  []ProcessorCase // default DefaultProcessorCases; the first is the baseline
-	Rounds int             // default 3; figures are medians over rounds
+	Rounds int             // default 5; figures are medians over rounds
 }
 
 // Processor measures points/s through each processor case in a real pipe: a region holds
 // Points points in memory (1,000-row tablets of 100 devices), and for each case a wal →
 // processor → do-nothing pipe drains them from the start. The baseline is the first case
-// (do-nothing). Each round runs the baseline, every other case, and the baseline again;
-// a case's ratio in a round is its rate over the mean of that round's two baseline runs
-// (so that drift on a shared machine favours neither side), and the figures are medians
-// over the rounds. It also reports each processor alone (Process called in a loop on the
-// same tablets, no runtime) against the same baseline: a ratio above 1 means the processor
-// is not what limits the pipe.
+// (do-nothing). Each round runs the baseline before and after every other case (base,
+// case 1, base, case 2, ..., base); a case's ratio in a round is its rate over the mean of
+// the two baseline runs around it (so that drift on a shared machine favours neither
+// side), and the figures are medians over the rounds. It also reports each processor
+// alone (Process called in a loop on the same tablets, no runtime) against the round's
+// baseline: a ratio above 1 means the processor is not what limits the pipe.
 func Processor(cfg ProcessorConfig) ([]Result, error) {
 	if cfg.Points <= 0 {
 		return nil, fmt.Errorf("points must be > 0")
 	}
 	if cfg.Rounds <= 0 {
-		cfg.Rounds = 3
+		cfg.Rounds = 5
 	}
 	cases := cfg.Cases
 	if len(cases) == 0 {
@@ -123,31 +123,40 @@ func Processor(cfg ProcessorConfig) ([]Result, error) {
 		return total / d.Seconds(), nil
 	}
 
-	baseRates := make([]float64, 0, 2*cfg.Rounds)
+	baseRates := make([]float64, 0, len(cases)*cfg.Rounds)
 	rates := make([][]float64, len(cases))  // per case, per round
 	ratios := make([][]float64, len(cases)) // per case, per round
 	alones := make([][]float64, len(cases))
 	for round := 0; round < cfg.Rounds; round++ {
+		// base, case 1, base, case 2, ..., base: each case against the baseline runs
+		// just before and after it (drift on a shared machine favours neither side)
 		before, err := drain(cases[0])
 		if err != nil {
 			return nil, err
 		}
+		bases := []float64{before}
 		got := make([]float64, len(cases))
 		for i, c := range cases[1:] {
 			if got[i+1], err = drain(c); err != nil {
 				return nil, err
 			}
+			after, err := drain(cases[0])
+			if err != nil {
+				return nil, err
+			}
+			bases = append(bases, after)
+			rates[i+1] = append(rates[i+1], got[i+1])
+			ratios[i+1] = append(ratios[i+1], got[i+1]/((before+after)/2))
+			before = after
 		}
-		after, err := drain(cases[0])
-		if err != nil {
-			return nil, err
+		baseRates = append(baseRates, bases...)
+		base := 0.0
+		for _, b := range bases {
+			base += b / float64(len(bases))
 		}
-		base := (before + after) / 2
-		baseRates = append(baseRates, before, after)
-		got[0] = base
+		rates[0] = append(rates[0], base)
+		ratios[0] = append(ratios[0], 1)
 		for i := range cases {
-			rates[i] = append(rates[i], got[i])
-			ratios[i] = append(ratios[i], got[i]/base)
 			d, err := runAlone(cases[i], tablets)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", cases[i].Name, err)

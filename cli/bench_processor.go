@@ -21,8 +21,8 @@ func newBenchProcessorCmd(asJSON *bool) *cobra.Command {
 		Long: `Writes the demo workload (100 devices; temp, pressure, count, state, ok; 1,000-row tablets)
 into a region held in memory, then for each processor drains it from the start through a
 wal → processor → do-nothing pipe. The baseline is the same pipe with the do-nothing
-processor, run first and last in each round (a case's ratio in a round is against their
-mean); the figures are medians over the rounds:
+processor, run before and after each case in each round (a case's ratio in a round is
+against the mean of the two runs around it); the figures are medians over the rounds:
 
   pipe_points_per_second    the whole pipe with the processor (the ratio is the cost of the
                             processor in a pipe)
@@ -67,7 +67,7 @@ The cases: ` + caseNames() + `.`,
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write and drain through each processor")
-	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds (figures are medians)")
+	cmd.Flags().IntVar(&rounds, "rounds", 5, "rounds (figures are medians)")
 	cmd.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
 	cmd.Flags().StringSliceVar(&only, "only", nil, "measure only these cases (besides the do-nothing baseline)")
 	return cmd
