@@ -540,10 +540,10 @@ func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, 
 }
 
 // minMaxSum returns min(lo, vals...), max(hi, vals...) and sum + vals[0] + vals[1] + ...
-// added in order in float64, as a plain loop would. The minimum and maximum do not
-// depend on the order (NaN and signed zeros included): two lanes each, so that the loop
-// waits on the sum only. For integers (isInt) whose sums in float64 are all exact (below
-// 2^53), the sum is taken in int64, the same number without a float addition a value.
+// added in order in float64, as a plain loop would. For integers (isInt) whose sums in
+// float64 are all exact (below 2^53), the sum is taken in int64 (the same number, without
+// a float addition a value) and the minimum and maximum, which do not depend on the
+// order, in two lanes each.
 func minMaxSum[T number](vals []T, lo, hi T, sum float64, isInt bool) (T, T, float64) {
 	if len(vals) == 0 {
 		return lo, hi, sum
@@ -573,20 +573,25 @@ func minMaxSum[T number](vals []T, lo, hi T, sum float64, isInt bool) (T, T, flo
 		}
 		return lo, hi, sum
 	}
-	k := 0
-	for ; k+1 < len(vals); k += 2 {
-		a, b := vals[k], vals[k+1]
-		lo, hi = min(lo, a), max(hi, a)
-		lo2, hi2 = min(lo2, b), max(hi2, b)
-		sum += float64(a)
-		sum += float64(b)
+	// Floats: plain comparisons, which give min's and max's results unless a NaN or a
+	// zero (-0 is below +0 for min and max) is involved: then min and max again.
+	lo0, hi0 := lo, hi
+	for _, v := range vals {
+		if v < lo {
+			lo = v
+		}
+		if v > hi {
+			hi = v
+		}
+		sum += float64(v) // NaN when a value is
 	}
-	if k < len(vals) {
-		a := vals[k]
-		lo, hi = min(lo, a), max(hi, a)
-		sum += float64(a)
+	if lo == 0 || hi == 0 || sum != sum || lo0 != lo0 || hi0 != hi0 {
+		lo, hi = lo0, hi0
+		for _, v := range vals {
+			lo, hi = min(lo, v), max(hi, v)
+		}
 	}
-	return min(lo, lo2), max(hi, hi2), sum
+	return lo, hi, sum
 }
 
 // sumRun returns sum + vals[0] + vals[1] + ... added in order in float64, as a plain loop

@@ -39,7 +39,7 @@ func TestMinMaxSumExact(t *testing.T) {
 			i32s[k] = int32(ints[k])
 			fs[k] = (r.Float64() - 0.5) * math.Pow(10, float64(r.Intn(40)-20))
 			if r.Intn(6) == 0 {
-				fs[k] = []float64{0, math.Copysign(0, -1), math.MaxFloat64, -math.MaxFloat64, 1e-310}[r.Intn(5)]
+				fs[k] = []float64{0, math.Copysign(0, -1), math.MaxFloat64, -math.MaxFloat64, 1e-310, math.NaN(), math.Inf(1), math.Inf(-1)}[r.Intn(8)]
 			}
 			f32s[k] = float32(fs[k])
 		}
