@@ -1033,7 +1033,7 @@ func (a *Aggregate) aggTablet(device string, d *aggDevice, starts []int64, rowOK
 			b.Release()
 		}
 	}
-	return tsfile.NewTablet(device, array.NewRecord(d.schema, arrs, int64(rows)))
+	return tsfile.NewTablet(device, newRecord(d.schema, arrs, int64(rows)))
 }
 
 // selected returns vals at sel, or vals when sel is nil.

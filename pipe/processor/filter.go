@@ -287,7 +287,7 @@ func takeRows(rec arrow.Record, mask []uint8) arrow.Record {
 			b.Release()
 		}
 	}
-	return array.NewRecord(rec.Schema(), cols, int64(len(idx)))
+	return newRecord(rec.Schema(), cols, int64(len(idx)))
 }
 
 // gather returns the rows idx of a primitive array (vals are its values) as a new array.

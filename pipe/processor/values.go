@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -323,7 +324,7 @@ func buildTablet(mem memory.Allocator, schemas *schemaCache, device string, cols
 			fb.Release()
 		}
 	}
-	return tsfile.NewTablet(device, array.NewRecord(sch, arrs, int64(len(times))))
+	return tsfile.NewTablet(device, newRecord(sch, arrs, int64(len(times))))
 }
 
 // schemaCache keeps the schema of each device's last output tablet.
@@ -478,7 +479,7 @@ func buildFromRows(device string, schema *arrow.Schema, cols []*outColumn) *tsfi
 		for _, c := range cols {
 			arrs = append(arrs, withRows(c.src, c.rows))
 		}
-		return tsfile.NewTablet(device, array.NewRecord(schema, arrs, int64(n)))
+		return tsfile.NewTablet(device, newRecord(schema, arrs, int64(n)))
 	}
 	kept := make([]bool, n) // by input row: some column keeps it
 	for _, c := range cols {
@@ -529,7 +530,7 @@ func buildFromRows(device string, schema *arrow.Schema, cols []*outColumn) *tsfi
 			b.Release()
 		}
 	}
-	return tsfile.NewTablet(device, array.NewRecord(schema, arrs, int64(len(sel))))
+	return tsfile.NewTablet(device, newRecord(schema, arrs, int64(len(sel))))
 }
 
 // withRows returns src (an input column) restricted to rows (valid rows of src, increasing):
@@ -637,4 +638,66 @@ func floorDiv(a, b int64) int64 {
 		q--
 	}
 	return q
+}
+
+// record is an arrow.Record of columns built here to the types of its schema: it holds
+// them without array.NewRecord's check of each column's type against the schema (a
+// reflect.DeepEqual per column, a tenth of an aggregate's output tablet).
+type record struct {
+	refs   atomic.Int64
+	schema *arrow.Schema
+	rows   int64
+	cols   []arrow.Array
+}
+
+// newRecord returns a record of schema over cols (retained), which must be of the
+// schema's types and hold rows rows (checked: their number and lengths).
+func newRecord(schema *arrow.Schema, cols []arrow.Array, rows int64) arrow.Record {
+	if len(cols) != schema.NumFields() {
+		panic(fmt.Sprintf("processor: %d columns for %d fields", len(cols), schema.NumFields()))
+	}
+	r := &record{schema: schema, rows: rows, cols: slices.Clone(cols)}
+	for i, c := range r.cols {
+		if int64(c.Len()) < rows {
+			panic(fmt.Sprintf("processor: column %d holds %d rows, not %d", i, c.Len(), rows))
+		}
+		c.Retain()
+	}
+	r.refs.Store(1)
+	return r
+}
+
+func (r *record) Retain() { r.refs.Add(1) }
+
+func (r *record) Release() {
+	if r.refs.Add(-1) == 0 {
+		for _, c := range r.cols {
+			c.Release()
+		}
+		r.cols = nil
+	}
+}
+
+func (r *record) Schema() *arrow.Schema    { return r.schema }
+func (r *record) NumRows() int64           { return r.rows }
+func (r *record) NumCols() int64           { return int64(len(r.cols)) }
+func (r *record) Columns() []arrow.Array   { return r.cols }
+func (r *record) Column(i int) arrow.Array { return r.cols[i] }
+func (r *record) ColumnName(i int) string  { return r.schema.Field(i).Name }
+func (r *record) MarshalJSON() ([]byte, error) {
+	rec := array.NewRecord(r.schema, r.cols, r.rows)
+	defer rec.Release()
+	return rec.MarshalJSON()
+}
+
+func (r *record) SetColumn(i int, col arrow.Array) (arrow.Record, error) {
+	rec := array.NewRecord(r.schema, r.cols, r.rows)
+	defer rec.Release()
+	return rec.SetColumn(i, col)
+}
+
+func (r *record) NewSlice(i, j int64) arrow.Record {
+	rec := array.NewRecord(r.schema, r.cols, r.rows)
+	defer rec.Release()
+	return rec.NewSlice(i, j)
 }
