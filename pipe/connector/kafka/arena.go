@@ -24,7 +24,7 @@ const (
 	firstChunk   = 16 << 10
 )
 
-// record returns a zeroed record.
+// record returns a zeroed record (reset zeroes the records handed out, make new slabs).
 func (a *arena) record() *kgo.Record {
 	if a.ri == len(a.recs) {
 		n := firstRecSlab
@@ -35,7 +35,6 @@ func (a *arena) record() *kgo.Record {
 	}
 	slab := a.recs[a.ri]
 	r := &slab[a.rj]
-	*r = kgo.Record{}
 	if a.rj++; a.rj == len(slab) {
 		a.ri, a.rj = a.ri+1, 0
 	}

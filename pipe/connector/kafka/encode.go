@@ -622,6 +622,17 @@ func appendUint(b []byte, u uint64) []byte {
 // putDigits writes u's decimal digits right-aligned in d, which has room for exactly them.
 func putDigits(d []byte, u uint64) {
 	i := len(d)
+	if u >= 1e8 && i >= 8 { // the low 8 digits in 32-bit steps, independent of the rest
+		lo := uint32(u % 1e8)
+		u /= 1e8
+		for range 4 {
+			q := lo / 100
+			j := (lo - q*100) * 2
+			i -= 2
+			d[i], d[i+1] = digitPairs[j], digitPairs[j+1]
+			lo = q
+		}
+	}
 	for u >= 100 {
 		q := u / 100
 		j := (u - q*100) * 2
@@ -640,11 +651,11 @@ func putDigits(d []byte, u uint64) {
 // text of strconv.AppendFloat(b, f, 'g', -1, bits), the shortest that reads back as f.
 func appendFloat(b []byte, f float64, bits int) []byte {
 	if bits == 32 {
-		if m, k, ok := shortDecimal32(float32(f)); ok {
-			return appendScaled(b, f < 0, m, k)
+		if d, ok := shortDecimal32(float32(f)); ok {
+			return appendScaled(b, f < 0, d)
 		}
-	} else if m, k, ok := shortDecimal64(f); ok {
-		return appendScaled(b, f < 0, m, k)
+	} else if d, ok := shortDecimal64(f); ok {
+		return appendScaled(b, f < 0, d)
 	}
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return append(b, "null"...)
@@ -652,11 +663,17 @@ func appendFloat(b []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(b, f, 'g', -1, bits)
 }
 
+// decimal is m·10⁻ᵏ, m of n digits.
+type decimal struct {
+	m    uint64
+	k, n int
+}
+
 var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18}
 
 // decades[i] is 10^(i-4): exp10 of a in [1e-4, 1e6) is the e with 10^e ≤ a < 10^(e+1)
-// (off by one at worst where a decade's bound is not exact in binary, which only costs the
-// fast paths below a digit).
+// (off by one at worst where a decade's bound is not exact in binary, which the callers
+// detect: their digit counts are checked).
 var decades = [...]float64{1e-4, 1e-3, 1e-2, 1e-1, 1, 1e1, 1e2, 1e3, 1e4, 1e5}
 
 func exp10(a float64) int {
@@ -667,38 +684,38 @@ func exp10(a float64) int {
 	return i - 4
 }
 
-// shortDecimal64 finds the shortest decimal m·10⁻ᵏ that reads back as |f|, for the values
-// that 'g' writes without an exponent (1e-4 ≤ |f| < 1e6) and whose shortest form has at
-// most 15 digits (measurements mostly do); ok is false for the others, left to strconv.
+// shortDecimal64 finds the shortest decimal that reads back as |f|, for the values that
+// 'g' writes without an exponent (1e-4 ≤ |f| < 1e6) and whose shortest form has at most 15
+// digits (measurements mostly do); ok is false for the others, left to strconv.
 //
 // m is |f| rounded to 15 digits, computed within 0.12 (|f|·10ᵏ < 1e15); the decimals that
 // read back as f span less than 0.25 at this scale, so a shorter one, padded to 15 digits,
 // can only be m. m·10⁻ᵏ reads back as f exactly when m/10ᵏ (a correctly rounded division of
 // exact values) is f; then m without its trailing zeros is strconv's shortest.
-func shortDecimal64(f float64) (m uint64, k int, ok bool) {
+func shortDecimal64(f float64) (d decimal, ok bool) {
 	a := math.Abs(f)
 	if !(a >= 1e-4 && a < 1e6) { // also NaN
-		return 0, 0, false
+		return d, false
 	}
-	k = 14 - exp10(a)
+	k := 14 - exp10(a)
 	x := float64(int64(a*pow10[k] + 0.5)) // rounded: positive, below 2⁶³
-	if x/pow10[k] != a {
-		return 0, 0, false
+	if x < 1e14 || x >= 1e15 || x/pow10[k] != a {
+		return d, false
 	}
-	m, k = stripZeros(uint64(x), k)
-	return m, k, true
+	return stripZeros(decimal{uint64(x), k, 15}), true
 }
 
-// shortDecimal32 is shortDecimal64 for a float32, read back as a float32: for 6 to 9
-// digits, it bounds (exactly, in float64) the decimals of that many digits that read back
-// as f; the first count that has one gives the shortest, and of several the one nearest f
-// (strconv's choice), which is |f| rounded. Ties and decimals on a bound are left to
-// strconv.
-func shortDecimal32(f float32) (m uint64, k int, ok bool) {
+// shortDecimal32 is shortDecimal64 for a float32, read back as a float32. For p digits, the
+// decimals of p digits that read back as f are the integers in (lo, hi), the bounds of f's
+// rounding interval times 10ᵏ, exact in a float64. The smallest p that has one gives the
+// shortest, and of several the one nearest f (strconv's choice), |f|·10ᵏ rounded. Most
+// float32s need 7 digits: that is tried first, with a look for a shorter one (a multiple of
+// 10 in the interval). Ties and bounds that are integers are left to strconv.
+func shortDecimal32(f float32) (d decimal, ok bool) {
 	fb := math.Float32bits(f) &^ (1 << 31)
 	a := math.Float32frombits(fb)
 	if !(a >= 1e-4 && a < 1e6) { // normal, so an ulp is 2^(exponent-150)
-		return 0, 0, false
+		return d, false
 	}
 	af := float64(a)
 	hiHalf := math.Float64frombits(uint64(int(fb>>23)-151+1023) << 52) // half the gap to the next float32
@@ -706,49 +723,76 @@ func shortDecimal32(f float32) (m uint64, k int, ok bool) {
 	if fb&(1<<23-1) == 0 {
 		loHalf /= 2 // a power of two: the previous float32 is closer
 	}
-	e := exp10(af)
-	for p := 6; p <= 9; p++ {
-		k = p - 1 - e
-		if k > 11 { // past this, the bounds are not exact in a float64
-			return 0, 0, false
+	k0 := -1 - exp10(af) // k = p + k0 for p digits
+	try := func(p int) (d decimal, found, ok bool) {
+		k := p + k0
+		if k > 11 || k < 0 { // past 11, the bounds are not exact in a float64
+			return d, false, false
 		}
 		s := pow10[k]
 		lo, hi := (af-loHalf)*s, (af+hiHalf)*s
-		flo, fhi := float64(int64(lo)), float64(int64(hi)) // floors: positive, below 2⁶³
-		if lo == flo || hi == fhi {
-			return 0, 0, false
+		ilo, ihi := int64(lo), int64(hi) // floors: positive
+		if float64(ilo) == lo || float64(ihi) == hi {
+			return d, false, false
 		}
-		if flo == fhi { // no integer in (lo, hi)
-			continue
+		if ilo == ihi { // no integer in (lo, hi)
+			return d, false, true
 		}
 		x := af * s
-		r := float64(int64(x + 0.5))
-		if r-x == 0.5 || r <= lo || r >= hi {
-			return 0, 0, false
+		r := int64(x + 0.5)
+		if float64(r)-x == 0.5 || float64(r) <= lo || float64(r) >= hi || uint64(r) < pow10u[p-1] || uint64(r) >= pow10u[p] {
+			return d, false, false
 		}
-		m, k = stripZeros(uint64(r), k)
-		return m, k, true
+		return stripZeros(decimal{uint64(r), k, p}), true, true
 	}
-	return 0, 0, false
+	// 7 digits, unless the interval holds a multiple of 10 there: then 6 digits or fewer
+	k7 := 7 + k0
+	if k7 >= 1 && k7 <= 11 {
+		s := pow10[k7]
+		ilo, ihi := int64((af-loHalf)*s), int64((af+hiHalf)*s)
+		if ihi/10 == ilo/10 {
+			if d, found, ok := try(7); found || !ok {
+				return d, found
+			}
+			for p := 8; p <= 9; p++ {
+				if d, found, ok := try(p); found || !ok {
+					return d, found
+				}
+			}
+			return d, false
+		}
+	}
+	for p := 6; p <= 9; p++ {
+		if d, found, ok := try(p); found || !ok {
+			return d, found
+		}
+	}
+	return d, false
 }
 
-// stripZeros removes the trailing zeros of the fraction of m·10⁻ᵏ.
-func stripZeros(m uint64, k int) (uint64, int) {
-	for k >= 4 && m%10000 == 0 {
-		m, k = m/10000, k-4
+// stripZeros removes the trailing zeros of d's fraction.
+func stripZeros(d decimal) decimal {
+	if d.k >= 8 && d.m%1e8 == 0 {
+		d.m, d.k, d.n = d.m/1e8, d.k-8, d.n-8
 	}
-	for k > 0 && m%10 == 0 {
-		m, k = m/10, k-1
+	if d.k >= 4 && d.m%1e4 == 0 {
+		d.m, d.k, d.n = d.m/1e4, d.k-4, d.n-4
 	}
-	return m, k
+	if d.k >= 2 && d.m%100 == 0 {
+		d.m, d.k, d.n = d.m/100, d.k-2, d.n-2
+	}
+	if d.k >= 1 && d.m%10 == 0 {
+		d.m, d.k, d.n = d.m/10, d.k-1, d.n-1
+	}
+	return d
 }
 
-// appendScaled writes m·10⁻ᵏ (negative if neg) in plain decimal notation.
-func appendScaled(b []byte, neg bool, m uint64, k int) []byte {
+// appendScaled writes d (negative if neg) in plain decimal notation.
+func appendScaled(b []byte, neg bool, d decimal) []byte {
 	if neg {
 		b = append(b, '-')
 	}
-	n := decimalLen(m)
+	m, k, n := d.m, d.k, d.n
 	if k == 0 {
 		l := len(b)
 		b = slices.Grow(b, n)[:l+n]

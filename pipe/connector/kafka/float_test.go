@@ -35,9 +35,9 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 			check(math.Nextafter(f, math.Inf(-1)), bits)
 		}
 	}
-	for i := 0; i < 2_000_000; i++ {
+	for i := 0; i < 3_000_000; i++ {
 		var f float64
-		switch i % 6 {
+		switch i % 7 {
 		case 0: // decimals of few digits, as measurements often are
 			f = math.Round(rng.Float64()*math.Pow(10, float64(rng.Intn(9)))) / math.Pow(10, float64(rng.Intn(9)))
 		case 1:
@@ -48,6 +48,9 @@ func TestAppendFloatMatchesStrconv(t *testing.T) {
 			f = float64(math.Float32frombits(rng.Uint32()))
 		case 4:
 			f = float64(rng.Int63n(1e7)) / 1e4
+		case 6: // any float32 of the fast path's range, by its exponent
+			f = float64(float32(math.Pow(10, rng.Float64()*10-4)))
+			f = float64(math.Float32frombits(math.Float32bits(float32(f)) ^ uint32(rng.Intn(1<<12))))
 		case 5: // around the limits of the fast paths
 			f = []float64{1e-4, 1e6, 1 << 24, 1e15 / 1e9}[rng.Intn(4)] * (1 + (rng.Float64()-0.5)*1e-6)
 		}
@@ -84,5 +87,23 @@ func BenchmarkAppendFloat(b *testing.B) {
 				buf = strconv.AppendFloat(buf[:0], v, 'g', -1, bits)
 			}
 		})
+	}
+}
+
+// appendInt and appendUint write what strconv does.
+func TestAppendIntMatchesStrconv(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	vals := []int64{0, 1, -1, 9, 10, 99, 100, 101, 1e8 - 1, 1e8, 1e8 + 1, 1e16, math.MaxInt64, math.MinInt64, 1732530000000}
+	for i := 0; i < 1_000_000; i++ {
+		vals = append(vals, rng.Int63()>>uint(rng.Intn(63)), -rng.Int63()>>uint(rng.Intn(63)))
+	}
+	for _, v := range vals {
+		if got, want := string(appendInt([]byte("x"), v)), "x"+strconv.FormatInt(v, 10); got != want {
+			t.Fatalf("%d: %q, want %q", v, got, want)
+		}
+		u := uint64(v) * 3
+		if got, want := string(appendUint(nil, u)), strconv.FormatUint(u, 10); got != want {
+			t.Fatalf("%d: %q, want %q", u, got, want)
+		}
 	}
 }
