@@ -127,6 +127,7 @@ type Aggregate struct {
 	schemaCols []tsfile.Column
 	oks        []bool
 	cols       []aggColumn
+	runs       []winRun
 }
 
 // aggState is what SaveState saves.
@@ -372,7 +373,11 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		a.devices[t.Device] = d
 	}
 	times := t.Times()
-	sorted := increasing(times)
+	var runs []winRun // the rows by window, when times are increasing
+	if increasing(times) {
+		a.runs = windowRuns(times, a.cfg.Interval, a.runs)
+		runs = a.runs
+	}
 	iv := a.cfg.Interval
 	for c := 1; c < len(fs); c++ {
 		name := fs[c].Name
@@ -385,15 +390,15 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		}
 		switch col.typ {
 		case tsfile.Int32:
-			accumulate(a, d, name, &col, times, col.i32, sorted, true)
+			accumulate(a, d, name, &col, times, runs, col.i32, true)
 		case tsfile.Int64:
-			accumulate(a, d, name, &col, times, col.i64, sorted, true)
+			accumulate(a, d, name, &col, times, runs, col.i64, true)
 		case tsfile.Float:
-			accumulate(a, d, name, &col, times, col.f32, sorted, false)
+			accumulate(a, d, name, &col, times, runs, col.f32, false)
 		case tsfile.Double:
-			accumulate(a, d, name, &col, times, col.f64, sorted, false)
+			accumulate(a, d, name, &col, times, runs, col.f64, false)
 		case tsfile.Boolean:
-			a.accumulateBools(d, name, &col, times, sorted)
+			a.accumulateBools(d, name, &col, times, runs)
 		default:
 			a.accumulateValues(d, name, &col, times)
 		}
@@ -444,9 +449,11 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 }
 
 // accumulate adds a numeric column's values (vals) to the windows, a run of rows in the
-// same window at a time; sorted says times are increasing (the run's first and last rows
-// are then its first and last times). isInt: the column is INT32 or INT64.
-func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, times []int64, vals []T, sorted, isInt bool) {
+// same window at a time: runs (nil when times are not increasing) are the tablet's, else
+// they are found here row by row. With runs, a run's first and last rows are its first
+// and last times. isInt: the column is INT32 or INT64.
+func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, times []int64, runs []winRun, vals []T, isInt bool) {
+	sorted := runs != nil
 	iv := a.cfg.Interval
 	valid := validityOf(col.arr)
 	nulls := valid.bits != nil
@@ -456,24 +463,45 @@ func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, 
 		}
 		return Value{F: float64(v)}
 	}
+	next := 0 // runs[next] holds row i
 	for i := 0; i < len(times); {
 		if nulls && valid.null(i) {
 			i++
 			continue
 		}
-		w := floorDiv(times[i], iv) * iv
+		var w int64
+		j := 0 // the run: rows i..j-1 (i is valid)
+		if runs != nil {
+			for runs[next].j <= i {
+				next++
+			}
+			w, j = runs[next].w*iv, runs[next].j
+		} else {
+			w = floorDiv(times[i], iv) * iv
+		}
 		acc := a.window(d, w, name, col.typ)
 		if acc == nil {
-			i++
+			if runs == nil {
+				i++
+				continue
+			}
+			for r := i + 1; r < j; r++ { // late too, as counted row by row
+				if !valid.null(r) {
+					d.Late++
+				}
+			}
+			i = j
 			continue
 		}
-		end := w + iv
-		if end < w {
-			end = math.MaxInt64
-		}
-		j := i + 1 // the run: rows i..j-1 (i is valid)
-		for j < len(times) && times[j] >= w && times[j] < end {
-			j++
+		if runs == nil {
+			end := w + iv
+			if end < w {
+				end = math.MaxInt64
+			}
+			j = i + 1
+			for j < len(times) && times[j] >= w && times[j] < end {
+				j++
+			}
 		}
 		var lo, hi T
 		if acc.Count > 0 {
@@ -627,16 +655,26 @@ func fromValue[T int32 | int64 | float32 | float64](v Value) T {
 
 // accumulateBools adds a BOOLEAN column's values to the windows (count, first, last), a
 // run of rows in the same window at a time.
-func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, times []int64, sorted bool) {
+func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, times []int64, runs []winRun) {
 	iv := a.cfg.Interval
 	arr := col.bl
 	nulls := arr.NullN() > 0
+	sorted := runs != nil
+	next := 0 // runs[next] holds row i
 	for i := 0; i < len(times); {
 		if nulls && arr.IsNull(i) {
 			i++
 			continue
 		}
-		w := floorDiv(times[i], iv) * iv
+		w := int64(0)
+		if runs != nil {
+			for runs[next].j <= i {
+				next++
+			}
+			w = runs[next].w * iv
+		} else {
+			w = floorDiv(times[i], iv) * iv
+		}
 		acc := a.window(d, w, name, col.typ)
 		if acc == nil {
 			i++
@@ -650,10 +688,7 @@ func (a *Aggregate) accumulateBools(d *aggDevice, name string, col *column, time
 		firstRow, lastRow := -1, -1
 		firstT, lastT := acc.First.T, acc.Last.T
 		if sorted && !nulls { // the run's first and last rows are its first and last times
-			j := i + 1
-			for j < len(times) && times[j] < end {
-				j++
-			}
+			j := runs[next].j
 			if t := times[i]; n == 0 || t < firstT {
 				firstT, firstRow = t, i
 			}

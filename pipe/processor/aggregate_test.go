@@ -310,3 +310,49 @@ func TestAggregateOverflowedSum(t *testing.T) {
 	defer releaseOutputs(outs, in)
 	equalPoints(t, "overflowed window", outPoints(outs), []point{{"root.db.d", "v_count", 0, int64(2)}})
 }
+
+// naiveLate counts the points naiveAggregate drops as late.
+func naiveLate(cfg AggregateConfig, tablets []*tsfile.Tablet) int64 {
+	var late int64
+	maxSeen := map[string]int64{}
+	for _, tb := range tablets {
+		if mx, ok := maxSeen[tb.Device]; ok {
+			frontier := floorDiv(mx-cfg.Lateness, cfg.Interval) * cfg.Interval
+			for _, p := range pointsOf(tb) {
+				if floorDiv(p.T, cfg.Interval)*cfg.Interval+cfg.Interval <= frontier {
+					late++
+				}
+			}
+		}
+		for _, ts := range tb.Times() {
+			if mx, ok := maxSeen[tb.Device]; !ok || ts > mx {
+				maxSeen[tb.Device] = ts
+			}
+		}
+	}
+	return late
+}
+
+// Late counts every point dropped because its window had closed.
+func TestAggregateCountsLatePoints(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		cfg := drawAggregateConfig(rt)
+		tablets := drawDisorderedStream(rt)
+		defer func() {
+			for _, tb := range tablets {
+				tb.Release()
+			}
+		}()
+		a, err := NewAggregate(cfg)
+		if err != nil {
+			rt.Fatal(err)
+		}
+		for i, tb := range tablets {
+			in := tabletEvent(tb, 1, uint64(i+1))
+			releaseOutputs(run(rt, a, in), in)
+		}
+		if got, want := a.Late(), naiveLate(cfg, tablets); got != want {
+			rt.Fatalf("%+v: late %d, want %d", cfg, got, want)
+		}
+	})
+}

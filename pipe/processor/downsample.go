@@ -125,6 +125,8 @@ type Downsample struct {
 	cols    []outColumn
 	rowBufs [][]int32     // by column index
 	numBufs [][]numSample // by column index
+	runs    []winRun      // tumbling-time: the tablet's rows by window (nil: not yet found)
+	runBuf  []winRun
 }
 
 // dsSeries is the state of one series.
@@ -236,6 +238,13 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 	times := t.Times()
 	dev := d.device(t.Device, len(fs)-1)
 	cols := d.cols[:0]
+	d.runs = nil // found by the first column that needs them
+	defer func() {
+		if d.runs != nil {
+			d.runBuf = d.runs[:0]
+		}
+		d.runs = nil
+	}()
 	for c := 1; c < len(fs); c++ {
 		col, ok := newColumn(t.Rec.Column(c))
 		if !ok {
@@ -420,20 +429,20 @@ func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 	case StrategyAvg:
 		how = avg
 	}
-	// a run of rows in one window at a time (times are increasing)
-	for i := i0; i < len(times); {
-		if valid.null(i) {
-			i++
+	// a run of rows in one window at a time (the tablet's runs, from row i0)
+	if d.runs == nil {
+		d.runs = windowRuns(times, iv, d.runBuf)
+	}
+	for _, r := range d.runs {
+		if r.j <= i0 {
 			continue
 		}
-		w := floorDiv(times[i], iv)
-		winEnd := (w + 1) * iv
-		if winEnd < w*iv { // overflow at the end of time
-			winEnd = math.MaxInt64
+		i, j, w := max(r.i, i0), r.j, r.w
+		for i < j && valid.null(i) {
+			i++
 		}
-		j := i + 1
-		for j < len(times) && times[j] < winEnd {
-			j++
+		if i == j {
+			continue
 		}
 		k := j - 1 // the run's last valid row (i is valid)
 		for valid.null(k) {
@@ -475,7 +484,6 @@ func tumblingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 			}
 		}
 		win, started, last = w, true, times[k]
-		i = j
 	}
 	s.Win, s.Started, s.Last = win, started, last
 	s.Sum, s.N, s.HasPend = Float(sum), cnt, hasPend

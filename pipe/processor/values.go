@@ -631,6 +631,46 @@ func increasing(ts []int64) bool {
 	return true
 }
 
+// winRun is a run of rows of increasing times in one window of a tumbling interval.
+type winRun struct {
+	w    int64 // the window: floorDiv(time, interval)
+	i, j int   // the rows i..j-1
+}
+
+// windowRuns splits times (increasing) into runs of rows in the same window of length iv
+// (windows start at multiples of iv), in runs' space. Each run's end is found by a
+// galloping search from its start, not row by row.
+func windowRuns(times []int64, iv int64, runs []winRun) []winRun {
+	runs = runs[:0]
+	n := len(times)
+	for i := 0; i < n; {
+		w := floorDiv(times[i], iv)
+		end := (w + 1) * iv
+		if end < w*iv { // overflow at the end of time
+			end = math.MaxInt64
+		}
+		// the first row at or after end: rows below lo are before it, hi is at or after it
+		lo, hi, step := i+1, i+1, 1
+		for hi < n && times[hi] < end {
+			lo = hi + 1
+			hi += step
+			step *= 2
+		}
+		hi = min(hi, n)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if times[m] < end {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		runs = append(runs, winRun{w, i, lo})
+		i = lo
+	}
+	return runs
+}
+
 // floorDiv is a/b rounded down (b > 0).
 func floorDiv(a, b int64) int64 {
 	q := a / b
