@@ -465,7 +465,8 @@ const (
 )
 
 type colEncoder struct {
-	name  []byte // ,"name":
+	name  []byte   // ,"name":
+	short [16]byte // name, when it fits: copied whole
 	kind  int
 	nulls bool
 	arr   arrow.Array
@@ -527,6 +528,7 @@ func (en *rowEncoder) reset(device string, rec arrow.Record) error {
 			en.cols = en.cols[:0]
 			return fmt.Errorf("device %s: column %s has type %s, not a Weir measurement type", device, f.Name, f.Type)
 		}
+		copy(c.short[:], c.name)
 		en.est += len(c.name) + 32 // the longest number, bool or null; a text's quotes
 		en.cols = append(en.cols, c)
 	}
@@ -561,7 +563,12 @@ func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 		if c.nulls && c.arr.IsNull(r) {
 			continue
 		}
-		b = append(b, c.name...)
+		if l := len(b); len(c.name) <= len(c.short) && cap(b)-l >= len(c.short) {
+			*(*[16]byte)(b[l : l+16]) = c.short // within the room of this column's value
+			b = b[:l+len(c.name)]
+		} else {
+			b = append(b, c.name...)
+		}
 		switch c.kind {
 		case colFloat64:
 			b = appendFloat(b, c.f64[r], 64)
@@ -602,6 +609,9 @@ func decimalLen(u uint64) int {
 
 // appendInt is strconv.AppendInt(b, v, 10), writing the digits in place.
 func appendInt(b []byte, v int64) []byte {
+	if uint64(v) < 10 {
+		return append(b, byte('0'+v))
+	}
 	u := uint64(v)
 	if v < 0 {
 		b = append(b, '-')
@@ -724,38 +734,17 @@ func shortDecimal32(f float32) (d decimal, ok bool) {
 		loHalf /= 2 // a power of two: the previous float32 is closer
 	}
 	k0 := -1 - exp10(af) // k = p + k0 for p digits
-	try := func(p int) (d decimal, found, ok bool) {
-		k := p + k0
-		if k > 11 || k < 0 { // past 11, the bounds are not exact in a float64
-			return d, false, false
-		}
+	// 7 digits, unless the interval holds a multiple of 10 there: then 6 digits or fewer
+	if k := 7 + k0; k >= 0 && k <= 11 {
 		s := pow10[k]
 		lo, hi := (af-loHalf)*s, (af+hiHalf)*s
 		ilo, ihi := int64(lo), int64(hi) // floors: positive
-		if float64(ilo) == lo || float64(ihi) == hi {
-			return d, false, false
-		}
-		if ilo == ihi { // no integer in (lo, hi)
-			return d, false, true
-		}
-		x := af * s
-		r := int64(x + 0.5)
-		if float64(r)-x == 0.5 || float64(r) <= lo || float64(r) >= hi || uint64(r) < pow10u[p-1] || uint64(r) >= pow10u[p] {
-			return d, false, false
-		}
-		return stripZeros(decimal{uint64(r), k, p}), true, true
-	}
-	// 7 digits, unless the interval holds a multiple of 10 there: then 6 digits or fewer
-	k7 := 7 + k0
-	if k7 >= 1 && k7 <= 11 {
-		s := pow10[k7]
-		ilo, ihi := int64((af-loHalf)*s), int64((af+hiHalf)*s)
 		if ihi/10 == ilo/10 {
-			if d, found, ok := try(7); found || !ok {
-				return d, found
+			if ilo < ihi {
+				return nearest(af*s, lo, hi, k, 7)
 			}
 			for p := 8; p <= 9; p++ {
-				if d, found, ok := try(p); found || !ok {
+				if d, found, ok := digits32(af, loHalf, hiHalf, p+k0, p); found || !ok {
 					return d, found
 				}
 			}
@@ -763,11 +752,39 @@ func shortDecimal32(f float32) (d decimal, ok bool) {
 		}
 	}
 	for p := 6; p <= 9; p++ {
-		if d, found, ok := try(p); found || !ok {
+		if d, found, ok := digits32(af, loHalf, hiHalf, p+k0, p); found || !ok {
 			return d, found
 		}
 	}
 	return d, false
+}
+
+// digits32 looks for the decimals of p digits (k after the point) that read back as the
+// float32 af, whose rounding interval is (af-loHalf, af+hiHalf): found is whether there is
+// one (d, the nearest), ok false when strconv must decide.
+func digits32(af, loHalf, hiHalf float64, k, p int) (d decimal, found, ok bool) {
+	if k > 11 || k < 0 { // past 11, the bounds are not exact in a float64
+		return d, false, false
+	}
+	s := pow10[k]
+	lo, hi := (af-loHalf)*s, (af+hiHalf)*s
+	if int64(lo) == int64(hi) && float64(int64(lo)) != lo {
+		return d, false, true // no integer in (lo, hi)
+	}
+	d, found = nearest(af*s, lo, hi, k, p)
+	return d, found, found
+}
+
+// nearest returns x rounded, of p digits, if it is in (lo, hi) (exact bounds, x the exact
+// value scaled by 10ᵏ): strconv's choice when the interval holds integers.
+func nearest(x, lo, hi float64, k, p int) (d decimal, ok bool) {
+	ilo, ihi := int64(lo), int64(hi)
+	r := int64(x + 0.5)
+	if float64(ilo) == lo || float64(ihi) == hi || float64(r)-x == 0.5 || float64(r) <= lo || float64(r) >= hi ||
+		uint64(r) < pow10u[p-1] || uint64(r) >= pow10u[p] {
+		return d, false
+	}
+	return stripZeros(decimal{uint64(r), k, p}), true
 }
 
 // stripZeros removes the trailing zeros of d's fraction.

@@ -584,9 +584,9 @@ func (c *Connector) produceRecords(ctx context.Context, recs []*kgo.Record, j *j
 			}
 			topic = r.Topic
 		}
-		j.records.Add(1)
 		c.cl.Produce(ctx, r, j.promise)
 	}
+	j.records.Add(int64(len(recs)))
 	if err := j.err(); err != nil {
 		return err
 	}
