@@ -21,8 +21,9 @@ broker (kfake) and compares, in each round, with a raw franz-go producer sending
 records the sink encodes (topic, key, headers, value) to the same broker with the same
 producer options; the figures are medians over the rounds:
 
-  kafka-sink-at-least-once   the sink fed the tablets as events, --batch per send, vs a raw
-                             idempotent producer producing every record, then one flush
+  kafka-sink-at-least-once   the sink fed the tablets as events, --batch per send (SendAsync,
+                             as a pipe's task does, until every event is acknowledged), vs a
+                             raw idempotent producer producing every record, then one flush
   kafka-sink-exactly-once    the same with one transaction per send (records + progress), vs a
                              raw transactional producer committing the same records per transaction
   kafka-pipe-*  (--pipe)     a wal → kafka pipe draining a region holding the rows
