@@ -512,6 +512,14 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 			// The common case, in a loop of its own: the point becomes the candidate,
 			// its slope from Kept clearly within [up, down] (decided as below) and
 			// max-interval not reached. Any other point leaves to the full step.
+			if valid.bits == nil {
+				j, p := 0, 0
+				j, p, up, down = sdtFast(times, vals, i, keptT, keptX, up, down, dev, maxGap)
+				if p >= 0 {
+					pendRow, pendT, pendX, statePend, last = p, times[p], float64(vals[p]), false, times[p]
+				}
+				i = j
+			}
 			for ; i < n; i++ {
 				if valid.bits != nil && valid.null(i) {
 					continue
@@ -613,6 +621,35 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 	case !statePend:
 		s.HasPend = false
 	}
+}
+
+// sdtFast is sdtNum's loop of common steps for a column without nulls, from row i on,
+// in a function of its own (its few variables stay in registers). It returns the row it
+// stopped at (len(times) at the end), the last row that became the candidate (-1: none)
+// and the bounds up and down.
+func sdtFast[T number](times []int64, vals []T, i int, keptT int64, keptX, up, down, dev float64, maxGap int64) (int, int, float64, float64) {
+	vals = vals[:len(times)]
+	p := -1
+	for ; i < len(times); i++ {
+		dt := times[i] - keptT
+		if maxGap > 0 && dt >= maxGap {
+			break
+		}
+		inv := 1 / float64(dt)
+		s2 := (float64(vals[i]) - keptX) * inv
+		e := math.Abs(s2)*0x1p-45 + 0x1p-1000 // ≫ |s2 - (x-keptX)/dt rounded|
+		if !(s2-e >= up && s2+e <= down) {
+			break
+		}
+		p = i
+		if u := s2 - dev*inv; u > up {
+			up = u
+		}
+		if w := s2 + dev*inv; w < down {
+			down = w
+		}
+	}
+	return i, p, up, down
 }
 
 func changingNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, vals []T, i0 int, dev float64, oc *outColumn) {
