@@ -40,7 +40,7 @@ const (
 )
 
 // DefaultChunkSize is the size of the pieces a file is sent in.
-const DefaultChunkSize = 4 << 20
+const DefaultChunkSize = 1 << 20
 
 // Params declares the peer sink's parameters (then the runtime ones every sink takes).
 var Params = append([]pipe.ParamSpec{
@@ -52,7 +52,7 @@ var Params = append([]pipe.ParamSpec{
 		Doc: "most bytes per second sent (tablets and file chunks); 0 or less: no limit"},
 	{Key: ParamConnectTimeout, Type: pipe.Duration, Default: "10s", Min: pipe.MinOf(0.001),
 		Doc: "how long connecting to a receiver and its welcome may take"},
-	{Key: ParamChunkSize, Type: pipe.Bytes, Default: "4MiB", Min: pipe.MinOf(4096),
+	{Key: ParamChunkSize, Type: pipe.Bytes, Default: "1MiB", Min: pipe.MinOf(4096),
 		Doc: "size of the pieces a TsFile is sent in (each checked by its CRC32C)"},
 }, runtimeParams()...)
 
