@@ -128,6 +128,7 @@ type Aggregate struct {
 	oks        []bool
 	cols       []aggColumn
 	runs       []winRun
+	runWins    []map[string]*accumulator // by run of runs: its window, once looked up
 }
 
 // aggState is what SaveState saves.
@@ -377,6 +378,9 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 	if increasing(times) {
 		a.runs = windowRuns(times, a.cfg.Interval, a.runs)
 		runs = a.runs
+		a.runWins = slices.Grow(a.runWins[:0], len(runs))[:len(runs)]
+		clear(a.runWins)
+		defer clear(a.runWins)
 	}
 	iv := a.cfg.Interval
 	for c := 1; c < len(fs); c++ {
@@ -448,6 +452,31 @@ func (a *Aggregate) window(d *aggDevice, w int64, name string, typ tsfile.DataTy
 	return acc
 }
 
+// runWindow is window for the window w of the tablet's run k: the window's map is looked
+// up once for all the columns (a.runWins).
+func (a *Aggregate) runWindow(d *aggDevice, k int, w int64, name string, typ tsfile.DataType) *accumulator {
+	win := a.runWins[k]
+	if win == nil {
+		acc := a.window(d, w, name, typ)
+		if acc != nil {
+			a.runWins[k] = d.Open[w]
+		}
+		return acc
+	}
+	acc := win[name]
+	if acc == nil || acc.Type != typ {
+		if n := len(a.freeAccs); n > 0 {
+			acc, a.freeAccs = a.freeAccs[n-1], a.freeAccs[:n-1]
+			*acc = accumulator{Type: typ}
+		} else {
+			acc = &accumulator{Type: typ}
+		}
+		win[name] = acc
+		d.addName(name)
+	}
+	return acc
+}
+
 // accumulate adds a numeric column's values (vals) to the windows, a run of rows in the
 // same window at a time: runs (nil when times are not increasing) are the tablet's, else
 // they are found here row by row. With runs, a run's first and last rows are its first
@@ -479,7 +508,12 @@ func accumulate[T number](a *Aggregate, d *aggDevice, name string, col *column, 
 		} else {
 			w = floorDiv(times[i], iv) * iv
 		}
-		acc := a.window(d, w, name, col.typ)
+		var acc *accumulator
+		if runs != nil {
+			acc = a.runWindow(d, next, w, name, col.typ)
+		} else {
+			acc = a.window(d, w, name, col.typ)
+		}
 		if acc == nil {
 			if runs == nil {
 				i++
@@ -838,6 +872,9 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 	for _, m := range ms {
 		for i := range wins {
 			acc := wins[i][m.name]
+			if acc != nil && len(a.freeAccs) < 4096 { // it serves a next window (emitted first)
+				a.freeAccs = append(a.freeAccs, acc)
+			}
 			if acc == nil || acc.Count == 0 || acc.Type != m.typ {
 				acc = nil
 			}
@@ -861,14 +898,10 @@ func (a *Aggregate) emit(device string, d *aggDevice, all bool) *tsfile.Tablet {
 	t := a.aggTablet(device, d, starts, rowOK, cols)
 	clear(cols)
 	a.cols = cols[:0]
-	// the emitted windows' maps and accumulators serve the next windows
+	// the emitted windows' maps serve the next windows (their accumulators too, above:
+	// every measurement of a window is in ms)
 	for i, w := range starts {
 		delete(d.Open, w)
-		for _, m := range ms { // every measurement of the window is in ms
-			if acc := wins[i][m.name]; acc != nil && len(a.freeAccs) < 4096 {
-				a.freeAccs = append(a.freeAccs, acc)
-			}
-		}
 		if len(a.freeWins) < 256 {
 			clear(wins[i])
 			a.freeWins = append(a.freeWins, wins[i])
