@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -27,12 +28,14 @@ type ReplicateConfig struct {
 	Points    int64
 	Protocols []string // measured after simple, the baseline
 	Replicas  int      // 1 leader + Replicas-1 followers (simple: always 1)
+	Rounds    int      // rounds of every protocol, taking turns; figures are medians (default 1)
 }
 
 // Replicate runs each protocol on an in-process replica set (followers reached through the
 // local-replica sink) and reports leader ingest points/s as a ratio to simple in the same
 // run, follower lag p50/p99 while the load runs and until catch-up, CPU seconds per million
-// points (process CPU; the followers' share is the excess over simple), and bytes shipped
+// points (process CPU from the first write until every replica has caught up and sealed
+// its data into TsFiles; the followers' share is the excess over simple), and bytes shipped
 // per carrier.
 func Replicate(cfg ReplicateConfig) ([]Result, error) {
 	if cfg.Points <= 0 {
@@ -54,33 +57,65 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 		}
 	}()
 	total := float64(int64(n) * per)
-	base, err := replicateRound(filepath.Join(cfg.Dir, "simple"), consensus.Simple, 1, tablets)
-	if err != nil {
-		return nil, err
+	rounds := max(cfg.Rounds, 1)
+	protos := []string{consensus.Simple}
+	for _, p := range cfg.Protocols {
+		if p != consensus.Simple {
+			protos = append(protos, p)
+		}
 	}
-	baseRate := total / base.ingest.Seconds()
-	baseCPU := base.cpu.Seconds() / (total / 1e6)
+	// the protocols take turns, round after round, so that a noisy moment of the machine
+	// falls on all of them; each figure is the median of its rounds
+	type series struct{ rate, cpu, p50, p99, tablet, file []float64 }
+	got := map[string]*series{}
+	for round := 0; round < rounds; round++ {
+		for _, p := range protos {
+			replicas := cfg.Replicas
+			if p == consensus.Simple {
+				replicas = 1
+			}
+			dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-%d", p, round))
+			r, err := replicateRound(dir, p, replicas, tablets)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p, err)
+			}
+			_ = os.RemoveAll(dir)
+			s := got[p]
+			if s == nil {
+				s = &series{}
+				got[p] = s
+			}
+			s.rate = append(s.rate, total/r.ingest.Seconds())
+			s.cpu = append(s.cpu, r.cpu.Seconds()/(total/1e6))
+			s.p50, s.p99 = append(s.p50, r.p50), append(s.p99, r.p99)
+			s.tablet, s.file = append(s.tablet, float64(r.tabletBytes)), append(s.file, float64(r.fileBytes))
+		}
+	}
+	baseRate, baseCPU := medianOf(got[consensus.Simple].rate), medianOf(got[consensus.Simple].cpu)
 	out := []Result{result("replicate-simple", "leader_ingest_points_per_second", "points/s", "simple (1 replica)", baseRate, baseRate),
 		result("replicate-simple", "cpu_seconds_per_million_points", "s", "simple (1 replica)", baseCPU, baseCPU)}
-	for _, p := range cfg.Protocols {
-		if p == consensus.Simple {
-			continue
-		}
-		r, err := replicateRound(filepath.Join(cfg.Dir, p), p, cfg.Replicas, tablets)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
+	followerCPU := map[string]float64{}
+	for _, p := range protos[1:] {
+		s := got[p]
+		followerCPU[p] = max(medianOf(s.cpu)-baseCPU, 0) / float64(cfg.Replicas-1)
+	}
+	for _, p := range protos[1:] {
+		s := got[p]
 		name := "replicate-" + p
-		cpu := r.cpu.Seconds() / (total / 1e6)
-		followerCPU := (cpu - baseCPU) / float64(cfg.Replicas-1)
 		out = append(out,
-			result(name, "leader_ingest_points_per_second", "points/s", "simple (1 replica)", total/r.ingest.Seconds(), baseRate),
-			result(name, "lag_p50_seconds", "s", "", r.p50, 0),
-			result(name, "lag_p99_seconds", "s", "", r.p99, 0),
-			result(name, "cpu_seconds_per_million_points", "s", "simple (1 replica)", cpu, baseCPU),
-			result(name, "follower_cpu_seconds_per_million_points", "s", "", followerCPU, 0),
-			result(name, "tablet_bytes_shipped", "bytes", "", float64(r.tabletBytes), 0),
-			result(name, "file_bytes_shipped", "bytes", "", float64(r.fileBytes), 0),
+			result(name, "leader_ingest_points_per_second", "points/s", "simple (1 replica)", medianOf(s.rate), baseRate),
+			result(name, "lag_p50_seconds", "s", "", medianOf(s.p50), 0),
+			result(name, "lag_p99_seconds", "s", "", medianOf(s.p99), 0),
+			result(name, "cpu_seconds_per_million_points", "s", "simple (1 replica)", medianOf(s.cpu), baseCPU),
+		)
+		if iot, ok := followerCPU[consensus.IoT]; ok && p != consensus.IoT {
+			out = append(out, result(name, "follower_cpu_seconds_per_million_points", "s", "iot follower", followerCPU[p], iot))
+		} else {
+			out = append(out, result(name, "follower_cpu_seconds_per_million_points", "s", "", followerCPU[p], 0))
+		}
+		out = append(out,
+			result(name, "tablet_bytes_shipped", "bytes", "", medianOf(s.tablet), 0),
+			result(name, "file_bytes_shipped", "bytes", "", medianOf(s.file), 0),
 		)
 	}
 	return out, nil
@@ -96,6 +131,14 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func regionsOf(m map[string]*engine.Region) []*engine.Region {
+	out := make([]*engine.Region, 0, len(m))
+	for _, r := range m {
+		out = append(out, r)
+	}
+	return out
 }
 
 func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (replicateTimes, error) {
@@ -169,6 +212,14 @@ func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		cerr = set.WaitCaughtUp(ctx)
 		cancel()
+	}
+	// every replica's data sealed into TsFiles, as it is in the end: the cost of a point
+	// includes its flush wherever one happens (a fast follower receives files, and flushes
+	// nothing)
+	for _, r := range append([]*engine.Region{leader}, regionsOf(followers)...) {
+		if err := r.Flush(); err != nil && cerr == nil {
+			cerr = err
+		}
 	}
 	t.cpu = cpuTime() - cpu0
 	close(stop)

@@ -181,7 +181,7 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchReplicateCmd) 
 
 func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 	var points int64
-	var replicas int
+	var replicas, rounds int
 	var proto, dir string
 	cmd := &cobra.Command{
 		Use:   "replicate",
@@ -193,6 +193,9 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 			}
 			if replicas < 2 || replicas > 9 {
 				return fmt.Errorf("--replicas must be in 2..9, got %d", replicas)
+			}
+			if rounds < 1 || rounds > 15 {
+				return fmt.Errorf("--rounds must be in 1..15, got %d", rounds)
 			}
 			protos := consensus.Protocols
 			if proto != "all" {
@@ -206,7 +209,7 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 				return err
 			}
 			defer cleanup()
-			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas})
+			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds})
 			if err != nil {
 				return err
 			}
@@ -214,6 +217,7 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write")
+	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds of every protocol, taking turns (figures are medians)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas (leader included)")
 	cmd.Flags().StringVar(&proto, "consensus", "all", "protocol: simple|iot|fast|iotv2|all")
 	cmd.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
