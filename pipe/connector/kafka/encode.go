@@ -51,6 +51,7 @@ type Encoder struct {
 	dropped   int64
 	streaming bool // encoding a TsFile: records are not from the arena
 	rows      rowEncoder
+	strs      map[string][]byte // see bytes
 }
 
 // dropRows makes the rows whose hashes are in set be left out, until set is nil again.
@@ -206,21 +207,35 @@ func (en *Encoder) file(e *pipe.Event, emit func(*kgo.Record) error) (Counts, er
 // headers returns the headers of a device's messages (shared by them: read-only).
 func (en *Encoder) headers(database, device, progress string) []kgo.RecordHeader {
 	return []kgo.RecordHeader{
-		{Key: HeaderDatabase, Value: []byte(database)},
-		{Key: HeaderDevice, Value: []byte(device)},
-		{Key: HeaderRegion, Value: []byte(en.region)},
+		{Key: HeaderDatabase, Value: en.bytes(database)},
+		{Key: HeaderDevice, Value: en.bytes(device)},
+		{Key: HeaderRegion, Value: en.bytes(en.region)},
 		{Key: HeaderProgress, Value: []byte(progress)},
 	}
+}
+
+// bytes returns s as bytes shared by every record that needs them (read-only: keys and
+// header values of databases, devices and the region).
+func (en *Encoder) bytes(s string) []byte {
+	if b, ok := en.strs[s]; ok {
+		return b
+	}
+	if en.strs == nil || len(en.strs) > 100_000 { // a bound for very many devices
+		en.strs = map[string][]byte{}
+	}
+	b := []byte(s)
+	en.strs[s] = b
+	return b
 }
 
 func (en *Encoder) key(database, device string) []byte {
 	switch en.cfg.Key {
 	case "database":
-		return []byte(database)
+		return en.bytes(database)
 	case "none":
 		return nil
 	}
-	return []byte(device)
+	return en.bytes(device)
 }
 
 // Rows encodes a record of one device's rows ("time" first, then measurements): one JSON
