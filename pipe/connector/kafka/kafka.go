@@ -5,15 +5,21 @@
 // "weir.{database}", with headers naming the database, device, region and progress.
 //
 // Delivery at-least-once (the default) uses an idempotent producer with acks from all
-// in-sync replicas: a batch is acknowledged to the pipe once every record of it is; a
-// restart redelivers what the pipe had not yet saved, so a consumer may see a row twice.
+// in-sync replicas: a batch is acknowledged to the pipe once every record of it is, without
+// draining the producer between batches (SendAsync); a restart redelivers what the pipe had
+// not yet saved, so a consumer may see a row twice.
 //
 // Delivery exactly-once gives each task a transactional producer (id PREFIX.PIPE.REGION).
 // Each batch is one transaction holding its records and the task's position (the last
 // event's progress) written to a compacted progress topic under the key PIPE/REGION. On
 // open the task fences its predecessor, reads its position back as a read_committed
 // consumer, and skips the redelivered events that Kafka already holds: a restart or a
-// crash at any point neither loses nor repeats a row for read_committed consumers.
+// crash at any point neither loses nor repeats a row for read_committed consumers. The
+// transactions run in a worker goroutine, in order; SendAsync encodes the next batch while
+// the previous one commits.
+//
+// A failure after SendAsync returned (a record the broker rejects, a commit that fails)
+// fails the task through pipe.Env.Fail; the connector then refuses every later batch.
 //
 // Import the package for its side effect of registering the sink:
 //
