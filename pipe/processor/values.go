@@ -297,13 +297,15 @@ func buildTablet(mem memory.Allocator, schemas *schemaCache, device string, cols
 		ct := ctimes[i]
 		switch c.typ {
 		case tsfile.Int64:
-			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) int64 { return v.I }))
+			arrs = append(arrs, fill[int64](dt, c, ct, times, true))
 		case tsfile.Int32:
-			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) int32 { return int32(v.I) }))
+			arrs = append(arrs, fill[int32](dt, c, ct, times, true))
 		case tsfile.Double:
-			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) float64 { return v.F }))
+			arrs = append(arrs, fill[float64](dt, c, ct, times, false))
 		case tsfile.Float:
-			arrs = append(arrs, fill(dt, c, ct, times, func(v numSample) float32 { return float32(v.F) }))
+			arrs = append(arrs, fill[float32](dt, c, ct, times, false))
+		case tsfile.Boolean:
+			arrs = append(arrs, fillBools(dt, c, ct, times))
 		default:
 			fb := array.NewBuilder(mem, dt)
 			fb.Reserve(len(times))
@@ -355,12 +357,19 @@ func (c *schemaCache) get(device string, cols []tsfile.Column) *arrow.Schema {
 }
 
 // fill returns column c (its times ct, a subset of times) aligned on times (null where c
-// has no value) as an array of dt (element type T); conv reads a numeric sample.
-func fill[T int32 | int64 | float32 | float64](dt arrow.DataType, c *outColumn, ct, times []int64, conv func(numSample) T) arrow.Array {
+// has no value) as an array of dt (element type T; isInt: an integer type, its samples in
+// I, else in F).
+func fill[T number](dt arrow.DataType, c *outColumn, ct, times []int64, isInt bool) arrow.Array {
 	out := make([]T, len(times))
 	var src []T
 	if len(c.rows) > 0 {
 		src = primitiveValues[T](c.src)
+	}
+	conv := func(v numSample) T {
+		if isInt {
+			return T(v.I)
+		}
+		return T(v.F)
 	}
 	if len(ct) == len(times) { // the same times: no null
 		for k, v := range c.nums {
@@ -386,6 +395,48 @@ func fill[T int32 | int64 | float32 | float64](dt arrow.DataType, c *outColumn, 
 		}
 	}
 	return newPrimitiveBits(dt, out, bits, len(times)-n)
+}
+
+// fillBools is fill of a BOOLEAN column (its values in pts, then rows of src), the
+// bitmaps built directly.
+func fillBools(dt arrow.DataType, c *outColumn, ct, times []int64) arrow.Array {
+	vals := make([]byte, bitutil.BytesForBits(int64(len(times))))
+	var valid []byte
+	if len(ct) != len(times) {
+		valid = make([]byte, len(vals))
+	}
+	var src []byte
+	off := 0
+	if len(c.rows) > 0 {
+		src, off = c.src.Data().Buffers()[1].Bytes(), c.src.Data().Offset()
+	}
+	k, n, np := 0, len(ct), len(c.pts)
+	for j, t := range times {
+		if k < n && ct[k] == t {
+			var b byte
+			if k < np {
+				if c.pts[k].V.B {
+					b = 1
+				}
+			} else {
+				r := off + int(c.rows[k-np])
+				b = src[r>>3] >> (r & 7) & 1
+			}
+			vals[j>>3] |= b << (j & 7)
+			if valid != nil {
+				valid[j>>3] |= 1 << (j & 7)
+			}
+			k++
+		}
+	}
+	var vb *memory.Buffer
+	nulls := len(times) - n
+	if nulls > 0 {
+		vb = memory.NewBufferBytes(valid)
+	}
+	data := array.NewData(dt, len(times), []*memory.Buffer{vb, memory.NewBufferBytes(vals)}, nil, nulls, 0)
+	defer data.Release()
+	return array.MakeFromData(data)
 }
 
 // newPrimitive makes an Arrow array of dt (a primitive type with elements T) holding vals
@@ -516,6 +567,20 @@ func buildFromRows(device string, schema *arrow.Schema, cols []*outColumn) *tsfi
 			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Float64Values(), sel), bits, nulls))
 		case *array.Float32:
 			arrs = append(arrs, newPrimitiveBits(a.DataType(), pick(a.Float32Values(), sel), bits, nulls))
+		case *array.Boolean:
+			src, off := a.Data().Buffers()[1].Bytes(), a.Data().Offset()
+			vals := make([]byte, bitutil.BytesForBits(int64(len(sel))))
+			for k, r := range sel {
+				j := off + int(r)
+				vals[k>>3] |= (src[j>>3] >> (j & 7) & 1) << (k & 7)
+			}
+			var vb *memory.Buffer
+			if nulls > 0 {
+				vb = memory.NewBufferBytes(bits)
+			}
+			data := array.NewData(a.DataType(), len(sel), []*memory.Buffer{vb, memory.NewBufferBytes(vals)}, nil, nulls, 0)
+			arrs = append(arrs, array.MakeFromData(data))
+			data.Release()
 		default:
 			b := array.NewBuilder(memory.DefaultAllocator, c.src.DataType())
 			b.Reserve(len(sel))
