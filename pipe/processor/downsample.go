@@ -693,12 +693,12 @@ func changingNum[T number](d *Downsample, s *dsSeries, col *column, times []int6
 func changingBool(d *Downsample, s *dsSeries, col *column, times []int64, i0 int, oc *outColumn) {
 	valid := validityOf(col.arr)
 	bits, off := col.bl.Data().Buffers()[1].Bytes(), col.bl.Data().Offset()
-	bit := func(i int) float64 {
-		i += off
-		return float64(bits[i>>3] >> (i & 7) & 1)
-	}
 	minGap, maxGap := d.cfg.MinGap, d.cfg.MaxGap
-	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
+	hasKept, keptT := s.HasKept, s.Kept.T
+	var kept byte // the kept value as 0 or 1 (KeptNum)
+	if s.KeptNum != 0 {
+		kept = 1
+	}
 	rows := oc.rows
 	n, i := len(times), i0
 	if !hasKept { // the series' first point is kept
@@ -707,7 +707,8 @@ func changingBool(d *Downsample, s *dsSeries, col *column, times []int64, i0 int
 		}
 		if i < n {
 			rows = append(rows, int32(i))
-			keptT, keptX, hasKept = times[i], bit(i), true
+			j := off + i
+			keptT, kept, hasKept = times[i], bits[j>>3]>>(j&7)&1, true
 			i++
 		}
 	}
@@ -715,19 +716,17 @@ func changingBool(d *Downsample, s *dsSeries, col *column, times []int64, i0 int
 		if valid.bits != nil && valid.null(i) {
 			continue
 		}
+		j := off + i
+		x := bits[j>>3] >> (j & 7) & 1
 		gap := times[i] - keptT
-		if gap < minGap {
-			continue
-		}
-		x := bit(i)
-		if x == keptX && (maxGap == 0 || gap < maxGap) {
+		if gap < minGap || (x == kept && (maxGap == 0 || gap < maxGap)) {
 			continue
 		}
 		rows = append(rows, int32(i))
-		keptT, keptX = times[i], x
+		keptT, kept = times[i], x
 	}
 	oc.rows = rows
-	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
+	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, float64(kept)
 	s.Started, s.Last = lastSeen(s.Started, s.Last, valid, times, i0)
 }
 
