@@ -475,7 +475,8 @@ func TestInterruptedLoadNotCovered(t *testing.T) {
 }
 
 // TestFileAdoptedInPlace: a received file is not copied into the region: the staged file
-// itself (the same inode) becomes the region's file, and nothing stays staged.
+// itself (the same inode) becomes the region's file, and nothing stays staged. A file
+// without deletions is loaded without a pending-load record.
 func TestFileAdoptedInPlace(t *testing.T) {
 	e := setup(t)
 	var staged os.FileInfo
@@ -483,6 +484,10 @@ func TestFileAdoptedInPlace(t *testing.T) {
 		parts, _ := filepath.Glob(filepath.Join(e.dst.Dir(), "incoming", "*", "*.part"))
 		if len(parts) != 1 {
 			return fmt.Errorf("staged files %v", parts)
+		}
+		// no deletions to apply before the load: nothing to record as pending
+		if rec, _ := filepath.Glob(filepath.Join(e.dst.Dir(), "incoming", "*", "*.loading")); len(rec) != 0 {
+			return fmt.Errorf("pending-load record %v for a file without deletions", rec)
 		}
 		var err error
 		staged, err = os.Stat(parts[0])
