@@ -367,7 +367,7 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 	if !selected {
 		return raw, nil
 	}
-	fs := t.Rec.Schema().Fields()
+	fs := t.Rec.Schema() // Field(i), not Fields() (a copy)
 	d := a.devices[t.Device]
 	if d == nil {
 		d = &aggDevice{Max: math.MinInt64, Closed: math.MinInt64, Open: map[int64]map[string]*accumulator{}}
@@ -383,8 +383,8 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 		defer clear(a.runWins)
 	}
 	iv := a.cfg.Interval
-	for c := 1; c < len(fs); c++ {
-		name := fs[c].Name
+	for c := 1; c < fs.NumFields(); c++ {
+		name := fs.Field(c).Name
 		if !a.cfg.Pattern.IsZero() && !a.cfg.Pattern.Match(t.Device, name) {
 			continue
 		}
@@ -783,10 +783,10 @@ func (a *Aggregate) accumulateValues(d *aggDevice, name string, col *column, tim
 // split returns a tablet of t's series the pattern does not select (nil when none has a
 // value), and whether it selects some.
 func (a *Aggregate) split(t *tsfile.Tablet) (raw *tsfile.Tablet, selected bool) {
-	fs := t.Rec.Schema().Fields()
+	fs := t.Rec.Schema() // Field(i), not Fields() (a copy)
 	var other []int
-	for c := 1; c < len(fs); c++ {
-		if a.cfg.Pattern.IsZero() || a.cfg.Pattern.Match(t.Device, fs[c].Name) {
+	for c := 1; c < fs.NumFields(); c++ {
+		if a.cfg.Pattern.IsZero() || a.cfg.Pattern.Match(t.Device, fs.Field(c).Name) {
 			selected = true
 		} else {
 			other = append(other, c)

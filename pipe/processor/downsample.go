@@ -234,9 +234,9 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		t = t.Normalize(d.mem)
 		defer t.Release()
 	}
-	fs := t.Rec.Schema().Fields()
+	fs := t.Rec.Schema() // Field(i), not Fields() (a copy)
 	times := t.Times()
-	dev := d.device(t.Device, len(fs)-1)
+	dev := d.device(t.Device, fs.NumFields()-1)
 	cols := d.cols[:0]
 	d.runs = nil // found by the first column that needs them
 	defer func() {
@@ -245,14 +245,14 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 		}
 		d.runs = nil
 	}()
-	for c := 1; c < len(fs); c++ {
+	for c := 1; c < fs.NumFields(); c++ {
 		col, ok := newColumn(t.Rec.Column(c))
 		if !ok {
 			continue
 		}
-		oc := outColumn{name: fs[c].Name, typ: col.typ, src: col.arr, times: times, tarr: t.Rec.Column(0),
-			rows: d.rowBufs[c-1][:0], nums: d.numBufs[c-1][:0]}
-		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs[c].Name) {
+		oc := outColumn{name: fs.Field(c).Name, typ: col.typ, src: col.arr, times: times, tarr: t.Rec.Column(0),
+			rows: d.rowBufs[c-1][:0], nums: d.numBufs[c-1][:0], buf: c - 1}
+		if !d.cfg.Pattern.IsZero() && !d.cfg.Pattern.Match(t.Device, fs.Field(c).Name) {
 			for i := range times {
 				if col.arr.IsValid(i) {
 					oc.rows = append(oc.rows, int32(i))
@@ -262,14 +262,14 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 			continue
 		}
 		s := dev.series[c-1]
-		if s == nil || dev.names[c-1] != fs[c].Name || s.Type != col.typ {
-			key := t.Device + "\x00" + fs[c].Name
+		if s == nil || dev.names[c-1] != fs.Field(c).Name || s.Type != col.typ {
+			key := t.Device + "\x00" + fs.Field(c).Name
 			s = d.series[key]
 			if s == nil || s.Type != col.typ {
 				s = &dsSeries{Type: col.typ}
 				d.series[key] = s
 			}
-			dev.series[c-1], dev.names[c-1] = s, fs[c].Name
+			dev.series[c-1], dev.names[c-1] = s, fs.Field(c).Name
 		}
 		// rows are in time order: skip those not newer than the series' last point
 		i0 := 0
@@ -310,7 +310,7 @@ func (d *Downsample) Tablet(t *tsfile.Tablet) *tsfile.Tablet {
 	out := buildTablet(d.mem, &d.schemas, t.Device, cols)
 	// the rows and numbers are copied out: their slices serve the next tablet
 	for c := range cols {
-		d.rowBufs[c], d.numBufs[c] = cols[c].rows[:0], cols[c].nums[:0]
+		d.rowBufs[cols[c].buf], d.numBufs[cols[c].buf] = cols[c].rows[:0], cols[c].nums[:0]
 		cols[c] = outColumn{}
 	}
 	d.cols = cols[:0]

@@ -327,16 +327,16 @@ func gatherValidity(a arrow.Array, idx []int32) (*memory.Buffer, int) {
 
 // columns returns the indexes (≥ 1) of t's columns the pattern selects.
 func (f *Filter) columns(t *tsfile.Tablet) []int {
-	fs := t.Rec.Schema().Fields()
-	keep := make([]int, 0, len(fs)-1)
+	fs := t.Rec.Schema() // Field(i), not Fields() (a copy)
+	keep := make([]int, 0, fs.NumFields()-1)
 	if f.pattern.IsZero() || f.pattern.MatchDevice(t.Device) {
-		for c := 1; c < len(fs); c++ {
+		for c := 1; c < fs.NumFields(); c++ {
 			keep = append(keep, c)
 		}
 		return keep
 	}
-	for c := 1; c < len(fs); c++ {
-		if f.pattern.Match(t.Device, fs[c].Name) {
+	for c := 1; c < fs.NumFields(); c++ {
+		if f.pattern.Match(t.Device, fs.Field(c).Name) {
 			keep = append(keep, c)
 		}
 	}

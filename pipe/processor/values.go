@@ -216,6 +216,7 @@ type outColumn struct {
 	times []int64     // the input's time column, for rows
 	tarr  arrow.Array // the input's time column as an array (optional: shared when every row is kept)
 	rows  []int32
+	buf   int // Downsample: the index of the buffers rows and nums came from
 }
 
 // numSample is a sample of a numeric column.
