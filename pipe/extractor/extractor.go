@@ -464,6 +464,18 @@ func (x *Extractor) nextFile(ctx context.Context) (*pipe.Event, error) {
 		}
 		return nil, nil
 	}
+	if f.MinIndex <= x.pos {
+		// the epoch was partly shipped as tablets: its file would ship those rows again, so
+		// the rest of the epoch goes as tablets too, read from the WAL while it is there
+		e, err := x.nextTablet(ctx)
+		if !errors.Is(err, engine.ErrCompacted) {
+			return e, err
+		}
+	}
+	if x.sub != nil {
+		x.sub.Close()
+		x.sub = nil
+	}
 	from := x.pos
 	x.pos = f.MaxIndex
 	x.mu.Lock()

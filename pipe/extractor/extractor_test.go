@@ -261,3 +261,75 @@ func TestSelectorDegradesAndReturns(t *testing.T) {
 }
 
 var _ = os.Getenv
+
+// An epoch partly shipped as tablets when the carrier turns to files is finished on tablets
+// (from the WAL), not shipped again whole in its file: no row goes twice. The next epoch
+// goes as its file.
+func TestPartlyShippedEpochFinishesOnTablets(t *testing.T) {
+	p := openPair(t, 64<<20)
+	defer p.close()
+	sel := &flipSelector{}
+	x := &Extractor{kind: "hybrid"}
+	if err := x.Open(context.Background(), newEnv(p, nil, nil)); err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	x.sel = sel
+	write := func(n int) {
+		for i := 0; i < n; i++ {
+			b := tsfile.NewTabletBuilder(nil, "root.src.d1", []tsfile.Column{{Name: "v", Type: tsfile.Int64}})
+			_ = b.AppendRow(int64(i), int64(i))
+			tb, _ := b.Build()
+			b.Release()
+			if _, err := p.src.Write(tb); err != nil {
+				t.Fatal(err)
+			}
+			tb.Release()
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	next := func() *pipe.Event {
+		for i := 0; i < 100; i++ {
+			e, err := x.Next(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e != nil && e.Kind != pipe.KindHeartbeat {
+				x.Committed(e)
+				e.Release() // the fields read below stay
+				return e
+			}
+		}
+		t.Fatal("no event")
+		return nil
+	}
+	write(6) // epoch 1: indexes 1..6
+	for i := uint64(1); i <= 3; i++ {
+		if e := next(); e.Kind != pipe.KindTablet || e.MaxIndex != i {
+			t.Fatalf("event %d: %v %d", i, e.Kind, e.MaxIndex)
+		}
+	}
+	if err := p.src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	write(2) // epoch 2: indexes 7, 8
+	if err := p.src.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	sel.want.Store(int32(File))
+	x.switchTo(File, "test")
+	for i := uint64(4); i <= 6; i++ {
+		if e := next(); e.Kind != pipe.KindTablet || e.MaxIndex != i {
+			t.Fatalf("after the switch, event %d: %v %d", i, e.Kind, e.MaxIndex)
+		}
+	}
+	if e := next(); e.Kind != pipe.KindTsFile || e.MinIndex != 7 || e.MaxIndex != 8 {
+		t.Fatalf("epoch 2: %v %d..%d", e.Kind, e.MinIndex, e.MaxIndex)
+	}
+	for ep, c := range x.Epochs() {
+		if c == EpochBoth {
+			t.Errorf("epoch %d shipped both ways", ep)
+		}
+	}
+}
