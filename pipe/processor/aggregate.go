@@ -318,26 +318,34 @@ func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.
 	}
 	err := Each(ctx, e, func(t *tsfile.Tablet) error {
 		if e.Kind == pipe.KindTablet {
-			a.guard.sawTablet(e.Epoch, t)
-		} else {
-			parts := a.guard.unseen(e.Epoch, t)
-			defer func() {
-				for _, p := range parts {
-					p.Release()
-				}
-			}()
-			if len(parts) != 1 || parts[0].Rec != t.Rec {
-				// rows already aggregated from the epoch's tablets are left out
-				for _, p := range parts {
-					_, agg := a.Tablet(p)
-					out.Tablet(agg)
-				}
-				if !a.cfg.KeepRaw {
-					raw, _ := a.split(t)
-					out.Tablet(raw)
-				}
-				return nil
+			tr := timeRangeOf(t.Times())
+			a.guard.sawRange(e.Epoch, t.Device, tr.lo, tr.hi)
+			raw, agg := a.tablet(t, tr)
+			if !a.cfg.KeepRaw {
+				out.Tablet(raw)
+			} else if raw != nil {
+				raw.Release()
 			}
+			out.Tablet(agg)
+			return nil
+		}
+		parts := a.guard.unseen(e.Epoch, t)
+		defer func() {
+			for _, p := range parts {
+				p.Release()
+			}
+		}()
+		if len(parts) != 1 || parts[0].Rec != t.Rec {
+			// rows already aggregated from the epoch's tablets are left out
+			for _, p := range parts {
+				_, agg := a.Tablet(p)
+				out.Tablet(agg)
+			}
+			if !a.cfg.KeepRaw {
+				raw, _ := a.split(t)
+				out.Tablet(raw)
+			}
+			return nil
 		}
 		raw, agg := a.Tablet(t)
 		if !a.cfg.KeepRaw {
@@ -363,6 +371,11 @@ func (a *Aggregate) Process(ctx context.Context, e *pipe.Event, emit func(*pipe.
 // the pattern does not select (nil when none), and agg, a tablet of the windows that
 // closed (nil when none); both are the caller's.
 func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
+	return a.tablet(t, timeRangeOf(t.Times()))
+}
+
+// tablet is Tablet, with the range and order of t's times.
+func (a *Aggregate) tablet(t *tsfile.Tablet, tr timeRange) (raw, agg *tsfile.Tablet) {
 	raw, selected := a.split(t)
 	if !selected {
 		return raw, nil
@@ -375,7 +388,7 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 	}
 	times := t.Times()
 	var runs []winRun // the rows by window, when times are increasing
-	if increasing(times) {
+	if tr.increasing {
 		a.runs = windowRuns(times, a.cfg.Interval, a.runs)
 		runs = a.runs
 		a.runWins = slices.Grow(a.runWins[:0], len(runs))[:len(runs)]
@@ -407,11 +420,9 @@ func (a *Aggregate) Tablet(t *tsfile.Tablet) (raw, agg *tsfile.Tablet) {
 			a.accumulateValues(d, name, &col, times)
 		}
 	}
-	hi := d.Max
-	for _, ts := range times {
-		hi = max(hi, ts)
+	if len(times) > 0 {
+		d.Max = max(d.Max, tr.hi)
 	}
-	d.Max = hi
 	if d.Max >= math.MinInt64+a.cfg.Lateness { // the watermark does not underflow
 		frontier := floorDiv(d.Max-a.cfg.Lateness, iv) * iv
 		if frontier > d.Closed || d.Closed == math.MinInt64 {

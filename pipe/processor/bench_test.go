@@ -42,7 +42,7 @@ func benchProcessor(b *testing.B, p pipe.Processor) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		tb := tablets[i%len(tablets)]
-		in := &pipe.Event{Kind: pipe.KindTablet, Tablet: tb, Origin: 1, OriginIndex: uint64(i + 1)}
+		in := &pipe.Event{Kind: pipe.KindTablet, Tablet: tb, Origin: 1, OriginIndex: uint64(i + 1), Epoch: 1} // as from a memtable
 		if err := p.Process(ctx, in, emit); err != nil {
 			b.Fatal(err)
 		}

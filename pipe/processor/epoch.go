@@ -18,8 +18,9 @@ type epochGuard struct {
 	Ranges map[string][2]int64 `json:"ranges,omitempty"` // device → [min, max] time
 }
 
-// sawTablet records a tablet of epoch (0: unknown, not recorded).
-func (g *epochGuard) sawTablet(epoch uint64, t *tsfile.Tablet) {
+// sawRange records the times [lo, hi] of a tablet of device of epoch (0: unknown, not
+// recorded).
+func (g *epochGuard) sawRange(epoch uint64, device string, lo, hi int64) {
 	if epoch == 0 {
 		return
 	}
@@ -29,12 +30,11 @@ func (g *epochGuard) sawTablet(epoch uint64, t *tsfile.Tablet) {
 	if g.Ranges == nil {
 		g.Ranges = map[string][2]int64{}
 	}
-	lo, hi := t.MinMaxTime()
-	r, ok := g.Ranges[t.Device]
+	r, ok := g.Ranges[device]
 	if !ok {
 		r = [2]int64{math.MaxInt64, math.MinInt64}
 	}
-	g.Ranges[t.Device] = [2]int64{min(r[0], lo), max(r[1], hi)}
+	g.Ranges[device] = [2]int64{min(r[0], lo), max(r[1], hi)}
 }
 
 // unseen returns the parts of a file's tablet t (rows in time order) not covered by the

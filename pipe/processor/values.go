@@ -697,6 +697,28 @@ func increasing(ts []int64) bool {
 	return true
 }
 
+// timeRange is the range of a tablet's times and whether they are increasing.
+type timeRange struct {
+	lo, hi     int64 // MaxInt64, MinInt64 when there is none
+	increasing bool
+}
+
+// timeRangeOf returns the range of ts and whether ts is strictly increasing (then the
+// range is its ends), in one pass when it is not.
+func timeRangeOf(ts []int64) timeRange {
+	if len(ts) == 0 {
+		return timeRange{math.MaxInt64, math.MinInt64, true}
+	}
+	if increasing(ts) {
+		return timeRange{ts[0], ts[len(ts)-1], true}
+	}
+	lo, hi := ts[0], ts[0]
+	for _, v := range ts[1:] {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return timeRange{lo, hi, false}
+}
+
 // winRun is a run of rows of increasing times in one window of a tumbling interval.
 type winRun struct {
 	w    int64 // the window: floorDiv(time, interval)
