@@ -9,7 +9,8 @@ type arena struct {
 	recs   [][]kgo.Record
 	ri, rj int // next record: recs[ri][rj]
 	chunks [][]byte
-	ci     int // chunk being filled: chunks[ci][len:]
+	list   []*kgo.Record // a send's records in order, kept for the next send (exactly-once)
+	ci     int           // chunk being filled: chunks[ci][len:]
 }
 
 const (
@@ -83,6 +84,8 @@ func (a *arena) reset() {
 	}
 
 	a.ri, a.rj = 0, 0
+	clear(a.list)
+	a.list = a.list[:0]
 	for i := range a.chunks {
 		a.chunks[i] = a.chunks[i][:0]
 	}

@@ -248,7 +248,8 @@ type job struct {
 	arena  *arena
 	events []*pipe.Event // to send (exactly-once: after skipping)
 	// exactly-once
-	recs    []*kgo.Record // encoded beforehand (nil: encoded while producing, for TsFiles)
+	encoded bool // recs were encoded beforehand (else: while producing, for TsFiles)
+	recs    []*kgo.Record
 	filters map[*pipe.Event]rowHashes
 	pos     Position // after the transaction
 	epoch   uint64
@@ -439,8 +440,11 @@ func (c *Connector) queueTxn(j *job, batch []*pipe.Event) error {
 	} else {
 		j.arena = c.getArena()
 		c.enc.useArena(j.arena)
-		j.recs = make([]*kgo.Record, 0, len(j.events))
-		if err := c.encodeEvents(c.enc, j.events, nil, func(r *kgo.Record) error { j.recs = append(j.recs, r); return nil }); err != nil {
+		j.recs = j.arena.list[:0]
+		err := c.encodeEvents(c.enc, j.events, nil, func(r *kgo.Record) error { j.recs = append(j.recs, r); return nil })
+		j.arena.list = j.recs // its array, for the next send that gets the arena
+		j.encoded = true
+		if err != nil {
 			c.putArena(j.arena)
 			j.arena = nil
 			return err
@@ -536,7 +540,7 @@ func (c *Connector) runTxn(j *job) error {
 		c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j.promise)
 		return nil
 	}
-	if j.recs != nil {
+	if j.encoded {
 		// the position first: its partition joins the transaction with the first records'
 		if err := progress(int64(len(j.recs))); err != nil {
 			return abort(err)
