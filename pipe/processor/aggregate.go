@@ -646,25 +646,41 @@ func minMaxSum[T number](vals []T, lo, hi T, sum float64, isInt bool) (T, T, flo
 		}
 		return lo, hi, sum
 	}
-	// Floats: plain comparisons, which give min's and max's results unless a NaN or a
-	// zero (-0 is below +0 for min and max) is involved: then min and max again.
-	lo0, hi0 := lo, hi
-	for _, v := range vals {
-		if v < lo {
-			lo = v
+	if isInt { // a sum too large for int64's exactness
+		for _, v := range vals {
+			lo, hi = min(lo, v), max(hi, v)
+			sum += float64(v)
 		}
-		if v > hi {
-			hi = v
-		}
-		sum += float64(v) // NaN when a value is
+		return lo, hi, sum
 	}
-	if lo == 0 || hi == 0 || sum != sum || lo0 != lo0 || hi0 != hi0 {
-		lo, hi = lo0, hi0
+	// Floats: min and max by the order of their bits taken as integers (fkey), which is
+	// min's and max's order for every value but NaN (-0 below +0 included), without a
+	// branch a value; with a NaN (then the sum is NaN too), min and max again.
+	lok, hik := fkey(float64(lo)), fkey(float64(hi))
+	for _, v := range vals {
+		x := float64(v)
+		k := fkey(x)
+		lok, hik = min(lok, k), max(hik, k)
+		sum += x
+	}
+	if sum != sum || lo != lo || hi != hi {
 		for _, v := range vals {
 			lo, hi = min(lo, v), max(hi, v)
 		}
+		return lo, hi, sum
 	}
-	return lo, hi, sum
+	return T(funkey(lok)), T(funkey(hik)), sum
+}
+
+// fkey maps a float64 to an int64 of the same order (for all but NaN; -0 below +0):
+// negative values' bits but the sign are flipped. funkey is its inverse.
+func fkey(f float64) int64 {
+	b := int64(math.Float64bits(f))
+	return b ^ int64(uint64(b>>63)>>1)
+}
+
+func funkey(k int64) float64 {
+	return math.Float64frombits(uint64(k ^ int64(uint64(k>>63)>>1)))
 }
 
 // sumRun returns sum + vals[0] + vals[1] + ... added in order in float64, as a plain loop
