@@ -1,6 +1,7 @@
 // Package threereplicas checks the three-replica example: its cluster file parses to the
 // placement its README describes, and run.sh (three node processes, a follower and a
-// leader killed with SIGKILL and restarted) ends with every region's replicas equal.
+// leader killed with SIGKILL and restarted, a user pipe, a leadership move) ends with every
+// region's replicas equal.
 package threereplicas
 
 import (
@@ -60,7 +61,8 @@ func TestRunScript(t *testing.T) {
 		}
 		t.Fatalf("run.sh: %v\n%s", err, out.String())
 	}
-	if strings.Count(out.String(), "every region's replicas are equal") != 2 || !strings.Contains(out.String(), "is refused while its leader is down") {
+	if strings.Count(out.String(), "every region's replicas are equal") != 3 || !strings.Contains(out.String(), "is refused while its leader is down") ||
+		!strings.Contains(out.String(), "copy  RUNNING  root.demo/0  2") || !strings.Contains(out.String(), "while the followers drained") {
 		t.Fatalf("run.sh:\n%s", out.String())
 	}
 }
