@@ -94,6 +94,7 @@ type Extractor struct {
 	sub     *engine.Subscription
 	cum     pipe.ProgressIndex
 	skipTo  pipe.ProgressIndex // MovedState's: what another replica already shipped
+	recv    []engine.FileInfo  // moved: files received from other replicas, by version, not yet passed
 	queue   []*pipe.Event
 	skipped int
 	checkAt time.Time
@@ -209,6 +210,16 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		x.stopAt = x.r.LastIndex()
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
+	if len(x.skipTo) > 0 && x.forwarding {
+		// moved here: what the old leader shipped to this replica as sealed files has no
+		// local WAL range, so the walk over local indexes would never reach it
+		for _, f := range x.r.Files() {
+			if f.MaxIndex == 0 {
+				x.recv = append(x.recv, f)
+			}
+		}
+		sort.Slice(x.recv, func(i, j int) bool { return x.recv[i].Version < x.recv[j].Version })
+	}
 	x.seal = make(chan struct{}, 1)
 	x.unseal = x.r.AddSealListener(func(engine.FileInfo) {
 		select {
@@ -384,6 +395,9 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			if x.pos >= x.r.LastIndex() && x.queueReceived(math.MaxUint64) {
+				return nil, nil
+			}
 			return x.heartbeatIfSkipped(), nil
 		}
 		x.sub.Close()
@@ -391,11 +405,23 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 		return nil, err
 	}
 	defer en.Release()
+	if x.queueReceived(en.Epoch) {
+		// the received files of earlier epochs go first, then this entry
+		if e := x.tabletEvent(en); e != nil {
+			x.queue = append(x.queue, e)
+		}
+		return nil, nil
+	}
+	return x.tabletEvent(en), nil
+}
+
+// tabletEvent passes a WAL entry: its event, a heartbeat, or nil when skipped.
+func (x *Extractor) tabletEvent(en engine.Entry) *pipe.Event {
 	x.pos = en.Index
 	x.cum.Advance(en.Origin, en.OriginIndex)
 	x.markEpoch(en.Epoch, EpochTablet)
 	if !x.forwarding && en.Origin != x.r.Origin() || x.moved(en.Origin, en.OriginIndex) {
-		return x.skip(), nil
+		return x.skip()
 	}
 	e := &pipe.Event{
 		Region: x.r.Name(), Origin: en.Origin, OriginIndex: en.OriginIndex, MinIndex: en.Index, MaxIndex: en.Index,
@@ -405,17 +431,48 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 	case engine.KindTablet:
 		t := x.filterTablet(en.Tablet)
 		if t == nil {
-			return x.skip(), nil
+			return x.skip()
 		}
 		e.Kind, e.Tablet, e.Bytes = pipe.KindTablet, t, tabletBytes(t)
 	case engine.KindDelete:
 		d := *en.Deletion
 		e.Kind, e.Deletion, e.Bytes = pipe.KindDeletion, &d, 64
 	default:
-		return x.skip(), nil
+		return x.skip()
 	}
 	x.skipped = 0
-	return e, nil
+	return e
+}
+
+// queueReceived queues the files received from other replicas (a moved task's) whose
+// version is below epoch, in version order, skipping those the progress covers. It
+// reports whether it queued anything.
+func (x *Extractor) queueReceived(epoch uint64) bool {
+	queued := false
+	for len(x.recv) > 0 && x.recv[0].Version < epoch {
+		f := x.recv[0]
+		x.recv = x.recv[1:]
+		fp := pipe.ProgressIndex(f.Progress)
+		if x.cum.Covers(fp) {
+			continue
+		}
+		x.cum = x.cum.Merge(fp)
+		if f.Points == 0 || f.MaxTime < x.minT || f.MinTime > x.maxT {
+			continue
+		}
+		pin, err := x.r.PinFile(f.Name)
+		if err != nil {
+			x.log.Warn("a received file is gone", "pipe", x.env.Pipe, "region", x.r.Name(), "file", f.Name, "err", err)
+			continue
+		}
+		e := &pipe.Event{Kind: pipe.KindTsFile, Region: x.r.Name(), MinIndex: x.pos, MaxIndex: x.pos, Epoch: f.Epoch,
+			Progress: x.cum.Clone(), EventTime: time.Now().UnixMilli(), Bytes: f.Size,
+			File: &pipe.FileRef{Path: x.r.FilePath(f.Name), Info: f, Pattern: x.pattern, MinTime: x.minT, MaxTime: x.maxT}}
+		e.OnRelease(pin.Release)
+		x.queue = append(x.queue, e)
+		queued = true
+	}
+	return queued
 }
 
 func (x *Extractor) skip() *pipe.Event {
@@ -451,6 +508,12 @@ func (x *Extractor) markEpoch(epoch uint64, c EpochCarrier) {
 
 func (x *Extractor) nextFile(ctx context.Context) (*pipe.Event, error) {
 	f, ok := x.fileCovering(x.pos + 1)
+	if !ok && x.pos >= x.r.LastIndex() && x.queueReceived(math.MaxUint64) {
+		return nil, nil
+	}
+	if ok && x.queueReceived(f.Epoch) {
+		return nil, nil
+	}
 	if !ok {
 		x.maybeSelect(true)
 		if x.getCarrier() == Tablet {
