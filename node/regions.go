@@ -103,7 +103,11 @@ func (cs *clusterState) checkRegion(r cluster.Region) error {
 }
 
 // merge takes r if its term is higher than the region's; it reports whether it did.
-func (cs *clusterState) merge(r cluster.Region) (bool, error) {
+func (cs *clusterState) merge(r cluster.Region) (bool, error) { return cs.mergeSet(r, nil) }
+
+// mergeSet is merge that also installs ls, the replica set of a region this node now
+// leads, with the new shape (so that no write sees one without the other).
+func (cs *clusterState) mergeSet(r cluster.Region, ls *leaderSet) (bool, error) {
 	if err := cs.checkRegion(r); err != nil {
 		return false, err
 	}
@@ -114,6 +118,9 @@ func (cs *clusterState) merge(r cluster.Region) (bool, error) {
 	}
 	r.Replicas = slices.Clone(r.Replicas)
 	cs.regions[r.Name] = r
+	if ls != nil {
+		cs.sets[r.Name] = ls
+	}
 	return true, nil
 }
 
@@ -252,26 +259,38 @@ func (n *Node) follower(id uint32) consensus.Follower {
 // and follows the change of followers if it still does.
 func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, error) {
 	cs := n.cl
-	ok, err := cs.merge(r)
+	if err := cs.checkRegion(r); err != nil {
+		return false, err
+	}
+	cs.mu.Lock()
+	cur, known := cs.regions[r.Name]
+	ls := cs.sets[r.Name]
+	cs.mu.Unlock()
+	if known && cur.Term >= r.Term {
+		return false, nil
+	}
+	var opened *leaderSet
+	if ls == nil && r.Leader() == cs.self.ID {
+		// the replica set opens before the shape is taken: if it cannot, the region stays
+		// as it was here, and the old leader keeps it (or hands it again)
+		var err error
+		if opened, err = n.openSet(r, true); err != nil {
+			return false, err
+		}
+	}
+	ok, err := cs.mergeSet(r, opened)
 	if err != nil || !ok {
+		if opened != nil {
+			opened.set.Close()
+		}
 		return ok, err
 	}
 	if err := n.saveRegions(); err != nil {
 		return true, err
 	}
 	n.log.Info("region changed", "region", r.Name, "leader", r.Leader(), "replicas", r.Replicas, "term", r.Term)
-	cs.mu.Lock()
-	ls := cs.sets[r.Name]
-	cs.mu.Unlock()
 	switch {
-	case ls == nil && r.Leader() == cs.self.ID:
-		ls, err := n.openSet(r, true)
-		if err != nil {
-			return true, err
-		}
-		cs.mu.Lock()
-		cs.sets[r.Name] = ls
-		cs.mu.Unlock()
+	case opened != nil:
 		n.restartPipesOver(r, cks) // the user pipes' tasks of the region run here now
 	case ls != nil && r.Leader() != cs.self.ID:
 		ls.wmu.Lock()
@@ -412,7 +431,7 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 		return out, fmt.Errorf("move %s to node %d: %w", name, to, err)
 	}
 	// the new leader first: if it refuses, this node keeps the region
-	err = cs.call(ctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", mustJSON(api.RegionTell{Region: regionInfo(next), Checkpoints: cks}), nil)
+	err = cs.handTo(ctx, peer, mustJSON(api.RegionTell{Region: regionInfo(next), Checkpoints: cks}))
 	if err != nil {
 		n.keep(reg)
 		ls.wmu.Unlock()
@@ -437,6 +456,24 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 	out.WritesPausedMS = float64(time.Since(start).Microseconds()) / 1000
 	n.log.Info("leadership moved", "region", name, "from", n.o.ID, "to", to, "term", next.Term, "paused", time.Since(start))
 	return out, errors.Join(cerr, serr)
+}
+
+// handTo tells a region's new shape to its new leader. The new leader takes a shape once
+// (a term it holds already is answered as taken), so the request is sent again when its
+// answer is lost, and the caller giving up does not interrupt it: an answer lost after the
+// new leader took the region would leave two leaders.
+func (cs *clusterState) handTo(ctx context.Context, peer cluster.Node, body []byte) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for try := 0; try < 3; try++ {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = cs.call(cctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", body, nil)
+		cancel()
+		if err == nil || !retryable(err) {
+			return err
+		}
+	}
+	return err
 }
 
 // ChangeReplicas adds node add to the replicas of a region this node leads (its pipe
@@ -608,6 +645,10 @@ func (n *Node) handleTellRegion(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("region", "%v", err))
 		return
 	}
+	// one shape at a time (a hand-off sent again must not open a second replica set)
+	mu := n.cl.changeLock(reg.Name)
+	mu.Lock()
+	defer mu.Unlock()
 	if _, err := n.apply(reg, tell.Checkpoints); err != nil {
 		writeError(w, apiError(err))
 		return

@@ -1,11 +1,18 @@
 package node_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/weir-dev/weir/node"
 	"github.com/weir-dev/weir/node/client"
 )
 
@@ -65,5 +72,85 @@ func TestClusterPipeMoveShipsWhatOldLeaderHadNot(t *testing.T) {
 			write(200, 300)
 			waitCopied("every row copied after the move")
 		})
+	}
+}
+
+// The new leader takes the region but its answer to the old leader is lost (a proxy in
+// front of node 2 forwards the first hand-off and answers 502): the move must not leave
+// both nodes leading the region (each taking local writes, the replicas diverging).
+func TestMoveWhoseAnswerIsLost(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	m1 := &clusterMember{t: t, c: c, id: 1, dir: t.TempDir()}
+	m1.open()
+	t.Cleanup(m1.close)
+	// node 2 listens elsewhere; its address in the cluster file is a proxy
+	cn2, _ := c.Node(2)
+	back := freeAddrs(t, 1)[0]
+	n2, err := node.Open(node.Options{ID: 2, DataDir: t.TempDir(), HTTPAddr: back, FlightAddr: cn2.Flight, AutoCreate: true,
+		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n2.Start(); err != nil {
+		n2.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n2.Close() })
+	var lost atomic.Bool
+	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+back+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" && lost.CompareAndSwap(false, true) {
+			http.Error(w, "the answer was lost", http.StatusBadGateway)
+			return
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	})}
+	ln, err := net.Listen("tcp", cn2.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go proxy.Serve(ln)
+	t.Cleanup(func() { proxy.Close() })
+
+	cn1, _ := c.Node(1)
+	cl1, cl2 := client.New(cn1.URL()), client.New("http://"+cn2.HTTP)
+	if _, err := cl1.Write(c0, strings.NewReader("root.demo.d1 v=1i 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	_, merr := cl1.MoveLeader(c0, "root.demo/0", 2, 20*time.Second)
+	if !lost.Load() {
+		t.Fatalf("the hand-off did not go through the proxy: %v", merr)
+	}
+	r1, r2 := regionOf(t, cl1, "root.demo/0"), regionOf(t, cl2, "root.demo/0")
+	if r1.Leader != r2.Leader || r1.Term != r2.Term {
+		t.Errorf("after the move (%v), node 1 sees %+v and node 2 sees %+v", merr, r1, r2)
+	}
+	leading := 0
+	for id, url := range map[uint32]string{1: cn1.URL(), 2: "http://" + back} {
+		resp, err := http.Post(url+"/v1/write?local=true", "text/plain", strings.NewReader(fmt.Sprintf("root.demo.d1 v=%di 2\n", id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			leading++
+		}
+	}
+	if leading != 1 {
+		t.Errorf("%d nodes take local writes of root.demo/0 after the move (%v)", leading, merr)
 	}
 }
