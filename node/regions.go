@@ -75,8 +75,9 @@ func (cs *clusterState) regionByName(name string) (cluster.Region, error) {
 		return cluster.Region{}, fmt.Errorf("region %q: want DATABASE/INDEX, e.g. root.demo/1", name)
 	}
 	i, err := strconv.Atoi(name[k+1:])
-	if err != nil {
-		return cluster.Region{}, fmt.Errorf("region %q: the index %q is not a number", name, name[k+1:])
+	if err != nil || strconv.Itoa(i) != name[k+1:] {
+		// one spelling per region: its name keys the region's replica set and changes
+		return cluster.Region{}, fmt.Errorf("region %q: the index %q is not a number (as in root.demo/1)", name, name[k+1:])
 	}
 	return cs.region(name[:k], i)
 }
@@ -588,6 +589,11 @@ func (n *Node) handleRegionChange(kind string) http.HandlerFunc {
 			writeError(w, badRequest("region", "%v", err))
 			return
 		}
+		var timeout time.Duration
+		if err := checkRegionChange(kind, req, &timeout); err != nil {
+			writeError(w, err)
+			return
+		}
 		if reg.Leader() != n.o.ID {
 			to, _ := n.cl.c.Node(reg.Leader())
 			var out api.RegionChange
@@ -601,17 +607,6 @@ func (n *Node) handleRegionChange(kind string) http.HandlerFunc {
 		var out api.RegionChange
 		switch kind {
 		case "leader":
-			if req.Node == 0 {
-				err = badRequest("node", "the id of the new leader is required")
-				break
-			}
-			var timeout time.Duration
-			if req.Timeout != "" {
-				if timeout, err = time.ParseDuration(req.Timeout); err != nil || timeout <= 0 {
-					err = badRequest("timeout", "%q is not a positive duration", req.Timeout)
-					break
-				}
-			}
 			out, err = n.MoveLeader(r.Context(), req.Region, req.Node, timeout)
 		default:
 			out, err = n.ChangeReplicas(r.Context(), req.Region, req.Add, req.Remove)
@@ -622,6 +617,38 @@ func (n *Node) handleRegionChange(kind string) http.HandlerFunc {
 		}
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// checkRegionChange checks the fields of a region change of kind leader or replicas (a
+// field of the other kind is refused, not ignored) and reads the timeout of a move.
+func checkRegionChange(kind string, req api.RegionChangeRequest, timeout *time.Duration) *api.Error {
+	if kind == "leader" {
+		switch {
+		case req.Add != 0:
+			return badRequest("add", "not a field of a leadership move (POST /v1/cluster/regions/replicas adds a replica)")
+		case req.Remove != 0:
+			return badRequest("remove", "not a field of a leadership move (POST /v1/cluster/regions/replicas removes a replica)")
+		case req.Node == 0:
+			return badRequest("node", "the id of the new leader is required")
+		}
+		if req.Timeout != "" {
+			d, err := time.ParseDuration(req.Timeout)
+			if err != nil || d <= 0 {
+				return badRequest("timeout", "%q is not a positive duration", req.Timeout)
+			}
+			*timeout = d
+		}
+		return nil
+	}
+	switch {
+	case req.Node != 0:
+		return badRequest("node", "not a field of a change of replicas (POST /v1/cluster/regions/leader moves the leadership)")
+	case req.Timeout != "":
+		return badRequest("timeout", "not a field of a change of replicas")
+	case (req.Add == 0) == (req.Remove == 0):
+		return badRequest("add", "give one of add and remove (a node id)")
+	}
+	return nil
 }
 
 // handleTellRegion serves PUT /v1/cluster/regions: a region's new shape from its leader.

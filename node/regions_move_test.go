@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -152,5 +153,41 @@ func TestMoveWhoseAnswerIsLost(t *testing.T) {
 	}
 	if leading != 1 {
 		t.Errorf("%d nodes take local writes of root.demo/0 after the move (%v)", leading, merr)
+	}
+}
+
+// Bad region changes through the HTTP API are refused as bad requests naming the field,
+// whichever node takes them (the region's leader or another).
+func TestRegionChangeBadInput(t *testing.T) {
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 2}\n")
+	startMembers(t, c)
+	for _, via := range []uint32{1, 2} {
+		cn, _ := c.Node(via)
+		for _, tc := range []struct {
+			path, body, field string
+		}{
+			{"leader", `{"region": "root.demo/+0", "node": 2}`, "region"},
+			{"leader", `{"region": "root.demo/00", "node": 2}`, "region"},
+			{"leader", `{"region": "root.demo/0", "node": 2, "add": 2}`, "add"},
+			{"leader", `{"region": "root.demo/0", "node": 2, "remove": 2}`, "remove"},
+			{"leader", `{"region": "root.demo/0", "node": 2, "timeout": "soon"}`, "timeout"},
+			{"leader", `{"region": "root.demo/0"}`, "node"},
+			{"leader", `{"region": "root.demo/0", "node": "2"}`, "node"},
+			{"replicas", `{"region": "root.demo/0", "add": 2, "node": 2}`, "node"},
+			{"replicas", `{"region": "root.demo/0", "remove": 2, "timeout": "1s"}`, "timeout"},
+			{"replicas", `{"region": "root.demo/0"}`, "add"},
+		} {
+			resp, err := http.Post(cn.URL()+"/v1/cluster/regions/"+tc.path, "application/json", strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var e struct{ Code, Field, Message string }
+			_ = json.Unmarshal(b, &e)
+			if resp.StatusCode != http.StatusBadRequest || e.Field != tc.field {
+				t.Errorf("via node %d, %s %s: %d %s, want a bad request naming %s", via, tc.path, tc.body, resp.StatusCode, b, tc.field)
+			}
+		}
 	}
 }
