@@ -328,10 +328,14 @@ func (n *Node) ReplicaSets() []api.ReplicaSet {
 	if n.cl == nil {
 		return out
 	}
-	n.cl.mu.Lock()
-	sets := make([]*leaderSet, 0, len(n.cl.sets))
+	type led struct {
+		region cluster.Region
+		set    *consensus.ReplicaSet
+	}
+	n.cl.mu.Lock() // guards each set's region too (a change of replicas sets it)
+	sets := make([]led, 0, len(n.cl.sets))
 	for _, ls := range n.cl.sets {
-		sets = append(sets, ls)
+		sets = append(sets, led{ls.region, ls.set})
 	}
 	n.cl.mu.Unlock()
 	sort.Slice(sets, func(i, j int) bool {

@@ -319,7 +319,9 @@ func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, er
 				errs = append(errs, ls.set.RemovePeer(FollowerID(id)))
 			}
 		}
+		cs.mu.Lock() // ReplicaSets reads it
 		ls.region = r
+		cs.mu.Unlock()
 		return true, errors.Join(errs...)
 	}
 	return true, nil

@@ -191,3 +191,38 @@ func TestRegionChangeBadInput(t *testing.T) {
 		}
 	}
 }
+
+// The replica sets' view (GET /v1/cluster/replicasets) is read while a region's replicas
+// change (run with -race).
+func TestReplicaSetsDuringReplicaChanges(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 1}\n")
+	startMembers(t, c)
+	cn, _ := c.Node(1)
+	cl := client.New(cn.URL())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; k < 4; k++ {
+			if _, err := cl.ChangeReplicas(c0, "root.demo/0", 0, 3); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := cl.ChangeReplicas(c0, "root.demo/0", 3, 0); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	for i := 0; i < 1000; i++ {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if _, err := cl.ReplicaSets(c0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-done
+}
