@@ -179,3 +179,58 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, batch.max-events: 4, batch.li
 		})
 	}
 }
+
+// A broker that goes away after a batch was handed over fails the task through Env.Fail
+// once the records time out: a retryable error (the task backs off and redelivers), and
+// the batch is never acknowledged.
+func TestSendAsyncBrokerGoneFailsThroughEnv(t *testing.T) {
+	for _, delivery := range []string{AtLeastOnce, ExactlyOnce} {
+		t.Run(delivery, func(t *testing.T) {
+			cl, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DefaultNumPartitions(3))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			var f failures
+			c := &Connector{}
+			p := params(cl.ListenAddrs()[0], "delivery", delivery, "timeout", "1s", "transaction.timeout", "2s")
+			if err := c.Open(context.Background(), &pipe.Env{Pipe: "p", Params: p, Fail: f.fail}); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			es := events(t, 0, 2)
+			defer release(es)
+			acks := make(chan uint64, 4)
+			ack := func(ids ...uint64) {
+				for _, id := range ids {
+					acks <- id
+				}
+			}
+			if err := c.SendAsync(context.Background(), es[:1], ack); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-acks:
+			case <-time.After(20 * time.Second):
+				t.Fatal("first batch not acknowledged")
+			}
+			cl.Close()
+			_ = c.SendAsync(context.Background(), es[1:], ack) // may fail at once, or later through Fail
+			deadline := time.Now().Add(30 * time.Second)
+			for len(f.get()) == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("no failure reported")
+				}
+				time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
+			}
+			if errs := f.get(); len(errs) != 1 || pipe.IsPermanent(errs[0]) {
+				t.Fatalf("failures %v, want one retryable", errs)
+			}
+			select {
+			case id := <-acks:
+				t.Fatalf("event %d acknowledged after the broker went away", id)
+			default:
+			}
+		})
+	}
+}

@@ -90,8 +90,16 @@ type Connector struct {
 	fail    func(error) // Env.Fail
 	closing atomic.Bool
 	mu      sync.Mutex
-	failed  error    // a send failed: every later call returns this
-	arenas  []*arena // free
+	failed  error         // a send failed: every later call returns this
+	broken  chan struct{} // closed with failed set
+	// the watchdog: records produced and not yet finished, and when one last finished (or
+	// the first was produced), unix ns
+	inflight atomic.Int64
+	progress atomic.Int64
+	stop     context.CancelFunc // ends the watchdog and the worker's transaction
+	bg       context.Context
+	watching sync.WaitGroup
+	arenas   []*arena // free
 	// exactly-once: jobs for the transaction worker
 	jobs    chan *job
 	workers sync.WaitGroup
@@ -147,14 +155,72 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 		c.closeClient()
 		return fmt.Errorf("sink kafka: brokers %v unreachable: %w", cfg.Brokers, err)
 	}
-	if !cfg.ExactlyOnce {
-		return nil
+	if cfg.ExactlyOnce {
+		if err := c.openExactlyOnce(ctx); err != nil {
+			c.closeClient()
+			return err
+		}
 	}
-	if err := c.openExactlyOnce(ctx); err != nil {
-		c.closeClient()
-		return err
-	}
+	c.broken = make(chan struct{})
+	var bg context.Context
+	bg, c.stop = context.WithCancel(context.Background())
+	c.watching.Add(1)
+	go c.watchdog(bg)
+	c.bg = bg
 	return nil
+}
+
+// watchdog fails the connector when records are in flight and none has finished for the
+// delivery timeout: the client keeps retrying records that it cannot fail safely (an
+// idempotent producer's request without a response), so brokers that went away would
+// otherwise hold the task without an error.
+func (c *Connector) watchdog(ctx context.Context) {
+	defer c.watching.Done()
+	limit := max(c.cfg.Timeout, time.Second)
+	t := time.NewTicker(limit / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n := c.inflight.Load()
+		if n <= 0 {
+			continue
+		}
+		if idle := time.Since(time.Unix(0, c.progress.Load())); idle >= limit {
+			c.breakWith(fmt.Errorf("sink kafka: %d records not acknowledged, none for %v (timeout): brokers %v unreachable?",
+				n, idle.Round(time.Millisecond), c.cfg.Brokers), true)
+			return
+		}
+	}
+}
+
+// produce hands a record to the client, counted for the watchdog.
+func (c *Connector) produce(ctx context.Context, r *kgo.Record, j *job) {
+	if c.inflight.Add(1) == 1 {
+		c.progress.Store(time.Now().UnixNano())
+	}
+	c.cl.Produce(ctx, r, j.promise)
+}
+
+// breakWith records the connector's first failure (every later call returns it) and, with
+// report, fails the task; it reports whether err was the first.
+func (c *Connector) breakWith(err error, report bool) bool {
+	c.mu.Lock()
+	first := c.failed == nil
+	if first {
+		c.failed = err
+		if c.broken != nil {
+			close(c.broken)
+		}
+	}
+	c.mu.Unlock()
+	if first && report && c.fail != nil && !c.closing.Load() {
+		c.fail(err)
+	}
+	return first
 }
 
 func (c *Connector) openExactlyOnce(ctx context.Context) error {
@@ -222,6 +288,8 @@ func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 	select {
 	case err := <-j.done:
 		return err
+	case <-c.broken:
+		return c.failure()
 	case <-ctx.Done():
 		// the send goes on (or fails) in the background; a later call reports a failure
 		return ctx.Err()
@@ -272,6 +340,8 @@ func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(id
 		j.done = make(chan error, 1)
 	}
 	j.promise = func(r *kgo.Record, err error) {
+		c.progress.Store(time.Now().UnixNano())
+		c.inflight.Add(-1)
 		if err != nil {
 			j.setErr(c.produceError(r, err))
 		}
@@ -320,15 +390,7 @@ func (c *Connector) end(j *job, err error) {
 			j.ack(j.ids...)
 		}
 	} else {
-		c.mu.Lock()
-		first := c.failed == nil
-		if first {
-			c.failed = err
-		}
-		c.mu.Unlock()
-		if first && j.done == nil && c.fail != nil && !c.closing.Load() {
-			c.fail(err)
-		}
+		c.breakWith(err, j.done == nil)
 	}
 	if j.done != nil {
 		j.done <- err
@@ -514,7 +576,16 @@ func (c *Connector) txnWorker() {
 
 // runTxn sends a job as one transaction: its records and the task's position.
 func (c *Connector) runTxn(j *job) error {
-	ctx := j.ctx
+	ctx, cancel := context.WithCancel(j.ctx)
+	defer cancel()
+	defer context.AfterFunc(c.bg, cancel)() // Close ends it
+	go func() {
+		select { // a broken connector (the watchdog) ends it too
+		case <-c.broken:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if err := c.cl.BeginTransaction(); err != nil {
 		return fmt.Errorf("sink kafka: begin transaction: %w", err)
 	}
@@ -537,7 +608,7 @@ func (c *Connector) runTxn(j *job) error {
 		if err != nil {
 			return fmt.Errorf("sink kafka: progress record: %w", err)
 		}
-		c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j.promise)
+		c.produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j)
 		return nil
 	}
 	if j.encoded {
@@ -594,7 +665,7 @@ func (c *Connector) produceRecords(ctx context.Context, recs []*kgo.Record, j *j
 			}
 			topic = r.Topic
 		}
-		c.cl.Produce(ctx, r, j.promise)
+		c.produce(ctx, r, j)
 	}
 	j.records.Add(int64(len(recs)))
 	if err := j.err(); err != nil {
@@ -710,8 +781,12 @@ func (c *Connector) closeClient() {
 // (or the broker's timeout): it never commits.
 func (c *Connector) Close() error {
 	c.closing.Store(true)
+	if c.stop != nil {
+		c.stop() // the watchdog ends, and so does a transaction in progress (it aborts)
+		c.watching.Wait()
+	}
 	if c.jobs != nil {
-		close(c.jobs) // the worker ends the job it runs, then the ones queued fail
+		close(c.jobs) // the worker ends, its transaction aborted
 		c.workers.Wait()
 		c.jobs = nil
 	}
