@@ -226,3 +226,42 @@ func TestReplicaSetsDuringReplicaChanges(t *testing.T) {
 	}
 	<-done
 }
+
+// A cluster pipe created stopped (its tasks never ran, so nothing is handed over) and
+// started after the region's leadership moved ships every row, whatever carried them to
+// the new leader.
+func TestClusterPipeStartedAfterMove(t *testing.T) {
+	for _, proto := range []string{"iotv2", "fast"} {
+		t.Run(proto, func(t *testing.T) {
+			c0 := ctx(t)
+			_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: "+proto+", replication: 2, regions: 1}\n")
+			ms := startMembers(t, c)
+			cl := map[uint32]*client.Client{}
+			for id := range ms {
+				n, _ := c.Node(id)
+				cl[id] = client.New(n.URL())
+			}
+			spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+			if _, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			for i := 0; i < 100; i++ {
+				fmt.Fprintf(&b, "root.demo.d%d v=%di %d\n", i%4, i, 1000+i)
+			}
+			if _, err := cl[1].Write(c0, strings.NewReader(b.String())); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl[1].MoveLeader(c0, "root.demo/0", 2, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cl[1].StartPipe(c0, "copy"); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, "every row copied", 20*time.Second, func() (bool, string) {
+				got, _ := copiedRows(t, c)
+				return len(got) == 100, fmt.Sprintf("%d of 100 rows copied", len(got))
+			})
+		})
+	}
+}

@@ -94,7 +94,7 @@ type Extractor struct {
 	sub     *engine.Subscription
 	cum     pipe.ProgressIndex
 	skipTo  pipe.ProgressIndex // MovedState's: what another replica already shipped
-	recv    []engine.FileInfo  // moved: files received from other replicas, by version, not yet passed
+	recv    []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
 	queue   []*pipe.Event
 	skipped int
 	checkAt time.Time
@@ -210,9 +210,10 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		x.stopAt = x.r.LastIndex()
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
-	if len(x.skipTo) > 0 && x.forwarding {
-		// moved here: what the old leader shipped to this replica as sealed files has no
-		// local WAL range, so the walk over local indexes would never reach it
+	if x.forwarding && (len(x.skipTo) > 0 || len(env.State) == 0 && history) {
+		// moved here, or shipping the history: what other replicas shipped to this one as
+		// sealed files has no local WAL range, so the walk over local indexes would never
+		// reach it
 		for _, f := range x.r.Files() {
 			if f.MaxIndex == 0 {
 				x.recv = append(x.recv, f)
@@ -284,6 +285,9 @@ func (x *Extractor) next(ctx context.Context) (*pipe.Event, error) {
 			return e, nil
 		}
 		if x.stopAt > 0 && x.pos >= x.stopAt || !x.realtime && x.stopAt == 0 {
+			if x.queueReceived(math.MaxUint64) {
+				continue
+			}
 			<-ctx.Done() // history done, realtime disabled: nothing more to ship
 			return nil, ctx.Err()
 		}
@@ -444,9 +448,9 @@ func (x *Extractor) tabletEvent(en engine.Entry) *pipe.Event {
 	return e
 }
 
-// queueReceived queues the files received from other replicas (a moved task's) whose
-// version is below epoch, in version order, skipping those the progress covers. It
-// reports whether it queued anything.
+// queueReceived queues the files received from other replicas (a moved task's, or
+// history's) whose version is below epoch, in version order, skipping those the progress
+// covers. It reports whether it queued anything.
 func (x *Extractor) queueReceived(epoch uint64) bool {
 	queued := false
 	for len(x.recv) > 0 && x.recv[0].Version < epoch {
