@@ -92,10 +92,9 @@ type Connector struct {
 	mu      sync.Mutex
 	failed  error         // a send failed: every later call returns this
 	broken  chan struct{} // closed with failed set
-	// the watchdog: records produced and not yet finished, and when one last finished (or
-	// the first was produced), unix ns
-	inflight atomic.Int64
-	progress atomic.Int64
+	// the watchdog: records handed to the client, and of them finished (promise called)
+	produced atomic.Int64
+	finished atomic.Int64
 	stop     context.CancelFunc // ends the watchdog and the worker's transaction
 	bg       context.Context
 	watching sync.WaitGroup
@@ -179,30 +178,25 @@ func (c *Connector) watchdog(ctx context.Context) {
 	limit := max(c.cfg.Timeout, time.Second)
 	t := time.NewTicker(limit / 4)
 	defer t.Stop()
+	last, since := int64(-1), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		n := c.inflight.Load()
-		if n <= 0 {
+		fin := c.finished.Load()
+		n := c.produced.Load() - fin
+		if n <= 0 || fin != last { // nothing in flight, or progress since the last look
+			last, since = fin, time.Now()
 			continue
 		}
-		if idle := time.Since(time.Unix(0, c.progress.Load())); idle >= limit {
+		if idle := time.Since(since); idle >= limit {
 			c.breakWith(fmt.Errorf("sink kafka: %d records not acknowledged, none for %v (timeout): brokers %v unreachable?",
 				n, idle.Round(time.Millisecond), c.cfg.Brokers), true)
 			return
 		}
 	}
-}
-
-// produce hands a record to the client, counted for the watchdog.
-func (c *Connector) produce(ctx context.Context, r *kgo.Record, j *job) {
-	if c.inflight.Add(1) == 1 {
-		c.progress.Store(time.Now().UnixNano())
-	}
-	c.cl.Produce(ctx, r, j.promise)
 }
 
 // breakWith records the connector's first failure (every later call returns it) and, with
@@ -340,8 +334,7 @@ func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(id
 		j.done = make(chan error, 1)
 	}
 	j.promise = func(r *kgo.Record, err error) {
-		c.progress.Store(time.Now().UnixNano())
-		c.inflight.Add(-1)
+		c.finished.Add(1)
 		if err != nil {
 			j.setErr(c.produceError(r, err))
 		}
@@ -608,7 +601,8 @@ func (c *Connector) runTxn(j *job) error {
 		if err != nil {
 			return fmt.Errorf("sink kafka: progress record: %w", err)
 		}
-		c.produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j)
+		c.produced.Add(1)
+		c.cl.Produce(ctx, &kgo.Record{Topic: c.cfg.ProgressTopic, Key: []byte(c.progressKey), Value: val}, j.promise)
 		return nil
 	}
 	if j.encoded {
@@ -655,6 +649,11 @@ func (c *Connector) runTxn(j *job) error {
 
 // produceRecords produces encoded records, in order.
 func (c *Connector) produceRecords(ctx context.Context, recs []*kgo.Record, j *job) error {
+	n := 0
+	defer func() { // counted once for the slice, not per record
+		c.produced.Add(int64(n))
+		j.records.Add(int64(n))
+	}()
 	var topic string
 	for _, r := range recs {
 		if r.Topic != topic {
@@ -665,9 +664,9 @@ func (c *Connector) produceRecords(ctx context.Context, recs []*kgo.Record, j *j
 			}
 			topic = r.Topic
 		}
-		c.produce(ctx, r, j)
+		c.cl.Produce(ctx, r, j.promise)
+		n++
 	}
-	j.records.Add(int64(len(recs)))
 	if err := j.err(); err != nil {
 		return err
 	}
