@@ -101,6 +101,7 @@ type Connector struct {
 	arenas   []*arena // free
 	// exactly-once: jobs for the transaction worker
 	jobs    chan *job
+	lastJob *job // the last handed to the worker
 	workers sync.WaitGroup
 
 	stats struct {
@@ -317,12 +318,15 @@ type job struct {
 	epoch   uint64
 	epochAt int64
 
-	settled bool         // every record produced is finished (promise called)
-	records atomic.Int64 // produced
-	pending atomic.Int64 // records not yet acknowledged, +1 while producing (at-least-once)
-	mu      sync.Mutex
-	first   error
-	promise func(*kgo.Record, error)
+	settled bool // every record produced is finished (promise called)
+	// producedCh is closed once the worker has produced the job's records (exactly-once)
+	producedCh   chan struct{}
+	producedOnce sync.Once
+	records      atomic.Int64 // produced
+	pending      atomic.Int64 // records not yet acknowledged, +1 while producing (at-least-once)
+	mu           sync.Mutex
+	first        error
+	promise      func(*kgo.Record, error)
 }
 
 func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(ids ...uint64), wait bool) *job {
@@ -343,6 +347,12 @@ func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(id
 		}
 	}
 	return j
+}
+
+func (j *job) markProduced() {
+	if j.producedCh != nil {
+		j.producedOnce.Do(func() { close(j.producedCh) })
+	}
 }
 
 func (j *job) setErr(err error) {
@@ -493,6 +503,17 @@ func (c *Connector) queueTxn(j *job, batch []*pipe.Event) error {
 			}
 		}
 	} else {
+		// Encode while the previous transaction waits for its acknowledgements rather than
+		// while it is produced: then the client's goroutine is idle, and the cores are not.
+		if prev := c.lastJob; prev != nil {
+			select {
+			case <-prev.producedCh:
+			case <-c.broken:
+				return c.failure()
+			case <-j.ctx.Done():
+				return j.ctx.Err()
+			}
+		}
 		j.arena = c.getArena()
 		c.enc.useArena(j.arena)
 		j.recs = j.arena.list[:0]
@@ -521,8 +542,10 @@ func (c *Connector) queueTxn(j *job, batch []*pipe.Event) error {
 		c.workers.Add(1)
 		go c.txnWorker()
 	}
+	j.producedCh = make(chan struct{})
 	select {
 	case c.jobs <- j:
+		c.lastJob = j
 		return nil
 	case <-j.ctx.Done():
 		if j.arena != nil {
@@ -560,10 +583,13 @@ func (c *Connector) txnWorker() {
 			continue
 		}
 		if err := c.failure(); err != nil {
+			j.markProduced()
 			c.end(j, err) // broken: nothing after a failure commits
 			continue
 		}
-		c.end(j, c.runTxn(j))
+		err := c.runTxn(j)
+		j.markProduced()
+		c.end(j, err)
 	}
 }
 
@@ -623,6 +649,7 @@ func (c *Connector) runTxn(j *job) error {
 			return abort(err)
 		}
 	}
+	j.markProduced()
 	if err := c.step("produced"); err != nil {
 		return err
 	}
