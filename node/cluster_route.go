@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -77,6 +78,32 @@ func movedOn(err error, try int) bool {
 	return try < reroutes && errors.As(err, &e) && e.Code == api.CodeNotLeader
 }
 
+// relearn takes the region shapes that node from knows: it answered not_leader, so this
+// node's view is older than its (this node was down or could not be told of a change).
+func (n *Node) relearn(ctx context.Context, from uint32) {
+	peer, ok := n.cl.c.Node(from)
+	if !ok || from == n.o.ID {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var info api.Cluster
+	if err := n.cl.call(cctx, peer, http.MethodGet, "/v1/cluster", nil, "", nil, &info); err != nil {
+		return
+	}
+	for _, r := range regionsOf(info) {
+		if len(r.Replicas) == 0 {
+			continue
+		}
+		mu := n.cl.changeLock(r.Name)
+		mu.Lock()
+		if _, err := n.apply(r, nil); err != nil {
+			n.log.Warn("a region shape learnt from another node", "from", from, "region", r.Name, "err", err)
+		}
+		mu.Unlock()
+	}
+}
+
 func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, try int) (api.WriteResult, []api.LineError, error) {
 	byLeader := map[uint32][]linePoint{}
 	regions := map[uint32]map[int]bool{}
@@ -139,6 +166,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 			var r api.WriteResult
 			err := n.cl.call(ctx, to, http.MethodPost, "/v1/write", url.Values{"local": {"true"}}, "text/plain", body.Bytes(), &r)
 			if movedOn(err, try) {
+				n.relearn(ctx, leader)
 				r, les, err := n.routeLinesTry(ctx, d, part, try+1)
 				mu.Lock()
 				res.Points += r.Points
@@ -217,6 +245,7 @@ func (n *Node) routeTabletsTry(ctx context.Context, d *Database, tablets []*tsfi
 				}
 			}
 			if movedOn(err, try) {
+				n.relearn(ctx, leader)
 				r, err = n.routeTabletsTry(ctx, d, part, jsonOf, try+1)
 			}
 			mu.Lock()
@@ -295,6 +324,7 @@ func (n *Node) routeDeleteTry(ctx context.Context, d *Database, idx []int, req a
 				err = n.cl.call(ctx, to, http.MethodPost, "/v1/delete", url.Values{"local": {"true"}, "db": {d.name}, "regions": {strings.Join(ss, ",")}}, "application/json", body, nil)
 			}
 			if movedOn(err, try) {
+				n.relearn(ctx, leader)
 				k, err := n.routeDeleteTry(ctx, d, is, req, p, minT, maxT, try+1)
 				mu.Lock()
 				reached += k

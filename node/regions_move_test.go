@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -263,5 +264,75 @@ func TestClusterPipeStartedAfterMove(t *testing.T) {
 				return len(got) == 100, fmt.Sprintf("%d of 100 rows copied", len(got))
 			})
 		})
+	}
+}
+
+// A node that could not be told of a leadership move (its answer to the tell failed) still
+// routes writes to the new leader: the old leader's not_leader makes it learn the shape.
+func TestRouterThatMissedTheMove(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	if pl, _ := c.Placement("root.demo"); !slices.Equal(pl[0].Replicas, []uint32{1, 2}) {
+		t.Fatalf("placement: %+v", pl)
+	}
+	for _, id := range []uint32{1, 2} {
+		m := &clusterMember{t: t, c: c, id: id, dir: t.TempDir()}
+		m.open()
+		t.Cleanup(m.close)
+	}
+	// node 3 behind a proxy that refuses to be told region shapes
+	cn3, _ := c.Node(3)
+	back := freeAddrs(t, 1)[0]
+	n3, err := node.Open(node.Options{ID: 3, DataDir: t.TempDir(), HTTPAddr: back, FlightAddr: cn3.Flight, AutoCreate: true,
+		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.Start(); err != nil {
+		n3.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n3.Close() })
+	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" {
+			http.Error(w, "not now", http.StatusServiceUnavailable)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+back+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	})}
+	ln, err := net.Listen("tcp", cn3.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go proxy.Serve(ln)
+	t.Cleanup(func() { proxy.Close() })
+
+	cn1, _ := c.Node(1)
+	ch, err := client.New(cn1.URL()).MoveLeader(c0, "root.demo/0", 2, 20*time.Second)
+	if err != nil || len(ch.Missed) != 1 {
+		t.Fatalf("move: %+v %v", ch, err)
+	}
+	cl3 := client.New("http://" + back)
+	for _, body := range []string{"root.demo.d1 v=1i 1\n", "root.demo.d1 v=2i 2\n"} {
+		if res, err := cl3.Write(c0, strings.NewReader(body)); err != nil || res.Points != 1 {
+			t.Fatalf("write through node 3, which missed the move: %+v %v", res, err)
+		}
+	}
+	if r := regionOf(t, cl3, "root.demo/0"); r.Leader != 2 || r.Term != 1 {
+		t.Errorf("node 3 sees %+v", r)
 	}
 }
