@@ -453,10 +453,11 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 	delete(cs.leaving, name)
 	cs.mu.Unlock()
 	serr := n.saveRegions()
-	out.Missed = n.tell(ctx, next, to)
 	ls.wmu.Unlock() // writes that waited are refused: not_leader, the router sends them on
-	out.After = regionInfo(next)
 	out.WritesPausedMS = float64(time.Since(start).Microseconds()) / 1000
+	// the other nodes after the writes resume (one that hangs would hold them)
+	out.Missed = n.tell(ctx, next, to)
+	out.After = regionInfo(next)
 	n.log.Info("leadership moved", "region", name, "from", n.o.ID, "to", to, "term", next.Term, "paused", time.Since(start))
 	return out, errors.Join(cerr, serr)
 }

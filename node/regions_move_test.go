@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -264,6 +265,60 @@ func TestClusterPipeStartedAfterMove(t *testing.T) {
 				return len(got) == 100, fmt.Sprintf("%d of 100 rows copied", len(got))
 			})
 		})
+	}
+}
+
+// A node that hangs (takes connections, never answers) and holds no replica of the region
+// does not hold the region's writes during a leadership move: it is told the new shape
+// after writes resume.
+func TestMoveDoesNotPauseWritesForAHungNode(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	if pl, _ := c.Placement("root.demo"); !slices.Equal(pl[0].Replicas, []uint32{1, 2}) {
+		t.Fatalf("placement: %+v", pl)
+	}
+	cn3, _ := c.Node(3)
+	ln, err := net.Listen("tcp", cn3.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, conn)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, conn := range held {
+			conn.Close()
+		}
+	})
+	for _, id := range []uint32{1, 2} {
+		m := &clusterMember{t: t, c: c, id: id, dir: t.TempDir()}
+		m.open()
+		t.Cleanup(m.close)
+	}
+	cn1, _ := c.Node(1)
+	cl := client.New(cn1.URL())
+	if _, err := cl.Write(c0, strings.NewReader("root.demo.d1 v=1i 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := cl.MoveLeader(c0, "root.demo/0", 2, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Missed) != 1 || ch.WritesPausedMS > 2500 {
+		t.Errorf("writes paused %.0f ms (missed %v)", ch.WritesPausedMS, ch.Missed)
 	}
 }
 
