@@ -28,7 +28,7 @@ import (
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
 	_ "github.com/weir-dev/weir/pipe/connector/writeback" // local-replica
-	_ "github.com/weir-dev/weir/pipe/extractor"           // wal, tsfile, hybrid
+	"github.com/weir-dev/weir/pipe/extractor"             // wal, tsfile, hybrid
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -280,8 +280,20 @@ func (s *ReplicaSet) AddPeer(f Follower) error {
 			return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
 		}
 	}
+	_, err := s.mgr.Describe(spec.Name)
+	created := errors.Is(err, pipe.ErrPipeNotFound)
 	if err := s.mgr.Create(spec, true); err != nil {
 		return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
+	}
+	if created && f.CaughtUp {
+		// from what the leader holds now (the region takes writes once the set is open,
+		// maybe before the pipe's task opens its extractor)
+		last := s.o.Leader.LastIndex()
+		prog := pipe.ProgressIndex(s.o.Leader.Progress())
+		ck := pipe.Checkpoint{Progress: prog, ExtractorState: extractor.StartState(last, prog), MaxIndex: last}
+		if err := s.mgr.Store().SaveProgress(spec.Name, s.o.Leader.Name(), ck); err != nil {
+			return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
+		}
 	}
 	if err := s.mgr.Start(spec.Name); err != nil {
 		return fmt.Errorf("consensus: follower %s: %w", f.ID, err)

@@ -391,3 +391,52 @@ func TestRouterThatMissedTheMove(t *testing.T) {
 		t.Errorf("node 3 sees %+v", r)
 	}
 }
+
+// Writes the new leader takes at once after a move reach its followers (and the next move
+// finds them caught up): the new leader's replication pipes start from what it held when
+// it took the region, not from wherever its region is when their tasks get to open.
+func TestWritesRightAfterMoveReachFollowers(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	startMembers(t, c)
+	cl := map[uint32]*client.Client{}
+	for _, id := range []uint32{1, 2} {
+		n, _ := c.Node(id)
+		cl[id] = client.New(n.URL())
+	}
+	var (
+		wg    sync.WaitGroup
+		acked atomic.Int64
+		stop  = make(chan struct{})
+	)
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				res, err := cl[2].Write(c0, strings.NewReader(fmt.Sprintf("root.demo.w%d v=%di %d\n", w, i, 1000+i)))
+				if err != nil {
+					t.Errorf("writer %d, write %d: %v", w, i, err)
+					return
+				}
+				acked.Add(res.Points)
+			}
+		}()
+	}
+	to := uint32(2)
+	for k := 0; k < 4; k++ {
+		if _, err := cl[1].MoveLeader(c0, "root.demo/0", to, 20*time.Second); err != nil {
+			t.Error(err)
+			break
+		}
+		to = 3 - to
+	}
+	close(stop)
+	wg.Wait()
+	waitReplicasEqual(t, c, regionOf(t, cl[1], "root.demo/0"), acked.Load())
+}

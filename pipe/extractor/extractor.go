@@ -129,6 +129,15 @@ func MovedState(progress pipe.ProgressIndex) []byte {
 	return b
 }
 
+// StartState is the extractor state of a new task that ships what its region takes after
+// index pos, progress being what the region held then (a replication pipe to a follower
+// known to hold all of it: set when the pipe is created, not when its task gets to open,
+// which may be after the region took more).
+func StartState(pos uint64, progress pipe.ProgressIndex) []byte {
+	b, _ := json.Marshal(state{Pos: pos, Progress: progress.Clone()})
+	return b
+}
+
 // Open implements pipe.Extractor.
 func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 	if env.Region == nil {
