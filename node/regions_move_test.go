@@ -440,3 +440,30 @@ func TestWritesRightAfterMoveReachFollowers(t *testing.T) {
 	wg.Wait()
 	waitReplicasEqual(t, c, regionOf(t, cl[1], "root.demo/0"), acked.Load())
 }
+
+// A replica added after a move of a fast region gets what the old leader took (the new
+// leader holds it as files received, with no local WAL range): its pipe ships them too.
+func TestReplicaAddedAfterFastMove(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: fast, replication: 2, regions: 1}\n")
+	if pl, _ := c.Placement("root.demo"); !slices.Equal(pl[0].Replicas, []uint32{1, 2}) {
+		t.Fatalf("placement: %+v", pl)
+	}
+	startMembers(t, c)
+	cn1, _ := c.Node(1)
+	cl := client.New(cn1.URL())
+	var b strings.Builder
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&b, "root.demo.d%d v=%di %d\n", i%4, i, 1000+i)
+	}
+	if _, err := cl.Write(c0, strings.NewReader(b.String())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.MoveLeader(c0, "root.demo/0", 2, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.ChangeReplicas(c0, "root.demo/0", 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicasEqual(t, c, regionOf(t, cl, "root.demo/0"), 100)
+}
