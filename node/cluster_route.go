@@ -92,8 +92,8 @@ func (n *Node) relearn(ctx context.Context, from uint32) {
 		return
 	}
 	for _, r := range regionsOf(info) {
-		if len(r.Replicas) == 0 {
-			continue
+		if cur, err := n.cl.region(r.Database, r.Index); err != nil || len(r.Replicas) == 0 || cur.Term >= r.Term {
+			continue // (not waiting on a change of this node's own)
 		}
 		mu := n.cl.changeLock(r.Name)
 		mu.Lock()
