@@ -29,6 +29,9 @@ type ReplicateConfig struct {
 	Protocols []string // measured after simple, the baseline
 	Replicas  int      // 1 leader + Replicas-1 followers (simple: always 1)
 	Rounds    int      // rounds of every protocol, taking turns; figures are medians (default 1)
+	// PacedFraction > 0 adds rounds whose load is paced at this fraction of simple's ingest,
+	// for the lag of followers that keep up (paced_lag_p50/p99_seconds).
+	PacedFraction float64
 }
 
 // Replicate runs each protocol on an in-process replica set (followers reached through the
@@ -75,7 +78,7 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 				replicas = 1
 			}
 			dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-%d", p, round))
-			r, err := replicateRound(dir, p, replicas, tablets)
+			r, err := replicateRound(dir, p, replicas, tablets, 0)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p, err)
 			}
@@ -92,6 +95,24 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 		}
 	}
 	baseRate, baseCPU := medianOf(got[consensus.Simple].rate), medianOf(got[consensus.Simple].cpu)
+	// lag while the followers keep up: the load paced at a fraction of simple's ingest
+	pace := baseRate * cfg.PacedFraction
+	paced := map[string][2][]float64{}
+	if cfg.PacedFraction > 0 {
+		for round := 0; round < rounds; round++ {
+			for _, p := range protos[1:] {
+				dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-paced-%d", p, round))
+				r, err := replicateRound(dir, p, cfg.Replicas, tablets, pace)
+				if err != nil {
+					return nil, fmt.Errorf("%s paced: %w", p, err)
+				}
+				_ = os.RemoveAll(dir)
+				l := paced[p]
+				l[0], l[1] = append(l[0], r.p50), append(l[1], r.p99)
+				paced[p] = l
+			}
+		}
+	}
 	out := []Result{result("replicate-simple", "leader_ingest_points_per_second", "points/s", "simple (1 replica)", baseRate, baseRate),
 		result("replicate-simple", "cpu_seconds_per_million_points", "s", "simple (1 replica)", baseCPU, baseCPU)}
 	followerCPU := map[string]float64{}
@@ -112,6 +133,12 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 			out = append(out, result(name, "follower_cpu_seconds_per_million_points", "s", "iot follower", followerCPU[p], iot))
 		} else {
 			out = append(out, result(name, "follower_cpu_seconds_per_million_points", "s", "", followerCPU[p], 0))
+		}
+		if l, ok := paced[p]; ok {
+			out = append(out,
+				result(name, "paced_points_per_second", "points/s", "simple (1 replica)", pace, baseRate),
+				result(name, "paced_lag_p50_seconds", "s", "", medianOf(l[0]), 0),
+				result(name, "paced_lag_p99_seconds", "s", "", medianOf(l[1]), 0))
 		}
 		out = append(out,
 			result(name, "tablet_bytes_shipped", "bytes", "", medianOf(s.tablet), 0),
@@ -141,7 +168,9 @@ func regionsOf(m map[string]*engine.Region) []*engine.Region {
 	return out
 }
 
-func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (replicateTimes, error) {
+// replicateRound runs one protocol; pace > 0 paces the load at that many points/s (the lag
+// of followers that keep up), 0 writes as fast as the leader takes it.
+func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet, pace float64) (replicateTimes, error) {
 	var t replicateTimes
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	p, err := consensus.New(proto, consensus.Options{SealInterval: time.Second})
@@ -202,10 +231,24 @@ func replicateRound(dir, proto string, replicas int, tablets []*tsfile.Tablet) (
 	}
 	cpu0 := cpuTime()
 	start := time.Now()
-	werr := writeTablets(tablets, 2, func(ctx context.Context, tb *tsfile.Tablet) error {
-		_, err := set.Write(ctx, tb)
-		return err
-	})
+	var werr error
+	if pace > 0 {
+		written := 0
+		for _, tb := range tablets {
+			if ahead := time.Until(start.Add(time.Duration(float64(written) / pace * float64(time.Second)))); ahead > 0 {
+				time.Sleep(ahead)
+			}
+			if _, werr = set.Write(context.Background(), tb); werr != nil {
+				break
+			}
+			written += tb.Points()
+		}
+	} else {
+		werr = writeTablets(tablets, 2, func(ctx context.Context, tb *tsfile.Tablet) error {
+			_, err := set.Write(ctx, tb)
+			return err
+		})
+	}
 	t.ingest = time.Since(start)
 	var cerr error
 	if werr == nil {

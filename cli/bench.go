@@ -182,6 +182,7 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchReplicateCmd) 
 func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 	var points int64
 	var replicas, rounds int
+	var paced float64
 	var proto, dir string
 	cmd := &cobra.Command{
 		Use:   "replicate",
@@ -197,6 +198,9 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 			if rounds < 1 || rounds > 15 {
 				return fmt.Errorf("--rounds must be in 1..15, got %d", rounds)
 			}
+			if paced < 0 || paced >= 1 {
+				return fmt.Errorf("--paced must be in [0, 1) (a fraction of simple's ingest; 0: no paced rounds), got %g", paced)
+			}
 			protos := consensus.Protocols
 			if proto != "all" {
 				if _, err := consensus.New(proto, consensus.Options{}); err != nil {
@@ -209,7 +213,7 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 				return err
 			}
 			defer cleanup()
-			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds})
+			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds, PacedFraction: paced})
 			if err != nil {
 				return err
 			}
@@ -218,6 +222,7 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write")
 	cmd.Flags().IntVar(&rounds, "rounds", 3, "rounds of every protocol, taking turns (figures are medians)")
+	cmd.Flags().Float64Var(&paced, "paced", 0.1, "also run each protocol with the load paced at this fraction of simple's ingest, for the lag of followers that keep up (0: no)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas (leader included)")
 	cmd.Flags().StringVar(&proto, "consensus", "all", "protocol: simple|iot|fast|iotv2|all")
 	cmd.Flags().StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
