@@ -90,15 +90,16 @@ type Extractor struct {
 	unseal func()
 
 	// extraction side (Next's goroutine)
-	pos     uint64
-	sub     *engine.Subscription
-	cum     pipe.ProgressIndex
-	skipTo  pipe.ProgressIndex // MovedState's: what another replica already shipped
-	recv    []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
-	queue   []*pipe.Event
-	skipped int
-	checkAt time.Time
-	checkN  int
+	pos      uint64
+	sub      *engine.Subscription
+	cum      pipe.ProgressIndex
+	skipTo   pipe.ProgressIndex // MovedState's: what another replica already shipped
+	recv     []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
+	withRecv bool               // the task ships received files (kept in its state across restarts)
+	queue    []*pipe.Event
+	skipped  int
+	checkAt  time.Time
+	checkN   int
 
 	mu         sync.Mutex // guards what Committed and Status share with Next
 	carrier    Carrier
@@ -118,6 +119,9 @@ type state struct {
 	// Skip, when set, is progress made on another replica of the region (the pipe moved
 	// here with the region's leadership): entries and files it covers are not shipped.
 	Skip pipe.ProgressIndex `json:"skip,omitempty"`
+	// Received says the task ships the files its replica received (those its progress
+	// does not cover), so that it goes on doing so after a restart.
+	Received bool `json:"received,omitempty"`
 }
 
 // MovedState is the extractor state that resumes a region's task on another replica of
@@ -208,7 +212,7 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		if err := json.Unmarshal(env.State, &st); err != nil {
 			return fmt.Errorf("extractor state: %w", err)
 		}
-		x.pos, x.cum, x.skipTo = st.Pos, st.Progress, st.Skip
+		x.pos, x.cum, x.skipTo, x.withRecv = st.Pos, st.Progress, st.Skip, st.Received
 		if x.cum == nil {
 			x.cum = pipe.ProgressIndex{}
 		}
@@ -219,7 +223,8 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		x.stopAt = x.r.LastIndex()
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
-	if x.forwarding && (len(x.skipTo) > 0 || len(env.State) == 0 && history) {
+	x.withRecv = x.forwarding && (x.withRecv || len(x.skipTo) > 0 || len(env.State) == 0 && history)
+	if x.withRecv {
 		// moved here, or shipping the history: what other replicas shipped to this one as
 		// sealed files has no local WAL range, so the walk over local indexes would never
 		// reach it
@@ -329,10 +334,9 @@ func (x *Extractor) getCarrier() Carrier {
 
 // fileCovering returns the sealed file holding index idx.
 func (x *Extractor) fileCovering(idx uint64) (engine.FileInfo, bool) {
-	files := x.r.Files()
-	i := sort.Search(len(files), func(i int) bool { return files[i].MaxIndex >= idx && files[i].MaxIndex > 0 })
-	for ; i < len(files); i++ {
-		f := files[i]
+	// not a binary search: received files (no local WAL range, MaxIndex 0) sit among the
+	// others in version order, so no predicate on MaxIndex is monotonic over the list
+	for _, f := range x.r.Files() {
 		if f.MaxIndex == 0 {
 			continue // a received file: no local WAL range
 		}
@@ -667,7 +671,7 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	if e.Progress != nil {
 		x.commitProg = e.Progress
 	}
-	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo})
+	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv})
 	return b
 }
 
