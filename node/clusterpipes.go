@@ -286,3 +286,61 @@ func mergePipes(lists [][]pipe.Status) []pipe.Status {
 	}
 	return out
 }
+
+// learnPipe creates here a cluster pipe this node lacks (it was down when the pipe was
+// created) from the spec another node has; it reports whether it did. The pipe is started
+// when started is set and that node runs it.
+func (n *Node) learnPipe(ctx context.Context, name string, started bool) bool {
+	if n.cl == nil {
+		return false
+	}
+	if _, err := n.mgr.Spec(name); err == nil {
+		return false
+	}
+	for _, peer := range n.cl.c.Nodes {
+		if peer.ID == n.o.ID {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		var p api.Pipe
+		err := n.cl.call(cctx, peer, http.MethodGet, "/v1/pipes/"+url.PathEscape(name), url.Values{"local": {"true"}}, "", nil, &p)
+		cancel()
+		if err != nil || p.Spec == nil || !n.clusterPipe(p.Spec) {
+			continue
+		}
+		if err := n.mgr.Create(p.Spec, true); err != nil {
+			n.log.Warn("pipe: could not create a cluster pipe another node has", "pipe", name, "from", peer.ID, "err", err)
+			return false
+		}
+		n.log.Info("pipe learnt from another node", "pipe", name, "from", peer.ID, "state", p.State)
+		if started && p.State == pipe.StateRunning {
+			if err := n.mgr.Start(name); err != nil {
+				n.log.Warn("pipe: could not start a learnt cluster pipe", "pipe", name, "err", err)
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// syncPipes creates (and starts, as they run there) the cluster pipes that the first other
+// node that answers has and this one lacks: a node down when a pipe was created gets it
+// when it starts. Drops made meanwhile are not learnt (run DROP again through any node).
+func (n *Node) syncPipes(ctx context.Context) {
+	for _, peer := range n.cl.c.Nodes {
+		if peer.ID == n.o.ID {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		var sts []pipe.Status
+		err := n.cl.call(cctx, peer, http.MethodGet, "/v1/pipes", url.Values{"local": {"true"}}, "", nil, &sts)
+		cancel()
+		if err != nil {
+			continue
+		}
+		for _, st := range sts {
+			n.learnPipe(ctx, st.Name, true)
+		}
+		return
+	}
+}

@@ -182,6 +182,9 @@ func Open(o Options) (*Node, error) {
 			return nil, err
 		}
 	}
+	if n.cl != nil {
+		n.syncPipes(context.Background())
+	}
 	n.metrics = newMetrics(n)
 	n.log.Info("node opened", "data", o.DataDir, "databases", len(n.dbs), "pipes", len(mgr.List()))
 	return n, nil

@@ -170,6 +170,9 @@ const (
 func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
+		if local, _ := localParam(r); !local {
+			n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
+		}
 		var err error
 		if op == pipeStart {
 			err = n.mgr.Start(name)
@@ -203,6 +206,9 @@ func (n *Node) handleDropPipe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	if local, _ := localParam(r); !local {
+		n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
+	}
 	spec, _ := n.mgr.Spec(name)
 	err = n.mgr.Drop(name)
 	dropped := err == nil
@@ -246,6 +252,9 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	case pipe.StartPipe, pipe.StopPipe, pipe.DropPipe:
+		if local, _ := localParam(r); !local {
+			n.learnPipe(r.Context(), st.Name, false) // a cluster pipe created while this node was down
+		}
 		if spec, _ := n.mgr.Spec(st.Name); n.fansOut(r, spec) {
 			path := "/v1/pipes/" + url.PathEscape(st.Name)
 			fan = func() error {

@@ -355,3 +355,40 @@ func TestClusterPipeFollowsLeader(t *testing.T) {
 		}
 	}
 }
+
+// A node down when a cluster pipe is created gets it (running) when it starts again, from
+// another node; a drop through it then drops the pipe everywhere.
+func TestClusterPipeLearntAtStart(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := map[uint32]*client.Client{}
+	for id := range ms {
+		n, _ := c.Node(id)
+		cl[id] = client.New(n.URL())
+	}
+	ms[3].close()
+	spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+	_, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true})
+	if e, ok := client.AsError(err); !ok || e.Code != api.CodeUnavailable || !strings.Contains(e.Message, "node 3") {
+		t.Fatalf("create with node 3 down: %v", err)
+	}
+	ms[3].open()
+	n3, _ := c.Node(3)
+	var sts []map[string]any
+	getJSON(t, n3.URL()+"/v1/pipes?local=true", &sts)
+	if len(sts) != 1 || sts[0]["name"] != "copy" || sts[0]["state"] != "RUNNING" {
+		t.Fatalf("node 3 after its restart: %v", sts)
+	}
+	if _, err := cl[3].DropPipe(c0, "copy", false); err != nil {
+		t.Fatal(err)
+	}
+	for id := range ms {
+		n, _ := c.Node(id)
+		var sts []map[string]any
+		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
+		if len(sts) != 0 {
+			t.Errorf("node %d still has %v", id, sts)
+		}
+	}
+}
