@@ -371,6 +371,12 @@ func (n *Node) sourceRegions(spec *pipe.Spec) ([]*engine.Region, error) {
 // writeBackTarget opens the database a write-back sink writes into. The write-back sink
 // writes into one region, so its target is a one-region database (created so if missing).
 func (n *Node) writeBackTarget(name string) (*engine.Region, error) {
+	if n.cl != nil {
+		if _, replicated := n.cl.c.Database(name); replicated {
+			// its writes must go through its leaders; a write-back writes into this node's copy
+			return nil, fmt.Errorf("database %s is replicated by the cluster: a write-back target must be a database of this node alone: %w", name, ErrDatabaseShape)
+		}
+	}
 	d, ok := n.Database(name)
 	if !ok {
 		var err error

@@ -392,3 +392,27 @@ func TestClusterPipeLearntAtStart(t *testing.T) {
 		}
 	}
 }
+
+// A write-back pipe cannot write into a replicated database (it would write into one
+// replica, past the region's leader): its task fails, naming the database.
+func TestWriteBackIntoReplicatedRefused(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n  - {name: root.other, protocol: iotv2, replication: 2, regions: 1}\n")
+	startMembers(t, c)
+	n1, _ := c.Node(1)
+	cl := client.New(n1.URL())
+	spec := "name: into\nsource: {plugin: hybrid, pattern: root.other.**}\nsink: {plugin: write-back, database: root.demo}\n"
+	if _, err := cl.CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Write(c0, strings.NewReader("root.other.d1 v=1i 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pipe's error", 20*time.Second, func() (bool, string) {
+		p, err := cl.Pipe(c0, "into")
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(p.LastError, "database root.demo is replicated by the cluster"), p.LastError
+	})
+}
