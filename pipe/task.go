@@ -669,7 +669,7 @@ func (t *Task) runChain(ctx context.Context, procs []namedProcessor, e *Event) (
 		return []*Event{e}, nil, nil
 	}
 	cur := []*Event{e}
-	var seen map[*Event]bool
+	var seen map[*Event]bool // once owned is long; a scan of it before
 	for _, p := range procs {
 		var next []*Event
 		emit := func(o *Event) {
@@ -680,13 +680,15 @@ func (t *Task) runChain(ctx context.Context, procs []namedProcessor, e *Event) (
 			if o.Region == "" {
 				o.Region = e.Region
 			}
-			if o != e {
-				if seen == nil {
-					seen = map[*Event]bool{}
-				}
-				if !seen[o] {
+			if o != e && !ownedAlready(owned, seen, o) {
+				owned = append(owned, o)
+				if seen != nil {
 					seen[o] = true
-					owned = append(owned, o)
+				} else if len(owned) > 16 {
+					seen = make(map[*Event]bool, 2*len(owned))
+					for _, x := range owned {
+						seen[x] = true
+					}
 				}
 			}
 			next = append(next, o)
@@ -702,6 +704,20 @@ func (t *Task) runChain(ctx context.Context, procs []namedProcessor, e *Event) (
 		cur = next
 	}
 	return cur, owned, nil
+}
+
+// ownedAlready reports whether o is among the events a chain made (seen, when set, holds
+// them all).
+func ownedAlready(owned []*Event, seen map[*Event]bool, o *Event) bool {
+	if seen != nil {
+		return seen[o]
+	}
+	for _, x := range owned {
+		if x == o {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *Task) sendLoop(ctx context.Context, conn Connector, where string, com *Committer, in <-chan *Event, cfg batchConfig) error {
