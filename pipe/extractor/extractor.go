@@ -544,9 +544,10 @@ func (x *Extractor) nextFile(ctx context.Context) (*pipe.Event, error) {
 		}
 		return nil, nil
 	}
-	if f.MinIndex <= x.pos {
-		// the epoch was partly shipped as tablets: its file would ship those rows again, so
-		// the rest of the epoch goes as tablets too, read from the WAL while it is there
+	if f.MinIndex <= x.pos && x.pos-f.MinIndex+1 >= f.MaxIndex-x.pos {
+		// most of the epoch was shipped as tablets: its file would ship those rows again, so
+		// the rest of the epoch goes as tablets too, read from the WAL while it is there (with
+		// less than half shipped, the file goes: compact, and its repeated rows are few)
 		e, err := x.nextTablet(ctx)
 		if !errors.Is(err, engine.ErrCompacted) {
 			return e, err
