@@ -251,21 +251,7 @@ func mergePipes(lists [][]pipe.Status) []pipe.Status {
 			if st.State == pipe.StateRunning || m.State == "" {
 				m.State = st.State
 			}
-			m.ExtractedEvents += st.ExtractedEvents
-			m.ExtractedBytes += st.ExtractedBytes
-			m.CommittedEvents += st.CommittedEvents
-			m.CommittedBytes += st.CommittedBytes
-			m.InFlightEvents += st.InFlightEvents
-			m.InFlightBytes += st.InFlightBytes
-			m.LagEvents += st.LagEvents
-			m.LagBytes += st.LagBytes
-			m.LagSeconds = max(m.LagSeconds, st.LagSeconds)
-			m.EventsPerSec += st.EventsPerSec
-			m.PointsPerSec += st.PointsPerSec
-			m.PinnedWALBytes += st.PinnedWALBytes
-			m.PinnedFileBytes += st.PinnedFileBytes
-			m.Switches += st.Switches
-			m.Retries += st.Retries
+			m.Counters.Add(st.Counters)
 			if m.LastError == "" {
 				m.LastError = st.LastError
 			}

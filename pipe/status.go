@@ -15,15 +15,9 @@ const (
 	PhaseStopped  = "stopped"
 )
 
-// Status describes a pipe: its spec's plugins, state, and per region the task's state.
-// The top-level numbers aggregate the regions: sums, except LagSeconds (the maximum).
-type Status struct {
-	Name       string    `json:"name"`
-	State      PipeState `json:"state"`
-	Source     string    `json:"source"`
-	Processors []string  `json:"processors,omitempty"`
-	Sink       string    `json:"sink"`
-
+// Counters are a task's numbers, and a pipe's summed over its tasks (LagSeconds: the
+// largest).
+type Counters struct {
 	ExtractedEvents int64   `json:"extracted_events"`
 	ExtractedBytes  int64   `json:"extracted_bytes"`
 	CommittedEvents int64   `json:"committed_events"`
@@ -39,6 +33,37 @@ type Status struct {
 	PinnedFileBytes int64   `json:"pinned_file_bytes"`
 	Switches        int64   `json:"switches"`
 	Retries         int64   `json:"retries"`
+}
+
+// Add adds o to c: the sums, and the larger LagSeconds.
+func (c *Counters) Add(o Counters) {
+	c.ExtractedEvents += o.ExtractedEvents
+	c.ExtractedBytes += o.ExtractedBytes
+	c.CommittedEvents += o.CommittedEvents
+	c.CommittedBytes += o.CommittedBytes
+	c.InFlightEvents += o.InFlightEvents
+	c.InFlightBytes += o.InFlightBytes
+	c.LagEvents += o.LagEvents
+	c.LagBytes += o.LagBytes
+	c.LagSeconds = max(c.LagSeconds, o.LagSeconds)
+	c.EventsPerSec += o.EventsPerSec
+	c.PointsPerSec += o.PointsPerSec
+	c.PinnedWALBytes += o.PinnedWALBytes
+	c.PinnedFileBytes += o.PinnedFileBytes
+	c.Switches += o.Switches
+	c.Retries += o.Retries
+}
+
+// Status describes a pipe: its spec's plugins, state, and per region the task's state.
+// The top-level numbers aggregate the regions: sums, except LagSeconds (the maximum).
+type Status struct {
+	Name       string    `json:"name"`
+	State      PipeState `json:"state"`
+	Source     string    `json:"source"`
+	Processors []string  `json:"processors,omitempty"`
+	Sink       string    `json:"sink"`
+
+	Counters
 	// LastError is the pipe's own last error (e.g. resolving its regions) or else the most
 	// recent error of a region's task.
 	LastError string `json:"last_error,omitempty"`
@@ -50,29 +75,15 @@ type Status struct {
 type RegionStatus struct {
 	Region string `json:"region"`
 	// Node is the node that runs the task, in a cluster's merged view (0 otherwise).
-	Node            uint32    `json:"node,omitempty"`
-	Phase           string    `json:"phase"`
-	Carrier         string    `json:"carrier"`
-	Switches        int64     `json:"switches"`
-	LastSwitch      string    `json:"last_switch,omitempty"`
-	ExtractedEvents int64     `json:"extracted_events"`
-	ExtractedBytes  int64     `json:"extracted_bytes"`
-	CommittedEvents int64     `json:"committed_events"`
-	CommittedBytes  int64     `json:"committed_bytes"`
-	InFlightEvents  int64     `json:"in_flight_events"`
-	InFlightBytes   int64     `json:"in_flight_bytes"`
-	LagEvents       int64     `json:"lag_events"`
-	LagBytes        int64     `json:"lag_bytes"`
-	LagSeconds      float64   `json:"lag_seconds"`
-	EventsPerSec    float64   `json:"events_per_sec"`
-	PointsPerSec    float64   `json:"points_per_sec"`
-	PinnedWALBytes  int64     `json:"pinned_wal_bytes"`
-	PinnedFileBytes int64     `json:"pinned_file_bytes"`
-	TabletBytes     int64     `json:"tablet_bytes"` // shipped as WAL tablets
-	FileBytes       int64     `json:"file_bytes"`   // shipped as sealed TsFiles
-	LastError       string    `json:"last_error,omitempty"`
-	LastErrorTime   time.Time `json:"last_error_time,omitzero"`
-	Retries         int64     `json:"retries"`
+	Node       uint32 `json:"node,omitempty"`
+	Phase      string `json:"phase"`
+	Carrier    string `json:"carrier"`
+	LastSwitch string `json:"last_switch,omitempty"`
+	Counters
+	TabletBytes   int64     `json:"tablet_bytes"` // shipped as WAL tablets
+	FileBytes     int64     `json:"file_bytes"`   // shipped as sealed TsFiles
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
 	// Progress is the committed progress index ("origin:index,..."); DurableCommitID is the
 	// commit id of the last saved checkpoint, CommitID that of the last committed event.
 	Progress        string `json:"progress"`
@@ -83,23 +94,7 @@ type RegionStatus struct {
 // aggregate fills s's top-level numbers from its regions.
 func (s *Status) aggregate() {
 	for _, r := range s.Regions {
-		s.ExtractedEvents += r.ExtractedEvents
-		s.ExtractedBytes += r.ExtractedBytes
-		s.CommittedEvents += r.CommittedEvents
-		s.CommittedBytes += r.CommittedBytes
-		s.InFlightEvents += r.InFlightEvents
-		s.InFlightBytes += r.InFlightBytes
-		s.LagEvents += r.LagEvents
-		s.LagBytes += r.LagBytes
-		if r.LagSeconds > s.LagSeconds {
-			s.LagSeconds = r.LagSeconds
-		}
-		s.EventsPerSec += r.EventsPerSec
-		s.PointsPerSec += r.PointsPerSec
-		s.PinnedWALBytes += r.PinnedWALBytes
-		s.PinnedFileBytes += r.PinnedFileBytes
-		s.Switches += r.Switches
-		s.Retries += r.Retries
+		s.Counters.Add(r.Counters)
 	}
 	if s.LastError == "" {
 		var at time.Time

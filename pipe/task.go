@@ -817,8 +817,8 @@ func (t *Task) Status() RegionStatus {
 		Phase:         t.phase,
 		LastError:     t.lastErr,
 		LastErrorTime: t.lastErrAt,
-		Retries:       t.retries,
 	}
+	rs.Retries = t.retries
 	com, ck, durable, est := t.com, t.committed, t.durableID, t.extStatus
 	t.mu.Unlock()
 
