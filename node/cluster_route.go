@@ -121,6 +121,16 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 		res api.WriteResult
 		bad []api.LineError
 	)
+	// reroute sends a part again, its region's leadership having moved
+	reroute := func(part []linePoint) error {
+		r, les, err := n.routeLinesTry(ctx, d, part, try+1)
+		mu.Lock()
+		res.Points += r.Points
+		res.Tablets += r.Tablets
+		bad = append(bad, les...)
+		mu.Unlock()
+		return err
+	}
 	p := pool.New().WithErrors().WithMaxGoroutines(fanOut)
 	for leader, part := range byLeader {
 		prefix := fmt.Sprintf("write to %s (leader: node %d)", regionList(d.name, regions[leader]), leader)
@@ -140,13 +150,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 					t.Release()
 				}
 				if movedOn(err, try) {
-					r, les, err := n.routeLinesTry(ctx, d, part, try+1)
-					mu.Lock()
-					res.Points += r.Points
-					res.Tablets += r.Tablets
-					bad = append(bad, les...)
-					mu.Unlock()
-					return err
+					return reroute(part)
 				}
 				mu.Lock()
 				res.Points += k
@@ -167,13 +171,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 			err := n.cl.call(ctx, to, http.MethodPost, "/v1/write", url.Values{"local": {"true"}}, "text/plain", body.Bytes(), &r)
 			if movedOn(err, try) {
 				n.relearn(ctx, leader)
-				r, les, err := n.routeLinesTry(ctx, d, part, try+1)
-				mu.Lock()
-				res.Points += r.Points
-				res.Tablets += r.Tablets
-				bad = append(bad, les...)
-				mu.Unlock()
-				return err
+				return reroute(part)
 			}
 			var e *api.Error
 			if errors.As(err, &e) && e.Write != nil {

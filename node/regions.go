@@ -375,6 +375,18 @@ func (cs *clusterState) changeLock(name string) *sync.Mutex {
 	return m
 }
 
+// lockRegion takes the change lock of a region (by name) and returns its current shape.
+func (cs *clusterState) lockRegion(name string) (cluster.Region, func(), error) {
+	mu := cs.changeLock(name)
+	mu.Lock()
+	reg, err := cs.regionByName(name)
+	if err != nil {
+		mu.Unlock()
+		return cluster.Region{}, nil, badRequest("region", "%v", err)
+	}
+	return reg, mu.Unlock, nil
+}
+
 // MoveLeader moves the leadership of a region this node leads to another of its replicas:
 // client writes of the region stop here, the replication pipes drain (within timeout;
 // every follower must be caught up), the replica set closes, and the new leader takes the
@@ -387,13 +399,11 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 	if timeout <= 0 {
 		timeout = DefaultMoveTimeout
 	}
-	mu := cs.changeLock(name)
-	mu.Lock()
-	defer mu.Unlock()
-	reg, err := cs.regionByName(name)
+	reg, unlock, err := cs.lockRegion(name)
 	if err != nil {
-		return api.RegionChange{}, badRequest("region", "%v", err)
+		return api.RegionChange{}, err
 	}
+	defer unlock()
 	out := api.RegionChange{Region: name, Before: regionInfo(reg)}
 	if reg.Leader() == to {
 		out.After = out.Before
@@ -491,13 +501,11 @@ func (n *Node) ChangeReplicas(ctx context.Context, name string, add, remove uint
 	if (add == 0) == (remove == 0) {
 		return api.RegionChange{}, badRequest("add", "give one of add and remove (a node id)")
 	}
-	mu := cs.changeLock(name)
-	mu.Lock()
-	defer mu.Unlock()
-	reg, err := cs.regionByName(name)
+	reg, unlock, err := cs.lockRegion(name)
 	if err != nil {
-		return api.RegionChange{}, badRequest("region", "%v", err)
+		return api.RegionChange{}, err
 	}
+	defer unlock()
 	out := api.RegionChange{Region: name, Before: regionInfo(reg)}
 	if cs.leader(name) == nil {
 		return out, notLeader(n.o.ID, reg)
