@@ -27,13 +27,9 @@ func TestClusterPipeMoveShipsWhatOldLeaderHadNot(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			c0 := ctx(t)
 			_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: "+proto+", replication: 3, regions: 1}\n")
-			ms := startMembers(t, c)
-			cl := map[uint32]*client.Client{}
-			for id := range ms {
-				n, _ := c.Node(id)
-				cl[id] = client.New(n.URL())
-			}
-			spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+			startMembers(t, c)
+			cl := clientsOf(c)
+			spec := copySpec
 			if _, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true}); err != nil {
 				t.Fatal(err)
 			}
@@ -237,13 +233,9 @@ func TestClusterPipeStartedAfterMove(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			c0 := ctx(t)
 			_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: "+proto+", replication: 2, regions: 1}\n")
-			ms := startMembers(t, c)
-			cl := map[uint32]*client.Client{}
-			for id := range ms {
-				n, _ := c.Node(id)
-				cl[id] = client.New(n.URL())
-			}
-			spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+			startMembers(t, c)
+			cl := clientsOf(c)
+			spec := copySpec
 			if _, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}

@@ -63,6 +63,15 @@ func startMembers(t *testing.T, c *cluster.Cluster) map[uint32]*clusterMember {
 	return out
 }
 
+// clientsOf returns a client of every node of c, by id.
+func clientsOf(c *cluster.Cluster) map[uint32]*client.Client {
+	out := map[uint32]*client.Client{}
+	for _, n := range c.Nodes {
+		out[n.ID] = client.New(n.URL())
+	}
+	return out
+}
+
 // deviceIn returns a device of root.demo that lives in region i of n.
 func deviceIn(i, n int) string {
 	for k := 0; ; k++ {
@@ -121,11 +130,7 @@ func TestLeaderMoveAndReplicas(t *testing.T) {
 	c0 := ctx(t)
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	ms := startMembers(t, c)
-	cl := map[uint32]*client.Client{}
-	for id := range ms {
-		n, _ := c.Node(id)
-		cl[id] = client.New(n.URL())
-	}
+	cl := clientsOf(c)
 	dev := deviceIn(0, 2)
 	if r := regionOf(t, cl[1], "root.demo/0"); r.Leader != 1 || r.Term != 0 {
 		t.Fatalf("root.demo/0 before: %+v", r)
@@ -272,12 +277,8 @@ func TestClusterPipeFollowsLeader(t *testing.T) {
 	c0 := ctx(t)
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	ms := startMembers(t, c)
-	cl := map[uint32]*client.Client{}
-	for id := range ms {
-		n, _ := c.Node(id)
-		cl[id] = client.New(n.URL())
-	}
-	spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+	cl := clientsOf(c)
+	spec := copySpec
 	if _, err := cl[3].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -362,13 +363,9 @@ func TestClusterPipeLearntAtStart(t *testing.T) {
 	c0 := ctx(t)
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	ms := startMembers(t, c)
-	cl := map[uint32]*client.Client{}
-	for id := range ms {
-		n, _ := c.Node(id)
-		cl[id] = client.New(n.URL())
-	}
+	cl := clientsOf(c)
 	ms[3].close()
-	spec := "name: copy\nsource: {plugin: hybrid, pattern: root.demo.**}\nsink: {plugin: write-back, database: root.copy}\n"
+	spec := copySpec
 	_, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true})
 	if e, ok := client.AsError(err); !ok || e.Code != api.CodeUnavailable || !strings.Contains(e.Message, "node 3") {
 		t.Fatalf("create with node 3 down: %v", err)
