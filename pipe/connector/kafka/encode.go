@@ -462,11 +462,14 @@ func (en *Encoder) deletion(e *pipe.Event, emit func(*kgo.Record) error) (Counts
 // rowEncoder writes one record's rows as JSON objects. It is reused from record to
 // record (reset), keeping its buffers and the JSON text of the column names it saw.
 type rowEncoder struct {
-	prefix []byte // {"device":"...","time":
+	prefix []byte   // {"device":"...","time":
+	short  [64]byte // prefix, when it fits: copied whole
 	time   []int64
 	cols   []colEncoder
 	est    int
+	text   bool              // a text column: size depends on the row
 	names  map[string][]byte // column name → ,"name":
+	times  intDigits
 }
 
 // Column kinds of a rowEncoder.
@@ -484,6 +487,8 @@ type colEncoder struct {
 	short [16]byte // name, when it fits: copied whole
 	kind  int
 	nulls bool
+	scale int       // floats: decimals of the previous value, or noScale
+	ints  intDigits // int64s: the previous value's digits
 	arr   arrow.Array
 	b     *array.Boolean
 	i32   []int32
@@ -509,7 +514,11 @@ func (en *rowEncoder) reset(device string, rec arrow.Record) error {
 	en.prefix = append(en.prefix[:0], `{"device":`...)
 	en.prefix = appendJSONString(en.prefix, device)
 	en.prefix = append(en.prefix, `,"time":`...)
+	copy(en.short[:], en.prefix)
 	en.est = len(en.prefix) + 24 // the time and the closing brace
+	en.est = max(en.est, 64)     // room for the prefix's block copy
+	en.times.reset()
+	en.text = false
 	if en.names == nil || len(en.names) > 4096 {
 		en.names = map[string][]byte{}
 	}
@@ -518,7 +527,7 @@ func (en *rowEncoder) reset(device string, rec arrow.Record) error {
 	for i := 1; i < int(rec.NumCols()); i++ {
 		f := sc.Field(i)
 		col := rec.Column(i)
-		c := colEncoder{arr: col, nulls: col.NullN() > 0}
+		c := colEncoder{arr: col, nulls: col.NullN() > 0, scale: noScale}
 		if c.name = en.names[f.Name]; c.name == nil {
 			c.name = append(c.name, ',')
 			c.name = appendJSONString(c.name, f.Name)
@@ -538,6 +547,7 @@ func (en *rowEncoder) reset(device string, rec arrow.Record) error {
 			c.kind, c.f64 = colFloat64, a.Float64Values()
 		case *array.String:
 			c.kind, c.s = colString, a
+			en.text = true
 		default:
 			clear(en.cols)
 			en.cols = en.cols[:0]
@@ -561,6 +571,9 @@ func (en *rowEncoder) release() {
 // six bytes a byte (the longest escape).
 func (en *rowEncoder) size(r int) int {
 	n := en.est
+	if !en.text {
+		return n
+	}
 	for i := range en.cols {
 		if s := en.cols[i].s; s != nil {
 			n += 6 * s.ValueLen(r)
@@ -571,8 +584,17 @@ func (en *rowEncoder) size(r int) int {
 
 // appendRow appends row r's JSON; b must have room for size(r) more bytes.
 func (en *rowEncoder) appendRow(b []byte, r int) []byte {
-	b = append(b, en.prefix...)
-	b = appendInt(b, en.time[r])
+	if l, p := len(b), len(en.prefix); p <= 64 && cap(b)-l >= 64 {
+		d, p64 := b[l:l+64], &en.short // within the room of the row, in 16-byte moves
+		*(*[16]byte)(d[0:16]) = *(*[16]byte)(p64[0:16])
+		*(*[16]byte)(d[16:32]) = *(*[16]byte)(p64[16:32])
+		*(*[16]byte)(d[32:48]) = *(*[16]byte)(p64[32:48])
+		*(*[16]byte)(d[48:64]) = *(*[16]byte)(p64[48:64])
+		b = b[:l+p]
+	} else {
+		b = append(b, en.prefix...)
+	}
+	b = en.times.appendInt(b, en.time[r])
 	for i := range en.cols {
 		c := &en.cols[i]
 		if c.nulls && c.arr.IsNull(r) {
@@ -586,13 +608,13 @@ func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 		}
 		switch c.kind {
 		case colFloat64:
-			b = appendFloat(b, c.f64[r], 64)
+			b = c.appendFloatCol(b, c.f64[r], 64)
 		case colInt64:
-			b = appendInt(b, c.i64[r])
+			b = c.ints.appendInt(b, c.i64[r])
 		case colInt32:
 			b = appendInt(b, int64(c.i32[r]))
 		case colFloat32:
-			b = appendFloat(b, float64(c.f32[r]), 32)
+			b = c.appendFloatCol(b, float64(c.f32[r]), 32)
 		case colBool:
 			if c.b.Value(r) {
 				b = append(b, "true"...)
@@ -639,6 +661,10 @@ func appendInt(b []byte, v int64) []byte {
 func appendUint(b []byte, u uint64) []byte {
 	n := decimalLen(u)
 	l := len(b)
+	if u < 1e8 && cap(b)-l >= 8 {
+		binary.LittleEndian.PutUint64(b[l:l+8], digitWord(uint32(u))>>(8*(8-n)))
+		return b[:l+n]
+	}
 	b = slices.Grow(b, n)[:l+n]
 	putDigits(b[l:], u)
 	return b
