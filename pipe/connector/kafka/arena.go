@@ -25,7 +25,8 @@ const (
 	firstChunk   = 16 << 10
 )
 
-// record returns a zeroed record (reset zeroes the records handed out, make new slabs).
+// record returns a record, zeroed or as a previous send left it: the caller assigns it
+// whole (the one write of its memory; reset does not zero the records handed out).
 func (a *arena) record() *kgo.Record {
 	if a.ri == len(a.recs) {
 		n := firstRecSlab
@@ -76,13 +77,8 @@ func (a *arena) copyOf(b []byte) []byte {
 
 // reset makes everything handed out reusable: call it only when no record is in flight.
 func (a *arena) reset() {
-	for i := 0; i < a.ri; i++ {
-		clear(a.recs[i]) // drop references to keys, headers and values
-	}
-	if a.ri < len(a.recs) {
-		clear(a.recs[a.ri][:a.rj])
-	}
-
+	// the records keep their references (to this arena's chunks, shared keys and headers)
+	// until they are handed out again and overwritten
 	a.ri, a.rj = 0, 0
 	clear(a.list)
 	a.list = a.list[:0]

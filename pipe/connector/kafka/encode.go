@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -30,6 +31,11 @@ const (
 	HeaderProgress = "weir.progress"
 	HeaderKind     = "weir.kind" // "deletion" on deletion messages only
 )
+
+// stampRows is how many rows' records share a timestamp (the time they were encoded, read
+// once for them: reading the clock per record costs as much as encoding one on some
+// machines, and Kafka keeps milliseconds).
+const stampRows = 1024
 
 // recordOverhead bounds what a record adds to its value in a record batch (lengths,
 // offsets, timestamps) and what the batch header takes, with room to spare.
@@ -90,7 +96,8 @@ func (en *Encoder) Reset() { en.arena.reset() }
 // freed when the send's records are all acknowledged).
 func (en *Encoder) useArena(a *arena) { en.arena = a }
 
-// The encoder's records and values come from its arena, except while a TsFile is read:
+// record returns a record to be assigned whole (one from the arena holds what it held
+// before). The encoder's records and values come from its arena, except while a TsFile is read:
 // a file may be larger than memory, and its records must be freed as they are acknowledged
 // (the client's buffer bounds them), not at the end of the send.
 func (en *Encoder) record() *kgo.Record {
@@ -264,7 +271,7 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 			n.Records++
 			n.Bytes += int64(len(val) + len(key))
 			r := en.record()
-			r.Topic, r.Key, r.Value, r.Headers = topic, key, val, hdr
+			*r = kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr, Timestamp: time.Now()}
 			return emit(r)
 		}
 		var err error
@@ -283,7 +290,11 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 		return n, err
 	}
 	defer enc.release()
+	ts := time.Now()
 	for r := 0; r < rows; r++ {
+		if r&(stampRows-1) == stampRows-1 {
+			ts = time.Now()
+		}
 		b := enc.appendRow(en.room(enc.size(r)), r)
 		if en.drop != nil {
 			if h, ok := en.hasher.jsonRow(b); ok {
@@ -298,7 +309,7 @@ func (en *Encoder) Rows(device string, rec arrow.Record, progress string, emit f
 			return n, pipe.Permanent(fmt.Errorf("device %s time %d: a %d-byte row does not fit in max-message-bytes %d", device, enc.time[r], len(val), en.cfg.MaxMessageBytes))
 		}
 		rc := en.record()
-		rc.Topic, rc.Key, rc.Value, rc.Headers = topic, key, val, hdr
+		*rc = kgo.Record{Topic: topic, Key: key, Value: val, Headers: hdr, Timestamp: ts}
 		n.Records++
 		n.Bytes += int64(len(val) + len(key))
 		if err := emit(rc); err != nil {
