@@ -302,6 +302,10 @@ func (c *Connector) SendAsync(ctx context.Context, batch []*pipe.Event, ack func
 	return err
 }
 
+// ackBatch is how many acknowledgements an at-least-once promise counts before it takes
+// them off the job's pending count (one atomic add for them, not one per record).
+const ackBatch = 64
+
 // job is one batch on its way to Kafka.
 type job struct {
 	ctx    context.Context
@@ -324,6 +328,7 @@ type job struct {
 	producedOnce sync.Once
 	records      atomic.Int64 // produced
 	pending      atomic.Int64 // records not yet acknowledged, +1 while producing (at-least-once)
+	acked        int64        // acknowledged but not yet taken off pending (promises only)
 	mu           sync.Mutex
 	first        error
 	promise      func(*kgo.Record, error)
@@ -337,12 +342,33 @@ func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(id
 	if wait {
 		j.done = make(chan error, 1)
 	}
+	if c.cfg.ExactlyOnce {
+		j.promise = func(r *kgo.Record, err error) {
+			c.finished.Add(1)
+			if err != nil {
+				j.setErr(c.produceError(r, err))
+			}
+		}
+		return j
+	}
+	// At-least-once counts acknowledgements in j.acked, which only promises touch (the
+	// client calls them serially), and takes them off pending (and adds them to finished)
+	// ackBatch at a time, or as soon as they may be the last: pending is at least the
+	// producer's hold (1 while it produces) plus acked, so when it is at most acked+1, no
+	// record of the job is left without its promise called, and the flush makes the job end
+	// (here or when the producer lets go of its hold).
 	j.promise = func(r *kgo.Record, err error) {
-		c.finished.Add(1)
 		if err != nil {
 			j.setErr(c.produceError(r, err))
 		}
-		if !c.cfg.ExactlyOnce && j.pending.Add(-1) == 0 {
+		j.acked++
+		if j.acked < ackBatch && j.pending.Load() > j.acked+1 {
+			return
+		}
+		n := j.acked
+		j.acked = 0
+		c.finished.Add(n)
+		if j.pending.Add(-n) == 0 {
 			c.finishALO(j)
 		}
 	}
