@@ -619,13 +619,13 @@ func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 		}
 		switch c.kind {
 		case colFloat64:
-			b = c.appendFloatCol(b, c.f64[r], 64)
+			b = c.appendF64(b, c.f64[r])
 		case colInt64:
 			b = c.ints.appendInt(b, c.i64[r])
 		case colInt32:
 			b = appendInt(b, int64(c.i32[r]))
 		case colFloat32:
-			b = c.appendFloatCol(b, float64(c.f32[r]), 32)
+			b = c.appendF32(b, c.f32[r])
 		case colBool:
 			if c.b.Value(r) {
 				b = append(b, "true"...)

@@ -170,13 +170,13 @@ func (st *intDigits) appendInt(b []byte, v int64) []byte {
 				*(*[8]byte)(o[16:24]) = *(*[8]byte)(st.txt[16:24])
 				t := &st.txt
 				if st.lim == 10000 {
-					hi, lo2 := lo/100, lo%100
-					o[n-4], o[n-3] = digitPairs[2*hi], digitPairs[2*hi+1]
-					o[n-2], o[n-1] = digitPairs[2*lo2], digitPairs[2*lo2+1]
-					t[n-4], t[n-3], t[n-2], t[n-1] = o[n-4], o[n-3], o[n-2], o[n-1]
+					w := uint32(pairWords[uint8(lo/100)]) | uint32(pairWords[uint8(lo%100)])<<16
+					binary.LittleEndian.PutUint32(o[n-4:n], w)
+					binary.LittleEndian.PutUint32(t[n-4:n], w)
 				} else {
-					o[n-2], o[n-1] = digitPairs[2*lo], digitPairs[2*lo+1]
-					t[n-2], t[n-1] = o[n-2], o[n-1]
+					w := pairWords[uint8(lo)]
+					binary.LittleEndian.PutUint16(o[n-2:n], w)
+					binary.LittleEndian.PutUint16(t[n-2:n], w)
 				}
 				st.prev, st.low = v, lo
 				return b[:l+n]
@@ -240,4 +240,96 @@ func digitWord(u uint32) uint64 {
 	l1 := lo / 100
 	return uint64(pairWords[uint8(h1)]) | uint64(pairWords[uint8(hi-h1*100)])<<16 |
 		uint64(pairWords[uint8(l1)])<<32 | uint64(pairWords[uint8(lo-l1*100)])<<48
+}
+
+// appendF64 is appendFloatCol(b, f, 64) with the fast path of scaled64 and appendDecimal
+// inlined (one call per value, no decimal passed around).
+func (c *colEncoder) appendF64(b []byte, f float64) []byte {
+	if k := c.scale; uint(k) <= 9 {
+		fb := math.Float64bits(f)
+		ab := fb &^ (1 << 63)
+		a := math.Float64frombits(ab)
+		if a >= 1e-4 && a < 1e6 {
+			s := pow10[k]
+			r := int64(a*s + 0.5)
+			h := math.Float64frombits(ab&(0x7ff<<52)-53<<52) * s // see scaled64
+			if ab&(1<<52-1) == 0 {
+				h /= 2
+			}
+			if e := math.FMA(a, s, -float64(r)); r != 0 && uint64(r) < pow10u[6+k] && e < h && -e < h {
+				m, kk := uint64(r), k
+				for kk > 0 && m%10 == 0 {
+					m, kk = m/10, kk-1
+				}
+				if out, ok := putDecimal(b, fb>>63 != 0, m, kk); ok {
+					return out
+				}
+			}
+		}
+	}
+	return c.appendFloatCol(b, f, 64)
+}
+
+// appendF32 is appendFloatCol(b, float64(f), 32) with the fast path of scaled32 and
+// appendDecimal inlined, its two cases computed side by side and one picked.
+func (c *colEncoder) appendF32(b []byte, f float32) []byte {
+	if k := c.scale; uint(k) <= 11 {
+		fb := math.Float32bits(f)
+		ab := fb &^ (1 << 31)
+		a := math.Float32frombits(ab)
+		if a >= 1e-4 && a < 1e6 {
+			af := float64(a)
+			hiHalf := math.Float64frombits(uint64(int(ab>>23)-151+1023) << 52) // see scaled32
+			loHalf := hiHalf
+			if ab&(1<<23-1) == 0 {
+				loHalf /= 2
+			}
+			s := pow10[k]
+			lo, hi := (af-loHalf)*s, (af+hiHalf)*s
+			ilo, ihi := int64(lo), int64(hi) // floors: positive
+			x := af * s
+			r := int64(x + 0.5)
+			xr := float64(r)
+			m, kk := uint64(r), k
+			ok := xr > lo && xr < hi && xr-x != 0.5
+			if uint64(ilo)/10 != uint64(ihi)/10 { // a multiple of 10 in (lo, hi)
+				m, kk, ok = uint64(ihi)/10, k-1, true
+			}
+			if w := hi - lo; ok && m != 0 && w >= 1 && w < 10 && float64(ilo) != lo && float64(ihi) != hi && uint64(ihi) < pow10u[6+k] {
+				for kk > 0 && m%10 == 0 {
+					m, kk = m/10, kk-1
+				}
+				if out, ok := putDecimal(b, fb>>31 != 0, m, kk); ok {
+					return out
+				}
+			}
+		}
+	}
+	return c.appendFloatCol(b, float64(f), 32)
+}
+
+// putDecimal is appendDecimal(b, neg, decimal{m, k, decimalLen(m)}) when that takes its
+// fast path; ok is false (b unchanged) when it would not.
+func putDecimal(b []byte, neg bool, m uint64, k int) (_ []byte, ok bool) {
+	n := decimalLen(m)
+	l := len(b)
+	if m >= 1e8 || k >= n || cap(b)-l < 10 {
+		return b, false
+	}
+	if neg {
+		b = b[:l+1]
+		b[l] = '-'
+		l++
+	}
+	v := digitWord(uint32(m)) >> (8 * uint(8-n))
+	out := b[l : l+9]
+	if k == 0 {
+		binary.LittleEndian.PutUint64(out, v)
+		return b[:l+n], true
+	}
+	ip := uint(n - k)
+	mask := uint64(1)<<(8*ip) - 1
+	binary.LittleEndian.PutUint64(out, v&mask|'.'<<(8*ip)|(v&^mask)<<8)
+	out[n] = byte(v >> (8 * uint(n-1)))
+	return b[:l+n+1], true
 }
