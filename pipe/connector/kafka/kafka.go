@@ -328,7 +328,7 @@ type job struct {
 	producedOnce sync.Once
 	records      atomic.Int64 // produced
 	pending      atomic.Int64 // records not yet acknowledged, +1 while producing (at-least-once)
-	acked        int64        // acknowledged but not yet taken off pending (promises only)
+	acked        int64        // acknowledged but not yet counted (promises only, and settle)
 	mu           sync.Mutex
 	first        error
 	promise      func(*kgo.Record, error)
@@ -343,10 +343,15 @@ func (c *Connector) newJob(ctx context.Context, batch []*pipe.Event, ack func(id
 		j.done = make(chan error, 1)
 	}
 	if c.cfg.ExactlyOnce {
+		// acknowledgements go to finished ackBatch at a time, and the rest once the
+		// transaction's records are settled (settle)
 		j.promise = func(r *kgo.Record, err error) {
-			c.finished.Add(1)
 			if err != nil {
 				j.setErr(c.produceError(r, err))
+			}
+			if j.acked++; j.acked == ackBatch {
+				c.finished.Add(ackBatch)
+				j.acked = 0
 			}
 		}
 		return j
@@ -638,7 +643,7 @@ func (c *Connector) runTxn(j *job) error {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.Timeout)
 		defer cancel()
 		if aerr := c.cl.AbortBufferedRecords(actx); aerr == nil {
-			j.settled = true
+			c.settle(j)
 			if aerr := c.cl.EndTransaction(actx, kgo.TryAbort); aerr != nil {
 				c.log.Warn("kafka sink: abort transaction", "err", aerr)
 			}
@@ -682,7 +687,7 @@ func (c *Connector) runTxn(j *job) error {
 	if err := c.cl.Flush(ctx); err != nil {
 		return abort(fmt.Errorf("sink kafka: flush: %w", err))
 	}
-	j.settled = true
+	c.settle(j)
 	if err := j.err(); err != nil {
 		return abort(err)
 	}
@@ -698,6 +703,15 @@ func (c *Connector) runTxn(j *job) error {
 	}
 	c.stats.txns.Add(1)
 	return c.step("committed")
+}
+
+// settle marks an exactly-once job's records finished, once the client has called every
+// promise of them (Flush or AbortBufferedRecords returned), adding the acknowledgements
+// its promises had not yet added to finished.
+func (c *Connector) settle(j *job) {
+	j.settled = true
+	c.finished.Add(j.acked)
+	j.acked = 0
 }
 
 // produceRecords produces encoded records, in order.
@@ -758,6 +772,7 @@ func (c *Connector) produceEvents(ctx context.Context, en *Encoder, events []*pi
 		err  error
 	}
 	pieces := make(chan piece, 8)
+	free := make(chan []*kgo.Record, 10) // pieces' arrays, produced, for the next pieces
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -780,7 +795,12 @@ func (c *Connector) produceEvents(ctx context.Context, en *Encoder, events []*pi
 				if !send(piece{recs: cur}) {
 					return context.Canceled
 				}
-				cur, curBytes = make([]*kgo.Record, 0, chunk), 0
+				select {
+				case cur = <-free:
+				default:
+					cur = make([]*kgo.Record, 0, chunk)
+				}
+				curBytes = 0
 			}
 			return nil
 		})
@@ -805,6 +825,11 @@ func (c *Connector) produceEvents(ctx context.Context, en *Encoder, events []*pi
 		}
 		if p.err != nil {
 			return p.err
+		}
+		clear(p.recs)
+		select {
+		case free <- p.recs[:0]:
+		default:
 		}
 	}
 	return ctx.Err()
