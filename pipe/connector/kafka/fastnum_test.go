@@ -1,10 +1,17 @@
 package kafka
 
 import (
+	"context"
 	"math"
 	"math/rand"
+	"reflect"
 	"strconv"
 	"testing"
+	"testing/quick"
+	"time"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // room returns b's contents in a buffer with n bytes of room after them, filled with junk
@@ -186,6 +193,44 @@ func TestAppendUintRoom(t *testing.T) {
 		want := "x" + strconv.FormatUint(u, 10)
 		if got := string(appendUint(append(room(32), 'x'), u)); got != want {
 			t.Fatalf("%d: %q, want %q", u, got, want)
+		}
+	}
+}
+
+// setRecord leaves nothing of what a record held: every field of kgo.Record (those of a
+// later version too) is set, then setRecord must give the composite literal.
+func TestSetRecord(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	for i := 0; i < 100; i++ {
+		var r kgo.Record
+		v := reflect.ValueOf(&r).Elem()
+		for f := 0; f < v.NumField(); f++ {
+			fv := v.Field(f)
+			switch {
+			case fv.Kind() == reflect.Interface:
+				fv.Set(reflect.ValueOf(context.Background()))
+				continue
+			case fv.Type() == reflect.TypeOf(time.Time{}):
+				fv.Set(reflect.ValueOf(time.Now()))
+				continue
+			case fv.Kind() == reflect.Struct: // unexported fields (RecordAttrs): any bytes but zeros
+				for j := range unsafe.Slice((*byte)(fv.Addr().UnsafePointer()), fv.Type().Size()) {
+					unsafe.Slice((*byte)(fv.Addr().UnsafePointer()), fv.Type().Size())[j] = byte(1 + rng.Intn(255))
+				}
+				continue
+			}
+			x, ok := quick.Value(fv.Type(), rng)
+			if !ok {
+				t.Fatalf("field %s: no value", v.Type().Field(f).Name)
+			}
+			fv.Set(x)
+		}
+		ts := time.UnixMilli(1732530000000 + int64(i))
+		hdr := []kgo.RecordHeader{{Key: "k", Value: []byte("v")}}
+		setRecord(&r, "topic", []byte("key"), []byte("val"), hdr, ts)
+		want := kgo.Record{Topic: "topic", Key: []byte("key"), Value: []byte("val"), Headers: hdr, Timestamp: ts}
+		if !reflect.DeepEqual(r, want) {
+			t.Fatalf("got %+v, want %+v", r, want)
 		}
 	}
 }
