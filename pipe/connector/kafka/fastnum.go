@@ -321,7 +321,13 @@ func putDecimal(b []byte, neg bool, m uint64, k int) (_ []byte, ok bool) {
 		b[l] = '-'
 		l++
 	}
-	v := digitWord(uint32(m)) >> (8 * uint(8-n))
+	var v uint64
+	if m < 1e4 { // the last four digits only: one step of digit pairs
+		hi := uint32(m) / 100
+		v = (uint64(pairWords[uint8(hi)]) | uint64(pairWords[uint8(uint32(m)-hi*100)])<<16) >> (8 * uint(4-n))
+	} else {
+		v = digitWord(uint32(m)) >> (8 * uint(8-n))
+	}
 	out := b[l : l+9]
 	if k == 0 {
 		binary.LittleEndian.PutUint64(out, v)

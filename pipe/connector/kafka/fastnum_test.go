@@ -144,6 +144,9 @@ func TestAppendDecimal(t *testing.T) {
 		if got := string(appendDecimal([]byte("x"), neg, d)); got != want {
 			t.Fatalf("%+v, no room: %q, want %q", d, got, want)
 		}
+		if out, ok := putDecimal(append(room(32), 'x'), neg, d.m, d.k); ok != (d.m < 1e8 && d.k < d.n) || ok && string(out) != want {
+			t.Fatalf("putDecimal %+v: %q %v, want %q", d, out, ok, want)
+		}
 	}
 }
 
