@@ -208,7 +208,9 @@ func rawProduce(opts []kgo.Opt, batches [][]*kgo.Record, txn bool) (time.Duratio
 	for i, b := range batches {
 		recs[i] = make([]kgo.Record, len(b))
 		for j, r := range b {
-			recs[i][j] = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers}
+			// the same records as the sink's, their timestamps too (the sink stamps its records;
+			// a record without one costs the client a clock read)
+			recs[i][j] = kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp}
 		}
 	}
 	if txn {
