@@ -229,18 +229,12 @@ func (m *Manager) persistError(p *managedPipe, err error) {
 // is unchanged), persists RUNNING and starts one task per region. Starting a running pipe
 // does nothing.
 func (m *Manager) Start(name string) error {
-	p, err := m.get(name)
+	p, unlock, err := m.lockLive(name)
 	if err != nil {
 		return err
 	}
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := m.checkLive(p); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	running := p.run != nil
-	p.mu.Unlock()
+	defer unlock()
+	running := p.running()
 	if running {
 		return nil
 	}
@@ -257,6 +251,27 @@ func (m *Manager) Start(name string) error {
 	m.launch(p, regions)
 	m.log.Info("pipe started", "pipe", name, "regions", len(regions))
 	return nil
+}
+
+// lockLive finds a pipe and takes its op lock, failing (unlocked) when it is dropped or the
+// manager closed; the caller calls unlock.
+func (m *Manager) lockLive(name string) (p *managedPipe, unlock func(), err error) {
+	if p, err = m.get(name); err != nil {
+		return nil, nil, err
+	}
+	p.op.Lock()
+	if err := m.checkLive(p); err != nil {
+		p.op.Unlock()
+		return nil, nil, err
+	}
+	return p, p.op.Unlock, nil
+}
+
+// running reports whether p has a run (its tasks started).
+func (p *managedPipe) running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.run != nil
 }
 
 // checkLive fails for a dropped pipe or a closed manager (p.op held).
@@ -351,15 +366,11 @@ func (p *managedPipe) halt() {
 // Stop stops a pipe's tasks (each saves its progress and releases what it holds) and
 // persists STOPPED.
 func (m *Manager) Stop(name string) error {
-	p, err := m.get(name)
+	p, unlock, err := m.lockLive(name)
 	if err != nil {
 		return err
 	}
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := m.checkLive(p); err != nil {
-		return err
-	}
+	defer unlock()
 	p.halt()
 	if err := m.setState(p, StateStopped); err != nil {
 		return err
@@ -373,18 +384,12 @@ func (m *Manager) Stop(name string) error {
 // SourceRegions gives now. A pipe that is not running only has between called. Its state
 // is unchanged.
 func (m *Manager) Restart(name string, between func() error) error {
-	p, err := m.get(name)
+	p, unlock, err := m.lockLive(name)
 	if err != nil {
 		return err
 	}
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := m.checkLive(p); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	running := p.run != nil
-	p.mu.Unlock()
+	defer unlock()
+	running := p.running()
 	p.halt()
 	var berr error
 	if between != nil {
@@ -400,15 +405,11 @@ func (m *Manager) Restart(name string, between func() error) error {
 // Drop stops a pipe (releasing every pin its tasks held), removes its directory and
 // forgets it.
 func (m *Manager) Drop(name string) error {
-	p, err := m.get(name)
+	p, unlock, err := m.lockLive(name)
 	if err != nil {
 		return err
 	}
-	p.op.Lock()
-	defer p.op.Unlock()
-	if err := m.checkLive(p); err != nil {
-		return err
-	}
+	defer unlock()
 	p.halt()
 	// DROPPED first: a crash before the removal completes finishes it on restart.
 	serr := m.setState(p, StateDropped)
