@@ -132,12 +132,18 @@ func (t *Tablet) Validate() error {
 func checkFinite(col arrow.Array) error {
 	switch c := col.(type) {
 	case *array.Float32:
+		if !anyNonFinite32(c.Float32Values()) {
+			return nil // the common case, checked without branches; else find the row
+		}
 		for i, v := range c.Float32Values() {
 			if c.IsValid(i) && (math.IsNaN(float64(v)) || math.IsInf(float64(v), 0)) {
 				return fmt.Errorf("row %d: value %v is not finite", i, v)
 			}
 		}
 	case *array.Float64:
+		if !anyNonFinite64(c.Float64Values()) {
+			return nil
+		}
 		for i, v := range c.Float64Values() {
 			if c.IsValid(i) && (math.IsNaN(v) || math.IsInf(v, 0)) {
 				return fmt.Errorf("row %d: value %v is not finite", i, v)
@@ -153,6 +159,39 @@ func checkFinite(col arrow.Array) error {
 		}
 	}
 	return nil
+}
+
+// anyNonFinite64 reports whether any of vs (null slots included) is NaN or ±Inf: their
+// exponent bits are all ones, and adding one to that exponent carries into the sign bit.
+func anyNonFinite64(vs []float64) bool {
+	const exp, one = 0x7FF0000000000000, 0x0010000000000000
+	var a, b, c, d uint64
+	i := 0
+	for ; i+4 <= len(vs); i += 4 {
+		a |= math.Float64bits(vs[i])&exp + one
+		b |= math.Float64bits(vs[i+1])&exp + one
+		c |= math.Float64bits(vs[i+2])&exp + one
+		d |= math.Float64bits(vs[i+3])&exp + one
+	}
+	for ; i < len(vs); i++ {
+		a |= math.Float64bits(vs[i])&exp + one
+	}
+	return (a|b|c|d)>>63 != 0
+}
+
+// anyNonFinite32 is anyNonFinite64 for float32 values.
+func anyNonFinite32(vs []float32) bool {
+	const exp, one = 0x7F800000, 0x00800000
+	var a, b uint32
+	i := 0
+	for ; i+2 <= len(vs); i += 2 {
+		a |= math.Float32bits(vs[i])&exp + one
+		b |= math.Float32bits(vs[i+1])&exp + one
+	}
+	for ; i < len(vs); i++ {
+		a |= math.Float32bits(vs[i])&exp + one
+	}
+	return (a|b)>>31 != 0
 }
 
 // Normalize returns a tablet whose times are strictly increasing: rows are stably sorted by
