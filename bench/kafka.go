@@ -34,7 +34,7 @@ type KafkaConfig struct {
 	BatchEvents int
 	Format      string // json (default) or arrow
 	Compression string // none (default), gzip, snappy, lz4, zstd
-	Rounds      int    // default 3; figures are medians over rounds
+	Rounds      int    // default 5; figures are medians over rounds, ratios medians of the rounds' ratios
 	// Store keeps the records in the in-process broker; by default it acknowledges and
 	// discards them (kfake.BlackholeProduce), so that broker storage is out of the figures
 	// of both sides.
@@ -60,7 +60,7 @@ func (c *KafkaConfig) fill() error {
 		c.Compression = "none"
 	}
 	if c.Rounds <= 0 {
-		c.Rounds = 3
+		c.Rounds = 5
 	}
 	return nil
 }
@@ -75,7 +75,8 @@ func (c *KafkaConfig) fill() error {
 //     committing one transaction per batch of the same records;
 //   - with Pipe, kafka-pipe-*: a wal → kafka pipe draining a region of the same rows.
 //
-// Each round runs every side once, raw and sink alternating first; the figures are medians.
+// Each round runs every side once, raw and sink alternating first; the figures are medians,
+// and a ratio is the median of the rounds' ratios (sink vs raw of the same round).
 func Kafka(cfg KafkaConfig) ([]Result, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -185,11 +186,22 @@ func Kafka(cfg KafkaConfig) ([]Result, error) {
 		if s.metric == "raw-exactly-once" {
 			baseName = fmt.Sprintf("%s (%.0f records per transaction)", baseName, txnRecords)
 		}
-		out = append(out,
-			result(s.name, "points_per_second", "points/s", baseName, float64(total.Points)/d, float64(total.Points)/base),
-			result(s.name, "records_per_second", "records/s", baseName, float64(total.Records)/d, float64(total.Records)/base),
-			result(s.name, "mb_per_second", "MB/s", baseName, float64(total.Bytes)/1e6/d, float64(total.Bytes)/1e6/base),
-		)
+		// the ratio is the median of the rounds' own ratios: in a round the two sides run
+		// back to back, so a slow spell of the machine weighs on both
+		ratios := make([]time.Duration, cfg.Rounds)
+		for r := range ratios {
+			ratios[r] = time.Duration(float64(time.Second) * times[s.metric][r].Seconds() / times[s.name][r].Seconds())
+		}
+		ratio := median(ratios).Seconds()
+		for _, m := range []struct {
+			metric, unit string
+			n            float64
+		}{{"points_per_second", "points/s", float64(total.Points)}, {"records_per_second", "records/s", float64(total.Records)},
+			{"mb_per_second", "MB/s", float64(total.Bytes) / 1e6}} {
+			r := result(s.name, m.metric, m.unit, baseName, m.n/d, m.n/base)
+			r.Ratio = ratio
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }

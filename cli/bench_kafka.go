@@ -19,7 +19,9 @@ func newBenchKafkaCmd(asJSON *bool) *cobra.Command {
 		Long: `Exports the demo workload (100 devices, 5 measurements of mixed types) to an in-process
 broker (kfake) and compares, in each round, with a raw franz-go producer sending the very
 records the sink encodes (topic, key, headers, value) to the same broker with the same
-producer options; the figures are medians over the rounds:
+producer options; the figures are medians over the rounds, and a ratio is the median of
+the rounds' ratios (both sides of a round run back to back, so a slow spell of a shared
+machine weighs on both):
 
   kafka-sink-at-least-once   the sink fed the tablets as events, --batch per send (SendAsync,
                              as a pipe's task does, until every event is acknowledged), vs a
@@ -68,7 +70,7 @@ both sides' figures. MB/s counts key and value bytes.`,
 	f.IntVar(&cfg.BatchEvents, "batch", 256, "events per send (the pipe's batch.max-events; with exactly-once, per transaction)")
 	f.StringVar(&cfg.Format, "format", "json", "json|arrow")
 	f.StringVar(&cfg.Compression, "compression", "none", "none|gzip|snappy|lz4|zstd")
-	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds (figures are medians)")
+	f.IntVar(&cfg.Rounds, "rounds", 5, "rounds (figures are medians; a ratio is the median of the rounds' ratios)")
 	f.BoolVar(&cfg.Store, "store", false, "keep the records in the broker (default: acknowledge and discard)")
 	f.BoolVar(&cfg.Pipe, "pipe", false, "also measure whole wal → kafka pipes")
 	f.StringVar(&dir, "dir", "", "scratch directory for --pipe (default: a temporary one)")
