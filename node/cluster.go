@@ -63,6 +63,7 @@ type clusterState struct {
 	regions  map[string]cluster.Region // current shapes, by region name
 	changing map[string]*sync.Mutex    // serializes a region's changes on its leader
 	leaving  map[string]bool           // regions whose leadership is being handed off
+	book     *pipeBook                 // the cluster pipes' generations, and those dropped
 }
 
 func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {
@@ -118,6 +119,11 @@ func (n *Node) prepareCluster() error {
 		d.gate = func(ctx context.Context, region int) (func(), error) { return n.admit(ctx, cd.Name, region) }
 		n.log.Info("replicated database", "database", cd.Name, "protocol", cd.Protocol, "replication", cd.Replication, "regions", cd.Regions)
 	}
+	book, err := loadPipeBook(n.dir)
+	if err != nil {
+		return err
+	}
+	cs.book = book
 	return n.loadRegions(context.Background())
 }
 

@@ -294,9 +294,17 @@ func (n *Node) learnPipe(ctx context.Context, name string, started bool) bool {
 		if err != nil || p.Spec == nil || !n.clusterPipe(p.Spec) {
 			continue
 		}
+		if n.cl.book.dropped(name, p.Generation) {
+			continue // that node missed the drop: it drops the pipe when it starts
+		}
 		if err := n.mgr.Create(p.Spec, true); err != nil {
 			n.log.Warn("pipe: could not create a cluster pipe another node has", "pipe", name, "from", peer.ID, "err", err)
 			return false
+		}
+		if p.Generation != "" {
+			if err := n.cl.book.set(name, p.Generation); err != nil {
+				n.log.Warn("pipe: learnt, but its generation not recorded", "pipe", name, "err", err)
+			}
 		}
 		n.log.Info("pipe learnt from another node", "pipe", name, "from", peer.ID, "state", p.State)
 		if started && p.State == pipe.StateRunning {
@@ -309,24 +317,71 @@ func (n *Node) learnPipe(ctx context.Context, name string, started bool) bool {
 	return false
 }
 
-// syncPipes creates (and starts, as they run there) the cluster pipes that the first other
-// node that answers has and this one lacks: a node down when a pipe was created gets it
-// when it starts. Drops made meanwhile are not learnt (run DROP again through any node).
+// clusterPipes is this node's answer to GET /v1/cluster/pipes.
+func (n *Node) clusterPipes() api.ClusterPipes {
+	out := api.ClusterPipes{Pipes: []api.ClusterPipe{}, Dropped: n.cl.book.snapshot()}
+	for _, st := range n.mgr.List() {
+		if spec, err := n.mgr.Spec(st.Name); err == nil && n.clusterPipe(spec) {
+			out.Pipes = append(out.Pipes, api.ClusterPipe{Name: st.Name, Generation: n.cl.book.gen(st.Name), State: st.State})
+		}
+	}
+	return out
+}
+
+func (n *Node) handleClusterPipes(w http.ResponseWriter, r *http.Request) {
+	if n.cl == nil {
+		writeError(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %d is not in a cluster (start it with --cluster FILE)", n.o.ID)})
+		return
+	}
+	writeJSON(w, http.StatusOK, n.clusterPipes())
+}
+
+// syncPipes brings this node's cluster pipes in line with the other nodes' when it starts
+// (pipebook.go): it asks every node that answers for its pipes and dropped generations,
+// drops the pipes whose generation was dropped meanwhile, and creates (and starts, as they
+// run there) those created meanwhile.
 func (n *Node) syncPipes(ctx context.Context) {
+	var mu sync.Mutex
+	var answers []api.ClusterPipes
+	p := pool.New().WithMaxGoroutines(fanOut)
 	for _, peer := range n.cl.c.Nodes {
 		if peer.ID == n.o.ID {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		var sts []pipe.Status
-		err := n.cl.call(cctx, peer, http.MethodGet, "/v1/pipes", url.Values{"local": {"true"}}, "", nil, &sts)
-		cancel()
-		if err != nil {
+		p.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var a api.ClusterPipes
+			if err := n.cl.call(cctx, peer, http.MethodGet, "/v1/cluster/pipes", nil, "", nil, &a); err != nil {
+				return
+			}
+			mu.Lock()
+			answers = append(answers, a)
+			mu.Unlock()
+		})
+	}
+	p.Wait()
+	for _, a := range answers {
+		if err := n.cl.book.merge(a.Dropped); err != nil {
+			n.log.Warn("pipe: could not record the pipes other nodes dropped", "err", err)
+		}
+	}
+	for _, st := range n.mgr.List() {
+		spec, err := n.mgr.Spec(st.Name)
+		if err != nil || !n.clusterPipe(spec) || !n.cl.book.dropped(st.Name, n.cl.book.gen(st.Name)) {
 			continue
 		}
-		for _, st := range sts {
-			n.learnPipe(ctx, st.Name, true)
+		if err := n.dropPipe(st.Name); err != nil {
+			n.log.Warn("pipe: could not drop a cluster pipe dropped while this node was down", "pipe", st.Name, "err", err)
+			continue
 		}
-		return
+		n.log.Info("pipe dropped: it was dropped while this node was down", "pipe", st.Name)
+	}
+	for _, a := range answers {
+		for _, cp := range a.Pipes {
+			if !n.cl.book.dropped(cp.Name, cp.Generation) {
+				n.learnPipe(ctx, cp.Name, true)
+			}
+		}
 	}
 }

@@ -43,6 +43,7 @@ func (n *Node) Handler() http.Handler {
 	route("/v1/sql", map[string]http.HandlerFunc{"POST": n.handleSQL})
 	route("/v1/cluster", map[string]http.HandlerFunc{"GET": n.handleCluster})
 	route("/v1/cluster/replicasets", map[string]http.HandlerFunc{"GET": n.handleReplicaSets})
+	route("/v1/cluster/pipes", map[string]http.HandlerFunc{"GET": n.handleClusterPipes})
 	route("/v1/cluster/regions", map[string]http.HandlerFunc{"PUT": n.handleTellRegion})
 	route("/v1/cluster/regions/leader", map[string]http.HandlerFunc{"POST": n.handleRegionChange("leader")})
 	route("/v1/cluster/regions/replicas", map[string]http.HandlerFunc{"POST": n.handleRegionChange("replicas")})

@@ -52,7 +52,11 @@ func (n *Node) describe(name string) (api.Pipe, error) {
 	if err != nil {
 		return api.Pipe{}, err
 	}
-	return api.Pipe{Status: st, Spec: spec}, nil
+	p := api.Pipe{Status: st, Spec: spec}
+	if n.cl != nil {
+		p.Generation = n.cl.book.gen(name)
+	}
+	return p, nil
 }
 
 func (n *Node) handleListPipes(w http.ResponseWriter, r *http.Request) {
@@ -113,18 +117,23 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("", "empty body: send a pipe spec in YAML or JSON"))
 		return
 	}
+	gen, err := generationParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	spec, errs := pipe.CheckSpec(body)
 	if len(errs) > 0 {
 		writeError(w, specError(errs))
 		return
 	}
-	code, err := n.createPipe(spec, ine, start)
+	code, gen, err := n.createPipe(spec, ine, start, gen, n.fansOut(r, spec))
 	if err != nil {
 		writeError(w, apiError(err))
 		return
 	}
 	if n.fansOut(r, spec) {
-		q := url.Values{"if_not_exists": {"true"}, "start": {strconv.FormatBool(start)}}
+		q := url.Values{"if_not_exists": {"true"}, "start": {strconv.FormatBool(start)}, "generation": {gen}}
 		if err := n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", q, r.Header.Get("Content-Type"), body); err != nil {
 			writeError(w, apiError(err))
 			return
@@ -139,25 +148,64 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 }
 
 // createPipe creates (and starts) a checked spec; 201, or 200 when it existed and
-// ifNotExists is set.
-func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool) (int, error) {
+// ifNotExists is set. A cluster pipe takes generation gen, or when gen is "" and the
+// request came to this node first (draw), a new one; it returns the pipe's generation.
+func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, gen string, draw bool) (int, string, error) {
 	_, existed := n.mgr.Describe(spec.Name)
 	if err := n.mgr.Create(spec, ifNotExists); err != nil {
 		if len(pipe.Problems(err)) > 1 || errors.As(err, new(*pipe.Problem)) {
-			return 0, specError([]error{err})
+			return 0, "", specError([]error{err})
 		}
-		return 0, err
+		return 0, "", err
 	}
 	code := http.StatusCreated
 	if existed == nil {
 		code = http.StatusOK
 	}
-	if start {
-		if err := n.mgr.Start(spec.Name); err != nil {
-			return 0, fmt.Errorf("pipe %s created but not started: %w", spec.Name, err)
+	if n.cl != nil && n.clusterPipe(spec) {
+		if have := n.cl.book.gen(spec.Name); existed == nil && have != "" {
+			gen = have // it existed: it keeps its generation
+		} else if gen == "" && draw {
+			gen = newGeneration()
+		}
+		if gen != "" {
+			if err := n.cl.book.set(spec.Name, gen); err != nil {
+				return 0, "", err
+			}
 		}
 	}
-	return code, nil
+	if start {
+		if err := n.mgr.Start(spec.Name); err != nil {
+			return 0, gen, fmt.Errorf("pipe %s created but not started: %w", spec.Name, err)
+		}
+	}
+	return code, gen, nil
+}
+
+// generationParam returns the ?generation= of a request ("" when absent).
+func generationParam(r *http.Request) (string, error) {
+	g := r.URL.Query().Get("generation")
+	if g == "" {
+		return "", nil
+	}
+	if err := checkGeneration(g); err != nil {
+		return "", badRequest("generation", "%v", err)
+	}
+	return g, nil
+}
+
+// dropPipe drops a pipe; a cluster pipe's generation is remembered as dropped (pipebook.go).
+func (n *Node) dropPipe(name string) error {
+	spec, _ := n.mgr.Spec(name)
+	if err := n.mgr.Drop(name); err != nil {
+		return err
+	}
+	if n.cl != nil && n.clusterPipe(spec) {
+		if err := n.cl.book.drop(name); err != nil {
+			n.log.Error("pipe dropped, but its generation not recorded as dropped", "pipe", name, "err", err)
+		}
+	}
+	return nil
 }
 
 type pipeOp int
@@ -210,7 +258,7 @@ func (n *Node) handleDropPipe(w http.ResponseWriter, r *http.Request) {
 		n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
 	}
 	spec, _ := n.mgr.Spec(name)
-	err = n.mgr.Drop(name)
+	err = n.dropPipe(name)
 	dropped := err == nil
 	if err != nil && !(ie && errors.Is(err, pipe.ErrPipeNotFound)) {
 		writeError(w, apiError(err))
@@ -248,7 +296,8 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 				if err != nil {
 					return err
 				}
-				return n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", url.Values{"if_not_exists": {"true"}}, "application/json", js)
+				q := url.Values{"if_not_exists": {"true"}, "generation": {n.cl.book.gen(st.Spec.Name)}}
+				return n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", q, "application/json", js)
 			}
 		}
 	case pipe.StartPipe, pipe.StopPipe, pipe.DropPipe:
@@ -290,7 +339,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 	switch st.Kind {
 	case pipe.CreatePipe:
 		_, existed := n.mgr.Describe(st.Spec.Name)
-		if _, err := n.createPipe(st.Spec, st.IfNotExists, false); err != nil {
+		if _, _, err := n.createPipe(st.Spec, st.IfNotExists, false, "", n.fansOut(r, st.Spec)); err != nil {
 			writeError(w, apiError(err))
 			return
 		}
@@ -310,7 +359,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		ps, _ := n.mgr.Describe(st.Name)
 		res.Pipes = []pipe.Status{ps}
 	case pipe.DropPipe:
-		if err := n.mgr.Drop(st.Name); err != nil {
+		if err := n.dropPipe(st.Name); err != nil {
 			if !(st.IfExists && errors.Is(err, pipe.ErrPipeNotFound)) {
 				writeError(w, apiError(err))
 				return

@@ -14,6 +14,7 @@ import (
 	"github.com/weir-dev/weir/node"
 	"github.com/weir-dev/weir/node/api"
 	"github.com/weir-dev/weir/node/client"
+	"github.com/weir-dev/weir/pipe"
 )
 
 // clusterMember is an in-process node of a test cluster that can be stopped and opened again
@@ -386,6 +387,83 @@ func TestClusterPipeLearntAtStart(t *testing.T) {
 		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
 		if len(sts) != 0 {
 			t.Errorf("node %d still has %v", id, sts)
+		}
+	}
+}
+
+// A node down when a cluster pipe is dropped drops its copy when it starts again, and no
+// node learns the pipe back from it; a pipe created again under that name while the node
+// was down (another generation) replaces the node's copy.
+func TestClusterPipeDroppedWhileDown(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := clientsOf(c)
+	localPipes := func(id uint32) []api.Pipe {
+		t.Helper()
+		n, _ := c.Node(id)
+		var sts []api.Pipe
+		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
+		var out []api.Pipe
+		for _, st := range sts {
+			p, err := cl[id].Pipe(c0, st.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
+		}
+		return out
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	first := localPipes(1)
+	if len(first) != 1 || first[0].Generation == "" {
+		t.Fatalf("node 1 after create: %+v", first)
+	}
+	for _, id := range []uint32{2, 3} {
+		if got := localPipes(id); len(got) != 1 || got[0].Generation != first[0].Generation {
+			t.Fatalf("node %d after create: %+v, want generation %s", id, got, first[0].Generation)
+		}
+	}
+
+	// dropped while node 3 is down: node 3 drops it when it starts; node 2, restarted
+	// after, does not learn it back
+	ms[3].close()
+	if _, err := cl[1].SQL(c0, "DROP PIPE copy"); err == nil {
+		t.Fatal("drop with node 3 down: no error naming it")
+	}
+	ms[3].open()
+	ms[2].close()
+	ms[2].open()
+	for id := range ms {
+		if got := localPipes(id); len(got) != 0 {
+			t.Errorf("node %d after the drop and the restarts: %+v", id, got)
+		}
+	}
+
+	// node 3 holds one generation; while it is down, that one is dropped and the pipe
+	// created again: node 3 replaces its copy with the new generation when it starts
+	if _, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	g2 := localPipes(2)[0].Generation
+	ms[3].close()
+	if _, err := cl[1].DropPipe(c0, "copy", false); err == nil {
+		t.Fatal("drop with node 3 down: no error naming it")
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err == nil {
+		t.Fatal("create with node 3 down: no error naming it")
+	}
+	g3 := localPipes(1)[0].Generation
+	if g3 == g2 {
+		t.Fatalf("created again: generation %s, the same as the dropped one", g3)
+	}
+	ms[3].open()
+	for id := range ms {
+		got := localPipes(id)
+		if len(got) != 1 || got[0].Generation != g3 || got[0].State != pipe.StateRunning {
+			t.Errorf("node %d after the second drop and create: %+v, want generation %s running", id, got, g3)
 		}
 	}
 }

@@ -6,6 +6,7 @@ package api
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine"
@@ -217,6 +218,9 @@ type Status struct {
 type Pipe struct {
 	pipe.Status
 	Spec *pipe.Spec `json:"spec,omitempty"`
+	// Generation tells apart the pipes a cluster has had under this name (a cluster pipe
+	// dropped and created again is another generation); "" outside a cluster.
+	Generation string `json:"generation,omitempty"`
 }
 
 // SQLResult is the answer to POST /v1/sql: the statement's kind and name, and the pipes
@@ -251,6 +255,27 @@ type ClusterDatabase struct {
 	Protocol    string          `json:"protocol"`
 	Replication int             `json:"replication"`
 	Regions     []ClusterRegion `json:"regions"`
+}
+
+// ClusterPipes is a node's record of its cluster pipes (GET /v1/cluster/pipes, between
+// nodes): the generation of each it holds, and the generations dropped (oldest first).
+type ClusterPipes struct {
+	Pipes   []ClusterPipe `json:"pipes"`
+	Dropped []DroppedPipe `json:"dropped"`
+}
+
+// ClusterPipe is a cluster pipe a node holds.
+type ClusterPipe struct {
+	Name       string         `json:"name"`
+	Generation string         `json:"generation,omitempty"`
+	State      pipe.PipeState `json:"state"`
+}
+
+// DroppedPipe is a generation of a cluster pipe that was dropped.
+type DroppedPipe struct {
+	Name       string    `json:"name"`
+	Generation string    `json:"generation,omitempty"`
+	At         time.Time `json:"at"`
 }
 
 // ClusterRegion is a region's current shape: its replicas, the leader first, and the term
