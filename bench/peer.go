@@ -92,7 +92,7 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 	}()
 	total := float64(int64(n) * per)
 
-	var ingestD, tabletD, fileD []time.Duration
+	var ingestD, tabletD, fileD, ingestCores []time.Duration
 	var raw [2][2][]time.Duration // [tablet, file][discard, to disk]
 	var tabletBytes, fileBytes int64
 	for round := 0; round < cfg.Rounds; round++ {
@@ -104,6 +104,7 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 			return nil, err
 		}
 		ingestD, tabletD, fileD = append(ingestD, r.ingest), append(tabletD, r.tablet), append(fileD, r.file)
+		ingestCores = append(ingestCores, time.Duration(r.ingestCores*float64(time.Second)))
 		tabletBytes, fileBytes = r.tabletBytes, r.fileBytes
 		say("round %d/%d: raw loopback TCP", round+1, cfg.Rounds)
 		for i, m := range []struct {
@@ -120,7 +121,10 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 		}
 	}
 	ingest := total / median(ingestD).Seconds()
-	var out []Result
+	// the cores the ingest alone kept busy: at half its rate, the sender's writes and the
+	// receiver's (the same work) need as many, before any shipping
+	out := []Result{result("peer-ingest", "cpu_cores_used", "cores", "cores of the machine (ingest alone, batch)",
+		median(ingestCores).Seconds(), float64(runtime.NumCPU()))}
 	for i, m := range []struct {
 		mode, disk string
 		d          []time.Duration
@@ -165,6 +169,7 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 
 type peerTimes struct {
 	ingest, tablet, file   time.Duration
+	ingestCores            float64 // CPU time / wall time while ingesting alone
 	tabletBytes, fileBytes int64
 }
 
@@ -213,11 +218,13 @@ func peerRound(dir, comp string, tablets []*tsfile.Tablet) (peerTimes, error) {
 		return t, err
 	}
 	defer src.Close()
+	cpu0 := cpuTime()
 	start := time.Now()
 	if err := writeAll(src, tablets); err != nil {
 		return t, err
 	}
 	t.ingest = time.Since(start)
+	t.ingestCores = float64(cpuTime()-cpu0) / float64(t.ingest)
 	mgr, err := pipe.NewManager(pipe.ManagerOptions{Dir: filepath.Join(dir, "pipes"), Logger: quietLog(),
 		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil }})
 	if err != nil {
