@@ -43,6 +43,21 @@ func result(bench, metric, unit, baseline string, v, bv float64) Result {
 	return r
 }
 
+// generate makes whole tablets of gen holding at least points points (per tablet: per);
+// release frees them.
+func generate(gen *workload.Generator, points int64) (tablets []*tsfile.Tablet, per int64, release func()) {
+	per = int64(gen.PointsPerTablet())
+	tablets = make([]*tsfile.Tablet, (points+per-1)/per)
+	for i := range tablets {
+		tablets[i] = gen.Next()
+	}
+	return tablets, per, func() {
+		for _, t := range tablets {
+			t.Release()
+		}
+	}
+}
+
 // IngestConfig configures Ingest.
 type IngestConfig struct {
 	Dir           string
@@ -69,17 +84,9 @@ func Ingest(cfg IngestConfig) ([]Result, error) {
 		return nil, fmt.Errorf("points must be > 0")
 	}
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: cfg.RowsPerTablet, Start: 1, Step: 1, Columns: workload.DoubleColumns}
-	per := int64(gen.PointsPerTablet())
-	n := int((cfg.Points + per - 1) / per)
-	tablets := make([]*tsfile.Tablet, n)
-	for i := range tablets {
-		tablets[i] = gen.Next()
-	}
-	defer func() {
-		for _, t := range tablets {
-			t.Release()
-		}
-	}()
+	tablets, per, release := generate(gen, cfg.Points)
+	defer release()
+	n := len(tablets)
 	total := int64(n) * per
 	var payloads [][]byte
 	for _, t := range tablets {

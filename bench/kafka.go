@@ -82,17 +82,9 @@ func Kafka(cfg KafkaConfig) ([]Result, error) {
 		return nil, err
 	}
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: cfg.RowsPerTablet, Start: 1, Step: 1}
-	per := int64(gen.PointsPerTablet())
-	n := int((cfg.Points + per - 1) / per)
-	tablets := make([]*tsfile.Tablet, n)
-	for i := range tablets {
-		tablets[i] = gen.Next()
-	}
-	defer func() {
-		for _, t := range tablets {
-			t.Release()
-		}
-	}()
+	tablets, _, release := generate(gen, cfg.Points)
+	defer release()
+	n := len(tablets)
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.DefaultNumPartitions(10),
 		kfake.SeedTopics(10, "root.bench")}
 	if !cfg.Store {

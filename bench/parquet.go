@@ -81,17 +81,9 @@ func Parquet(cfg ParquetConfig) ([]Result, error) {
 		cfg.Rounds = 3
 	}
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000, Columns: workload.Columns}
-	per := int64(gen.PointsPerTablet())
-	n := int((cfg.Points + per - 1) / per)
-	tablets := make([]*tsfile.Tablet, n)
-	for i := range tablets {
-		tablets[i] = gen.Next()
-	}
-	defer func() {
-		for _, t := range tablets {
-			t.Release()
-		}
-	}()
+	tablets, per, release := generate(gen, cfg.Points)
+	defer release()
+	n := len(tablets)
 	total := float64(int64(n) * per)
 	var srcBytes float64
 	for _, t := range tablets {

@@ -67,17 +67,9 @@ func Processor(cfg ProcessorConfig) ([]Result, error) {
 		cases = DefaultProcessorCases
 	}
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1_700_000_000_000, Step: 1000}
-	per := int64(gen.PointsPerTablet())
-	n := int((cfg.Points + per - 1) / per)
-	tablets := make([]*tsfile.Tablet, n)
-	for i := range tablets {
-		tablets[i] = gen.Next()
-	}
-	defer func() {
-		for _, t := range tablets {
-			t.Release()
-		}
-	}()
+	tablets, per, release := generate(gen, cfg.Points)
+	defer release()
+	n := len(tablets)
 	total := float64(int64(n) * per)
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))

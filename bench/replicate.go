@@ -48,17 +48,9 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 		cfg.Replicas = 3
 	}
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1, Step: 1, Columns: workload.DoubleColumns}
-	per := int64(gen.PointsPerTablet())
-	n := int((cfg.Points + per - 1) / per)
-	tablets := make([]*tsfile.Tablet, n)
-	for i := range tablets {
-		tablets[i] = gen.Next()
-	}
-	defer func() {
-		for _, t := range tablets {
-			t.Release()
-		}
-	}()
+	tablets, per, release := generate(gen, cfg.Points)
+	defer release()
+	n := len(tablets)
 	total := float64(int64(n) * per)
 	rounds := max(cfg.Rounds, 1)
 	protos := []string{consensus.Simple}
