@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -15,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weir-dev/weir/node"
 	"github.com/weir-dev/weir/node/client"
 )
 
@@ -44,18 +42,7 @@ func TestClusterPipeMoveShipsWhatOldLeaderHadNot(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitCopied := func(what string) {
-				waitFor(t, what, 20*time.Second, func() (bool, string) {
-					got, _ := copiedRows(t, c)
-					missing := 0
-					for k := range want {
-						if !got[k] {
-							missing++
-						}
-					}
-					return missing == 0, fmt.Sprintf("%d of %d rows missing", missing, len(want))
-				})
-			}
+			waitCopied := func(what string) { waitRowsCopied(t, c, want, 20*time.Second, what) }
 			write(0, 100)
 			waitCopied("rows before the stop copied")
 			if _, err := cl[1].StopPipe(c0, "copy"); err != nil {
@@ -86,15 +73,7 @@ func TestMoveWhoseAnswerIsLost(t *testing.T) {
 	// node 2 listens elsewhere; its address in the cluster file is a proxy
 	cn2, _ := c.Node(2)
 	back := freeAddrs(t, 1)[0]
-	n2, err := node.Open(node.Options{ID: 2, DataDir: t.TempDir(), HTTPAddr: back, FlightAddr: cn2.Flight, AutoCreate: true,
-		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n2.Start(); err != nil {
-		n2.Close()
-		t.Fatal(err)
-	}
+	n2 := openNode(t, c, 2, t.TempDir(), back)
 	t.Cleanup(func() { n2.Close() })
 	var lost atomic.Bool
 	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -330,15 +309,7 @@ func TestRouterThatMissedTheMove(t *testing.T) {
 	// node 3 behind a proxy that refuses to be told region shapes
 	cn3, _ := c.Node(3)
 	back := freeAddrs(t, 1)[0]
-	n3, err := node.Open(node.Options{ID: 3, DataDir: t.TempDir(), HTTPAddr: back, FlightAddr: cn3.Flight, AutoCreate: true,
-		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n3.Start(); err != nil {
-		n3.Close()
-		t.Fatal(err)
-	}
+	n3 := openNode(t, c, 3, t.TempDir(), back)
 	t.Cleanup(func() { n3.Close() })
 	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" {

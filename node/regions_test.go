@@ -30,16 +30,24 @@ type clusterMember struct {
 func (m *clusterMember) open() {
 	m.t.Helper()
 	cn, _ := m.c.Node(m.id)
-	n, err := node.Open(node.Options{ID: cn.ID, DataDir: m.dir, HTTPAddr: cn.HTTP, FlightAddr: cn.Flight, AutoCreate: true,
-		Cluster: m.c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	m.n = openNode(m.t, m.c, m.id, m.dir, cn.HTTP)
+}
+
+// openNode opens and starts node id of c on dir with its HTTP API on httpAddr (the cluster
+// file's address, or another one behind a proxy standing at that address).
+func openNode(t *testing.T, c *cluster.Cluster, id uint32, dir, httpAddr string) *node.Node {
+	t.Helper()
+	cn, _ := c.Node(id)
+	n, err := node.Open(node.Options{ID: cn.ID, DataDir: dir, HTTPAddr: httpAddr, FlightAddr: cn.Flight, AutoCreate: true,
+		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		m.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if err := n.Start(); err != nil {
 		n.Close()
-		m.t.Fatal(err)
+		t.Fatal(err)
 	}
-	m.n = n
+	return n
 }
 
 func (m *clusterMember) close() {
@@ -269,6 +277,30 @@ func copiedRows(t *testing.T, c *cluster.Cluster) (map[string]bool, int64) {
 	return rows, points
 }
 
+// waitRowsCopied waits until every row of want is in root.copy on some node.
+func waitRowsCopied(t *testing.T, c *cluster.Cluster, want map[string]bool, limit time.Duration, what string) {
+	t.Helper()
+	waitFor(t, what, limit, func() (bool, string) {
+		got, _ := copiedRows(t, c)
+		missing := 0
+		for k := range want {
+			if !got[k] {
+				missing++
+			}
+		}
+		return missing == 0, fmt.Sprintf("%d of %d rows missing", missing, len(want))
+	})
+}
+
+// localPipes returns the pipes node id holds (GET /v1/pipes?local=true).
+func localPipes(t *testing.T, c *cluster.Cluster, id uint32) []pipe.Status {
+	t.Helper()
+	n, _ := c.Node(id)
+	var sts []pipe.Status
+	getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
+	return sts
+}
+
 // A user pipe created through a node that leads nothing runs on every region's leader; the
 // cluster-wide list shows each region's task with its node; when a region's leadership
 // moves, its task moves with its checkpoint: every row written before and after the move is
@@ -302,18 +334,7 @@ func TestClusterPipeFollowsLeader(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitCopied := func(what string) {
-		waitFor(t, what, 30*time.Second, func() (bool, string) {
-			got, _ := copiedRows(t, c)
-			missing := 0
-			for k := range want {
-				if !got[k] {
-					missing++
-				}
-			}
-			return missing == 0, fmt.Sprintf("%d of %d rows missing", missing, len(want))
-		})
-	}
+	waitCopied := func(what string) { waitRowsCopied(t, c, want, 30*time.Second, what) }
 	write(3, 0, 200)
 	waitCopied("rows before the move copied")
 	owner := func() map[string]uint32 {
@@ -349,10 +370,7 @@ func TestClusterPipeFollowsLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	for id := range ms {
-		n, _ := c.Node(id)
-		var sts []map[string]any
-		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
-		if len(sts) != 0 {
+		if sts := localPipes(t, c, id); len(sts) != 0 {
 			t.Errorf("node %d still has %v", id, sts)
 		}
 	}
@@ -372,20 +390,14 @@ func TestClusterPipeLearntAtStart(t *testing.T) {
 		t.Fatalf("create with node 3 down: %v", err)
 	}
 	ms[3].open()
-	n3, _ := c.Node(3)
-	var sts []map[string]any
-	getJSON(t, n3.URL()+"/v1/pipes?local=true", &sts)
-	if len(sts) != 1 || sts[0]["name"] != "copy" || sts[0]["state"] != "RUNNING" {
+	if sts := localPipes(t, c, 3); len(sts) != 1 || sts[0].Name != "copy" || sts[0].State != pipe.StateRunning {
 		t.Fatalf("node 3 after its restart: %v", sts)
 	}
 	if _, err := cl[3].DropPipe(c0, "copy", false); err != nil {
 		t.Fatal(err)
 	}
 	for id := range ms {
-		n, _ := c.Node(id)
-		var sts []map[string]any
-		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
-		if len(sts) != 0 {
+		if sts := localPipes(t, c, id); len(sts) != 0 {
 			t.Errorf("node %d still has %v", id, sts)
 		}
 	}
@@ -399,13 +411,10 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	ms := startMembers(t, c)
 	cl := clientsOf(c)
-	localPipes := func(id uint32) []api.Pipe {
+	described := func(id uint32) []api.Pipe {
 		t.Helper()
-		n, _ := c.Node(id)
-		var sts []api.Pipe
-		getJSON(t, n.URL()+"/v1/pipes?local=true", &sts)
 		var out []api.Pipe
-		for _, st := range sts {
+		for _, st := range localPipes(t, c, id) {
 			p, err := cl[id].Pipe(c0, st.Name)
 			if err != nil {
 				t.Fatal(err)
@@ -417,12 +426,12 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
 		t.Fatal(err)
 	}
-	first := localPipes(1)
+	first := described(1)
 	if len(first) != 1 || first[0].Generation == "" {
 		t.Fatalf("node 1 after create: %+v", first)
 	}
 	for _, id := range []uint32{2, 3} {
-		if got := localPipes(id); len(got) != 1 || got[0].Generation != first[0].Generation {
+		if got := described(id); len(got) != 1 || got[0].Generation != first[0].Generation {
 			t.Fatalf("node %d after create: %+v, want generation %s", id, got, first[0].Generation)
 		}
 	}
@@ -437,7 +446,7 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	ms[2].close()
 	ms[2].open()
 	for id := range ms {
-		if got := localPipes(id); len(got) != 0 {
+		if got := described(id); len(got) != 0 {
 			t.Errorf("node %d after the drop and the restarts: %+v", id, got)
 		}
 	}
@@ -447,7 +456,7 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	if _, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
 		t.Fatal(err)
 	}
-	g2 := localPipes(2)[0].Generation
+	g2 := described(2)[0].Generation
 	ms[3].close()
 	if _, err := cl[1].DropPipe(c0, "copy", false); err == nil {
 		t.Fatal("drop with node 3 down: no error naming it")
@@ -455,13 +464,13 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err == nil {
 		t.Fatal("create with node 3 down: no error naming it")
 	}
-	g3 := localPipes(1)[0].Generation
+	g3 := described(1)[0].Generation
 	if g3 == g2 {
 		t.Fatalf("created again: generation %s, the same as the dropped one", g3)
 	}
 	ms[3].open()
 	for id := range ms {
-		got := localPipes(id)
+		got := described(id)
 		if len(got) != 1 || got[0].Generation != g3 || got[0].State != pipe.StateRunning {
 			t.Errorf("node %d after the second drop and create: %+v, want generation %s running", id, got, g3)
 		}
