@@ -5,17 +5,13 @@
 package threereplicas
 
 import (
-	"bytes"
-	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/weir-dev/weir/cluster"
+	"github.com/weir-dev/weir/examples/exampletest"
 )
 
 func TestClusterFile(t *testing.T) {
@@ -34,35 +30,9 @@ func TestClusterFile(t *testing.T) {
 }
 
 func TestRunScript(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds pipectl and runs three node processes")
-	}
-	if _, err := exec.LookPath("bash"); err != nil {
-		t.Skip("no bash")
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	bin := filepath.Join(dir, "pipectl")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/pipectl")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	cmd := exec.CommandContext(ctx, "bash", "run.sh")
-	cmd.Env = append(os.Environ(), "PIPECTL="+bin, "DIR="+filepath.Join(dir, "run"), "ROWS=100")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		logs, _ := filepath.Glob(filepath.Join(dir, "run", "n*.log"))
-		for _, l := range logs {
-			b, _ := os.ReadFile(l)
-			t.Logf("%s:\n%s", l, b)
-		}
-		t.Fatalf("run.sh: %v\n%s", err, out.String())
-	}
-	if strings.Count(out.String(), "every region's replicas are equal") != 3 || !strings.Contains(out.String(), "is refused while its leader is down") ||
-		!strings.Contains(out.String(), "copy  RUNNING  root.demo/0  2") || !strings.Contains(out.String(), "while the followers drained") {
-		t.Fatalf("run.sh:\n%s", out.String())
+	out := exampletest.RunScript(t, "run.sh", []string{"ROWS=100"}, "n*.log", 5*time.Minute)
+	if strings.Count(out, "every region's replicas are equal") != 3 || !strings.Contains(out, "is refused while its leader is down") ||
+		!strings.Contains(out, "copy  RUNNING  root.demo/0  2") || !strings.Contains(out, "while the followers drained") {
+		t.Fatalf("run.sh:\n%s", out)
 	}
 }
