@@ -66,18 +66,12 @@ func newBenchCmd() *cobra.Command {
 			if writers <= 0 || writers > 1024 {
 				return fmt.Errorf("--writers must be in 1..1024, got %d", writers)
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			prog := newProgress(cmd.ErrOrStderr(), 3*points, "ingest "+durability+" (3 rounds)")
-			res, err := bench.Ingest(bench.IngestConfig{Dir: tmp, Points: points, Durability: d, Writers: writers, Progress: prog.add})
-			prog.finish()
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, asJSON)
+			return runBench(cmd, dir, asJSON, func(tmp string) ([]bench.Result, error) {
+				prog := newProgress(cmd.ErrOrStderr(), 3*points, "ingest "+durability+" (3 rounds)")
+				res, err := bench.Ingest(bench.IngestConfig{Dir: tmp, Points: points, Durability: d, Writers: writers, Progress: prog.add})
+				prog.finish()
+				return res, err
+			})
 		},
 	}
 	ingest.Flags().Int64Var(&points, "points", 10_000_000, "points to write")
@@ -99,16 +93,9 @@ func newBenchCmd() *cobra.Command {
 			if fpoints <= 0 {
 				return fmt.Errorf("--points must be > 0")
 			}
-			tmp, cleanup, err := benchDir(fdir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			res, err := bench.Flush(bench.FlushConfig{Dir: tmp, Points: fpoints, Compression: c})
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, asJSON)
+			return runBench(cmd, fdir, asJSON, func(tmp string) ([]bench.Result, error) {
+				return bench.Flush(bench.FlushConfig{Dir: tmp, Points: fpoints, Compression: c})
+			})
 		},
 	}
 	flush.Flags().Int64Var(&fpoints, "points", 5_000_000, "points in the memtable to flush")
@@ -124,16 +111,9 @@ func newBenchCmd() *cobra.Command {
 			if ppoints <= 0 {
 				return fmt.Errorf("--points must be > 0")
 			}
-			tmp, cleanup, err := benchDir(pdir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			res, err := bench.Pipe(bench.PipeConfig{Dir: tmp, Points: ppoints})
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, asJSON)
+			return runBench(cmd, pdir, asJSON, func(tmp string) ([]bench.Result, error) {
+				return bench.Pipe(bench.PipeConfig{Dir: tmp, Points: ppoints})
+			})
 		},
 	}
 	pipeCmd.Flags().Int64Var(&ppoints, "points", 10_000_000, "points to write")
@@ -157,6 +137,21 @@ func benchDir(dir string) (string, func(), error) {
 		return "", nil, err
 	}
 	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// runBench runs a benchmark in a scratch directory (dir, or a temporary one removed
+// afterwards) and prints its results as a table, or JSON lines.
+func runBench(cmd *cobra.Command, dir string, asJSON bool, run func(dir string) ([]bench.Result, error)) error {
+	tmp, cleanup, err := benchDir(dir)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	res, err := run(tmp)
+	if err != nil {
+		return err
+	}
+	return printResults(cmd.OutOrStdout(), res, asJSON)
 }
 
 func printResults(w io.Writer, res []bench.Result, asJSON bool) error {
@@ -208,16 +203,9 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 				}
 				protos = []string{proto}
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			res, err := bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds, PacedFraction: paced})
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, *asJSON)
+			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
+				return bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds, PacedFraction: paced})
+			})
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write")

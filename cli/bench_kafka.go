@@ -51,17 +51,10 @@ both sides' figures. MB/s counts key and value bytes.`,
 			default:
 				return fmt.Errorf("--compression must be none, gzip, snappy, lz4 or zstd, got %q", cfg.Compression)
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			cfg.Dir = tmp
-			res, err := bench.Kafka(cfg)
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, *asJSON)
+			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
+				cfg.Dir = tmp
+				return bench.Kafka(cfg)
+			})
 		},
 	}
 	f := cmd.Flags()

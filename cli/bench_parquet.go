@@ -44,16 +44,9 @@ MB/s counts the rows' Arrow size; bytes_per_point is the Parquet output's.`,
 			if err != nil {
 				return err
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			res, err := bench.Parquet(bench.ParquetConfig{Dir: tmp, Points: points, Compression: comp, Rounds: rounds})
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, asJSON)
+			return runBench(cmd, dir, asJSON, func(tmp string) ([]bench.Result, error) {
+				return bench.Parquet(bench.ParquetConfig{Dir: tmp, Points: points, Compression: comp, Rounds: rounds})
+			})
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to export")

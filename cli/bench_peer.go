@@ -47,20 +47,13 @@ rounds.`,
 			default:
 				return fmt.Errorf("--compressor must be none, lz4 or zstd, got %q", cfg.Compressor)
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			cfg.Dir = tmp
-			if !quiet {
-				cfg.Progress = func(phase string) { fmt.Fprintln(cmd.ErrOrStderr(), "bench peer:", phase) }
-			}
-			res, err := bench.Peer(cfg)
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, *asJSON)
+			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
+				cfg.Dir = tmp
+				if !quiet {
+					cfg.Progress = func(phase string) { fmt.Fprintln(cmd.ErrOrStderr(), "bench peer:", phase) }
+				}
+				return bench.Peer(cfg)
+			})
 		},
 	}
 	f := cmd.Flags()

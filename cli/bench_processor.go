@@ -54,16 +54,9 @@ The cases: ` + caseNames() + `.`,
 					}
 				}
 			}
-			tmp, cleanup, err := benchDir(dir)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			res, err := bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases, Rounds: rounds})
-			if err != nil {
-				return err
-			}
-			return printResults(cmd.OutOrStdout(), res, *asJSON)
+			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
+				return bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases, Rounds: rounds})
+			})
 		},
 	}
 	cmd.Flags().Int64Var(&points, "points", 10_000_000, "points to write and drain through each processor")
