@@ -322,7 +322,8 @@ func (n *Node) clusterPipes() api.ClusterPipes {
 	out := api.ClusterPipes{Pipes: []api.ClusterPipe{}, Dropped: n.cl.book.snapshot()}
 	for _, st := range n.mgr.List() {
 		if spec, err := n.mgr.Spec(st.Name); err == nil && n.clusterPipe(spec) {
-			out.Pipes = append(out.Pipes, api.ClusterPipe{Name: st.Name, Generation: n.cl.book.gen(st.Name), State: st.State})
+			bp := n.cl.book.get(st.Name)
+			out.Pipes = append(out.Pipes, api.ClusterPipe{Name: st.Name, Generation: bp.Gen, State: st.State, Intent: bp.Intent, IntentAt: bp.IntentAt})
 		}
 	}
 	return out
@@ -338,8 +339,9 @@ func (n *Node) handleClusterPipes(w http.ResponseWriter, r *http.Request) {
 
 // syncPipes brings this node's cluster pipes in line with the other nodes' when it starts
 // (pipebook.go): it asks every node that answers for its pipes and dropped generations,
-// drops the pipes whose generation was dropped meanwhile, and creates (and starts, as they
-// run there) those created meanwhile.
+// drops the pipes whose generation was dropped meanwhile, creates (and starts, as they run
+// there) those created meanwhile, and starts or stops those a later start or stop was asked
+// of meanwhile.
 func (n *Node) syncPipes(ctx context.Context) {
 	var mu sync.Mutex
 	var answers []api.ClusterPipes
@@ -377,11 +379,26 @@ func (n *Node) syncPipes(ctx context.Context) {
 		}
 		n.log.Info("pipe dropped: it was dropped while this node was down", "pipe", st.Name)
 	}
+	latest := map[string]api.ClusterPipe{} // by pipe: the latest start or stop of its generation here
 	for _, a := range answers {
 		for _, cp := range a.Pipes {
-			if !n.cl.book.dropped(cp.Name, cp.Generation) {
-				n.learnPipe(ctx, cp.Name, true)
+			if n.cl.book.dropped(cp.Name, cp.Generation) {
+				continue
+			}
+			n.learnPipe(ctx, cp.Name, true)
+			if cp.Generation == n.cl.book.gen(cp.Name) && cp.IntentAt.After(latest[cp.Name].IntentAt) {
+				latest[cp.Name] = cp
 			}
 		}
+	}
+	for name, cp := range latest {
+		if !cp.IntentAt.After(n.cl.book.get(name).IntentAt) || (cp.Intent != pipe.StateRunning && cp.Intent != pipe.StateStopped) {
+			continue
+		}
+		if err := n.setPipeState(name, cp.Intent, cp.IntentAt); err != nil {
+			n.log.Warn("pipe: could not follow a start or stop made while this node was down", "pipe", name, "state", cp.Intent, "err", err)
+			continue
+		}
+		n.log.Info("pipe state followed: asked while this node was down", "pipe", name, "state", cp.Intent, "at", cp.IntentAt)
 	}
 }

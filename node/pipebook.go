@@ -15,6 +15,7 @@ import (
 
 	"github.com/weir-dev/weir/engine/vfs"
 	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/pipe"
 )
 
 // pipeBookFile keeps, on each node of a cluster, the generation of every cluster pipe the
@@ -30,12 +31,23 @@ const maxDropped = 1000
 // generation. Dropping a pipe remembers its generation, so that when nodes compare their
 // pipes (a node that starts asks the others) a copy whose generation was dropped anywhere
 // is dropped, not spread: a node that was down during a drop drops the pipe when it comes
-// back, and nobody learns it from that node again.
+// back, and nobody learns it from that node again. Likewise the last start or stop asked
+// of a pipe is kept with the time the node it was asked of stamped on it, so that a node
+// that missed it does the same when it starts.
 type pipeBook struct {
 	mu      sync.Mutex
 	path    string
-	Gens    map[string]string `json:"pipes"`   // pipe → generation
-	Dropped []api.DroppedPipe `json:"dropped"` // oldest first
+	Pipes   map[string]bookPipe `json:"pipes"`
+	Dropped []api.DroppedPipe   `json:"dropped"` // oldest first
+}
+
+// bookPipe is what a node keeps of a cluster pipe it holds.
+type bookPipe struct {
+	Gen string `json:"generation,omitempty"` // "" for a pipe created before generations
+	// Intent is the state last asked of the pipe (RUNNING or STOPPED; "" none yet) and
+	// IntentAt when (stamped by the node the request came to).
+	Intent   pipe.PipeState `json:"intent,omitempty"`
+	IntentAt time.Time      `json:"intent_at,omitempty"`
 }
 
 // newGeneration draws a pipe generation: 16 hex digits.
@@ -58,7 +70,7 @@ func checkGeneration(g string) error {
 
 // loadPipeBook reads the book in dir (empty when there is none).
 func loadPipeBook(dir string) (*pipeBook, error) {
-	b := &pipeBook{path: filepath.Join(dir, pipeBookFile), Gens: map[string]string{}}
+	b := &pipeBook{path: filepath.Join(dir, pipeBookFile), Pipes: map[string]bookPipe{}}
 	data, err := os.ReadFile(b.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -69,8 +81,8 @@ func loadPipeBook(dir string) (*pipeBook, error) {
 	if err := json.Unmarshal(data, b); err != nil {
 		return nil, fmt.Errorf("node: %s: %w", b.path, err)
 	}
-	if b.Gens == nil {
-		b.Gens = map[string]string{}
+	if b.Pipes == nil {
+		b.Pipes = map[string]bookPipe{}
 	}
 	return b, nil
 }
@@ -92,26 +104,48 @@ func (b *pipeBook) saveLocked() error {
 func (b *pipeBook) gen(name string) string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Gens[name]
+	return b.Pipes[name].Gen
+}
+
+// get returns what the node keeps of a pipe.
+func (b *pipeBook) get(name string) bookPipe {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Pipes[name]
 }
 
 // set records the generation of a pipe the node holds.
 func (b *pipeBook) set(name, gen string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.Gens[name] == gen {
+	p := b.Pipes[name]
+	if p.Gen == gen {
 		return nil
 	}
-	b.Gens[name] = gen
+	b.Pipes[name] = bookPipe{Gen: gen}
 	return b.saveLocked()
+}
+
+// intend records the state asked of a pipe at a time, unless a later one is recorded; it
+// reports whether it recorded it.
+func (b *pipeBook) intend(name string, state pipe.PipeState, at time.Time) (bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	p := b.Pipes[name]
+	if !at.After(p.IntentAt) {
+		return false, nil
+	}
+	p.Intent, p.IntentAt = state, at.UTC()
+	b.Pipes[name] = p
+	return true, b.saveLocked()
 }
 
 // drop records that the node dropped its pipe name (of the generation it holds).
 func (b *pipeBook) drop(name string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	gen := b.Gens[name]
-	delete(b.Gens, name)
+	gen := b.Pipes[name].Gen
+	delete(b.Pipes, name)
 	b.addLocked(api.DroppedPipe{Name: name, Generation: gen, At: time.Now().UTC()})
 	return b.saveLocked()
 }

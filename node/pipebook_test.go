@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/pipe"
 )
 
 func TestPipeBook(t *testing.T) {
@@ -27,6 +28,17 @@ func TestPipeBook(t *testing.T) {
 	}
 	if err := b.set("copy", g); err != nil {
 		t.Fatal(err)
+	}
+	// a later start or stop wins; an earlier one is not recorded
+	t0 := time.Now()
+	if ok, err := b.intend("copy", pipe.StateStopped, t0); !ok || err != nil {
+		t.Fatalf("intend: %v %v", ok, err)
+	}
+	if ok, _ := b.intend("copy", pipe.StateRunning, t0.Add(-time.Second)); ok || b.get("copy").Intent != pipe.StateStopped {
+		t.Fatalf("an earlier start replaced a later stop: %+v", b.get("copy"))
+	}
+	if b.get("copy").Gen != g {
+		t.Fatalf("intend lost the generation: %+v", b.get("copy"))
 	}
 	if err := b.drop("copy"); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/weir-dev/weir/node/api"
 	"github.com/weir-dev/weir/pipe"
@@ -122,18 +123,23 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(err))
 		return
 	}
+	at, err := intentAtParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	spec, errs := pipe.CheckSpec(body)
 	if len(errs) > 0 {
 		writeError(w, specError(errs))
 		return
 	}
-	code, gen, err := n.createPipe(spec, ine, start, gen, n.fansOut(r, spec))
+	code, gen, err := n.createPipe(spec, ine, start, at, gen, n.fansOut(r, spec))
 	if err != nil {
 		writeError(w, apiError(err))
 		return
 	}
 	if n.fansOut(r, spec) {
-		q := url.Values{"if_not_exists": {"true"}, "start": {strconv.FormatBool(start)}, "generation": {gen}}
+		q := url.Values{"if_not_exists": {"true"}, "start": {strconv.FormatBool(start)}, "generation": {gen}, "intent_at": {at.Format(time.RFC3339Nano)}}
 		if err := n.fanPipeOp(r.Context(), http.MethodPost, "/v1/pipes", q, r.Header.Get("Content-Type"), body); err != nil {
 			writeError(w, apiError(err))
 			return
@@ -147,10 +153,10 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, code, p)
 }
 
-// createPipe creates (and starts) a checked spec; 201, or 200 when it existed and
-// ifNotExists is set. A cluster pipe takes generation gen, or when gen is "" and the
-// request came to this node first (draw), a new one; it returns the pipe's generation.
-func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, gen string, draw bool) (int, string, error) {
+// createPipe creates (and starts, as asked at time at) a checked spec; 201, or 200 when it
+// existed and ifNotExists is set. A cluster pipe takes generation gen, or when gen is "" and
+// the request came to this node first (draw), a new one; it returns the pipe's generation.
+func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time, gen string, draw bool) (int, string, error) {
 	_, existed := n.mgr.Describe(spec.Name)
 	if err := n.mgr.Create(spec, ifNotExists); err != nil {
 		if len(pipe.Problems(err)) > 1 || errors.As(err, new(*pipe.Problem)) {
@@ -175,7 +181,7 @@ func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, gen string, 
 		}
 	}
 	if start {
-		if err := n.mgr.Start(spec.Name); err != nil {
+		if err := n.setPipeState(spec.Name, pipe.StateRunning, at); err != nil {
 			return 0, gen, fmt.Errorf("pipe %s created but not started: %w", spec.Name, err)
 		}
 	}
@@ -192,6 +198,49 @@ func generationParam(r *http.Request) (string, error) {
 		return "", badRequest("generation", "%v", err)
 	}
 	return g, nil
+}
+
+// intentAtParam returns the ?intent_at= of a start or stop (RFC 3339), the time the node it
+// was asked of stamped on it, or now when absent (this is that node).
+func intentAtParam(r *http.Request) (time.Time, error) {
+	v := r.URL.Query().Get("intent_at")
+	if v == "" {
+		return time.Now().UTC(), nil
+	}
+	at, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, badRequest("intent_at", "want an RFC 3339 time, got %q", v)
+	}
+	return at, nil
+}
+
+// setPipeState starts (RUNNING) or stops (STOPPED) a pipe; a cluster pipe's book keeps the
+// request with its time, unless it already holds a later one (then the pipe is left as that
+// one asked: a stale request from a node that was down changes nothing).
+func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time) error {
+	spec, err := n.mgr.Spec(name)
+	if err != nil {
+		return err
+	}
+	if n.cl != nil && n.clusterPipe(spec) {
+		if later := n.cl.book.get(name).IntentAt; at.Before(later) {
+			return nil
+		}
+	}
+	if state == pipe.StateRunning {
+		err = n.mgr.Start(name)
+	} else {
+		err = n.mgr.Stop(name)
+	}
+	if err != nil {
+		return err
+	}
+	if n.cl != nil && n.clusterPipe(spec) {
+		if _, err := n.cl.book.intend(name, state, at); err != nil {
+			n.log.Error("pipe state set, but not recorded in the cluster pipes' book", "pipe", name, "err", err)
+		}
+	}
+	return nil
 }
 
 // dropPipe drops a pipe; a cluster pipe's generation is remembered as dropped (pipebook.go).
@@ -218,21 +267,25 @@ const (
 func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		if local, _ := localParam(r); !local {
-			n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
-		}
-		var err error
-		if op == pipeStart {
-			err = n.mgr.Start(name)
-		} else {
-			err = n.mgr.Stop(name)
-		}
+		at, err := intentAtParam(r)
 		if err != nil {
 			writeError(w, apiError(err))
 			return
 		}
+		if local, _ := localParam(r); !local {
+			n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
+		}
+		state := pipe.StateRunning
+		if op == pipeStop {
+			state = pipe.StateStopped
+		}
+		if err := n.setPipeState(name, state, at); err != nil {
+			writeError(w, apiError(err))
+			return
+		}
 		if spec, _ := n.mgr.Spec(name); n.fansOut(r, spec) {
-			if err := n.fanPipeOp(r.Context(), http.MethodPost, r.URL.Path, nil, "", nil); err != nil {
+			q := url.Values{"intent_at": {at.Format(time.RFC3339Nano)}}
+			if err := n.fanPipeOp(r.Context(), http.MethodPost, r.URL.Path, q, "", nil); err != nil {
 				writeError(w, apiError(err))
 				return
 			}
@@ -286,6 +339,8 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res := api.SQLResult{Statement: st.Kind.String(), Name: st.Name, Done: true}
+	at := time.Now().UTC() // a START or STOP's time, the same on every node
+	intent := url.Values{"intent_at": {at.Format(time.RFC3339Nano)}}
 	// a statement about a cluster pipe is repeated on the other nodes (as the REST calls)
 	var fan func() error
 	switch st.Kind {
@@ -309,9 +364,9 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 			fan = func() error {
 				switch st.Kind {
 				case pipe.StartPipe:
-					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/start", nil, "", nil)
+					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/start", intent, "", nil)
 				case pipe.StopPipe:
-					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/stop", nil, "", nil)
+					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/stop", intent, "", nil)
 				}
 				return n.fanPipeOp(r.Context(), http.MethodDelete, path, url.Values{"if_exists": {"true"}}, "", nil)
 			}
@@ -339,7 +394,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 	switch st.Kind {
 	case pipe.CreatePipe:
 		_, existed := n.mgr.Describe(st.Spec.Name)
-		if _, _, err := n.createPipe(st.Spec, st.IfNotExists, false, "", n.fansOut(r, st.Spec)); err != nil {
+		if _, _, err := n.createPipe(st.Spec, st.IfNotExists, false, at, "", n.fansOut(r, st.Spec)); err != nil {
 			writeError(w, apiError(err))
 			return
 		}
@@ -347,12 +402,11 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		ps, _ := n.mgr.Describe(st.Spec.Name)
 		res.Pipes = []pipe.Status{ps}
 	case pipe.StartPipe, pipe.StopPipe:
-		if st.Kind == pipe.StartPipe {
-			err = n.mgr.Start(st.Name)
-		} else {
-			err = n.mgr.Stop(st.Name)
+		state := pipe.StateRunning
+		if st.Kind == pipe.StopPipe {
+			state = pipe.StateStopped
 		}
-		if err != nil {
+		if err := n.setPipeState(st.Name, state, at); err != nil {
 			writeError(w, apiError(err))
 			return
 		}

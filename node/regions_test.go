@@ -477,6 +477,46 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	}
 }
 
+// A node down when a cluster pipe is stopped (or started) stops (starts) it when it starts
+// again; a node's stale state never overrides a later request.
+func TestClusterPipeStateWhileDown(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := clientsOf(c)
+	stateOn := func(id uint32) pipe.PipeState {
+		t.Helper()
+		sts := localPipes(t, c, id)
+		if len(sts) != 1 {
+			t.Fatalf("node %d holds %+v", id, sts)
+		}
+		return sts[0].State
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	ms[3].close()
+	if _, err := cl[1].StopPipe(c0, "copy"); err == nil {
+		t.Fatal("stop with node 3 down: no error naming it")
+	}
+	ms[3].open()
+	for id := range ms {
+		if got := stateOn(id); got != pipe.StateStopped {
+			t.Errorf("node %d after the stop and node 3's restart: %s", id, got)
+		}
+	}
+	ms[2].close()
+	if _, err := cl[3].SQL(c0, "START PIPE copy"); err == nil {
+		t.Fatal("start with node 2 down: no error naming it")
+	}
+	ms[2].open()
+	for id := range ms {
+		if got := stateOn(id); got != pipe.StateRunning {
+			t.Errorf("node %d after the start and node 2's restart: %s", id, got)
+		}
+	}
+}
+
 // A write-back pipe cannot write into a replicated database (it would write into one
 // replica, past the region's leader): its task fails, naming the database.
 func TestWriteBackIntoReplicatedRefused(t *testing.T) {

@@ -264,11 +264,14 @@ type ClusterPipes struct {
 	Dropped []DroppedPipe `json:"dropped"`
 }
 
-// ClusterPipe is a cluster pipe a node holds.
+// ClusterPipe is a cluster pipe a node holds: its state, and the last start or stop asked
+// of it (Intent, RUNNING or STOPPED) with the time the node it was asked of stamped on it.
 type ClusterPipe struct {
 	Name       string         `json:"name"`
 	Generation string         `json:"generation,omitempty"`
 	State      pipe.PipeState `json:"state"`
+	Intent     pipe.PipeState `json:"intent,omitempty"`
+	IntentAt   time.Time      `json:"intent_at,omitempty"`
 }
 
 // DroppedPipe is a generation of a cluster pipe that was dropped.
