@@ -43,6 +43,13 @@ func result(bench, metric, unit, baseline string, v, bv float64) Result {
 	return r
 }
 
+// tell calls progress (when set) with what a benchmark starts doing.
+func tell(progress func(phase string), format string, a ...any) {
+	if progress != nil {
+		progress(fmt.Sprintf(format, a...))
+	}
+}
+
 // generate makes whole tablets of gen holding at least points points (per tablet: per);
 // release frees them.
 func generate(gen *workload.Generator, points int64) (tablets []*tsfile.Tablet, per int64, release func()) {

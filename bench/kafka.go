@@ -35,6 +35,8 @@ type KafkaConfig struct {
 	Format      string // json (default) or arrow
 	Compression string // none (default), gzip, snappy, lz4, zstd
 	Rounds      int    // default 5; figures are medians over rounds, ratios medians of the rounds' ratios
+	// Progress, if set, is told what the benchmark does.
+	Progress func(phase string)
 	// Store keeps the records in the in-process broker; by default it acknowledges and
 	// discards them (kfake.BlackholeProduce), so that broker storage is out of the figures
 	// of both sides.
@@ -150,6 +152,7 @@ func Kafka(cfg KafkaConfig) ([]Result, error) {
 	}
 	times := make(map[string][]time.Duration)
 	for round := 0; round < cfg.Rounds; round++ {
+		tell(cfg.Progress, "round %d/%d: %d sides", round+1, cfg.Rounds, len(sides))
 		order := make([]int, len(sides))
 		for i := range order {
 			order[i] = i

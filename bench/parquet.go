@@ -30,6 +30,8 @@ type ParquetConfig struct {
 	Points      int64
 	Compression string // zstd (default), snappy or none
 	Rounds      int    // default 3; figures are medians over rounds
+	// Progress, if set, is told what the benchmark does.
+	Progress func(phase string)
 }
 
 // rawRow is a row of the workload's five measurements, for the raw parquet-go baseline:
@@ -117,6 +119,7 @@ func Parquet(cfg ParquetConfig) ([]Result, error) {
 	}
 	for round := 0; round < cfg.Rounds; round++ {
 		dir := filepath.Join(cfg.Dir, fmt.Sprintf("round%d", round))
+		tell(cfg.Progress, "round %d/%d: raw parquet-go, the sink, the pipe", round+1, cfg.Rounds)
 		r1, c1, err := raws(dir)
 		if err != nil {
 			return nil, err

@@ -73,11 +73,7 @@ func Peer(cfg PeerConfig) ([]Result, error) {
 	if cfg.LagDuration <= 0 {
 		cfg.LagDuration = 3 * time.Second
 	}
-	say := func(format string, a ...any) {
-		if cfg.Progress != nil {
-			cfg.Progress(fmt.Sprintf(format, a...))
-		}
-	}
+	say := func(format string, a ...any) { tell(cfg.Progress, format, a...) }
 	gen := &workload.Generator{Database: "root.bench", Devices: 100, RowsPerTablet: 1000, Start: 1, Step: 1, Columns: workload.DoubleColumns}
 	tablets, per, release := generate(gen, cfg.Points)
 	defer release()

@@ -20,6 +20,8 @@ import (
 type PipeConfig struct {
 	Dir    string
 	Points int64
+	// Progress, if set, is told what the benchmark does.
+	Progress func(phase string)
 }
 
 // Pipe measures the pipe runtime with a do-nothing sink: the ingest rate alone (batch
@@ -35,12 +37,14 @@ func Pipe(cfg PipeConfig) ([]Result, error) {
 	defer release()
 	n := len(tablets)
 	total := float64(int64(n) * per)
+	tell(cfg.Progress, "ingest alone")
 	alone, err := pipeRound(filepath.Join(cfg.Dir, "alone"), "", tablets)
 	if err != nil {
 		return nil, err
 	}
 	var out []Result
 	for _, src := range []string{"wal", "tsfile", "hybrid"} {
+		tell(cfg.Progress, "%s pipe: ingest with it running, then its drain", src)
 		r, err := pipeRound(filepath.Join(cfg.Dir, src), src, tablets)
 		if err != nil {
 			return nil, err
@@ -52,6 +56,7 @@ func Pipe(cfg PipeConfig) ([]Result, error) {
 	}
 	// the baseline is the mean of a run before and a run after, so that drift on a shared
 	// machine does not favour either side
+	tell(cfg.Progress, "ingest alone again")
 	alone2, err := pipeRound(filepath.Join(cfg.Dir, "alone2"), "", tablets)
 	if err != nil {
 		return nil, err

@@ -44,6 +44,8 @@ type ProcessorConfig struct {
 	Points int64
 	Cases  []ProcessorCase // default DefaultProcessorCases; the first is the baseline
 	Rounds int             // default 5; figures are medians over rounds
+	// Progress, if set, is told what the benchmark does.
+	Progress func(phase string)
 }
 
 // Processor measures points/s through each processor case in a real pipe: a region holds
@@ -120,6 +122,7 @@ func Processor(cfg ProcessorConfig) ([]Result, error) {
 	ratios := make([][]float64, len(cases)) // per case, per round
 	alones := make([][]float64, len(cases))
 	for round := 0; round < cfg.Rounds; round++ {
+		tell(cfg.Progress, "round %d/%d: %d cases, each between two baseline runs", round+1, cfg.Rounds, len(cases)-1)
 		// base, case 1, base, case 2, ..., base: each case against the baseline runs
 		// just before and after it (drift on a shared machine favours neither side)
 		before, err := drain(cases[0])

@@ -32,6 +32,8 @@ type ReplicateConfig struct {
 	// PacedFraction > 0 adds rounds whose load is paced at this fraction of simple's ingest,
 	// for the lag of followers that keep up (paced_lag_p50/p99_seconds).
 	PacedFraction float64
+	// Progress, if set, is told what the benchmark does.
+	Progress func(phase string)
 }
 
 // Replicate runs each protocol on an in-process replica set (followers reached through the
@@ -70,6 +72,7 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 				replicas = 1
 			}
 			dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-%d", p, round))
+			tell(cfg.Progress, "round %d/%d: %s, %d replicas, as fast as the leader takes it", round+1, rounds, p, replicas)
 			r, err := replicateRound(dir, p, replicas, tablets, 0)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p, err)
@@ -94,6 +97,7 @@ func Replicate(cfg ReplicateConfig) ([]Result, error) {
 		for round := 0; round < rounds; round++ {
 			for _, p := range protos[1:] {
 				dir := filepath.Join(cfg.Dir, fmt.Sprintf("%s-paced-%d", p, round))
+				tell(cfg.Progress, "paced round %d/%d: %s at %.3g points/s", round+1, rounds, p, pace)
 				r, err := replicateRound(dir, p, cfg.Replicas, tablets, pace)
 				if err != nil {
 					return nil, fmt.Errorf("%s paced: %w", p, err)

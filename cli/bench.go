@@ -29,6 +29,7 @@ func newBenchCmd() *cobra.Command {
 	var cpuprofile string
 	cmd.PersistentFlags().BoolVar(&asJSON, "json", false, "print one JSON object per result line")
 	cmd.PersistentFlags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	cmd.PersistentFlags().Bool("quiet", false, "no progress lines on stderr")
 	var profFile *os.File
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		if cpuprofile == "" {
@@ -112,7 +113,7 @@ func newBenchCmd() *cobra.Command {
 				return fmt.Errorf("--points must be > 0")
 			}
 			return runBench(cmd, pdir, asJSON, func(tmp string) ([]bench.Result, error) {
-				return bench.Pipe(bench.PipeConfig{Dir: tmp, Points: ppoints})
+				return bench.Pipe(bench.PipeConfig{Dir: tmp, Points: ppoints, Progress: benchProgress(cmd)})
 			})
 		},
 	}
@@ -137,6 +138,15 @@ func benchDir(dir string) (string, func(), error) {
 		return "", nil, err
 	}
 	return tmp, func() { os.RemoveAll(tmp) }, nil
+}
+
+// benchProgress returns the progress lines of a benchmark command on stderr ("bench
+// NAME: phase"), or nil with --quiet.
+func benchProgress(cmd *cobra.Command) func(phase string) {
+	if quiet, _ := cmd.Flags().GetBool("quiet"); quiet {
+		return nil
+	}
+	return func(phase string) { fmt.Fprintf(cmd.ErrOrStderr(), "bench %s: %s\n", cmd.Name(), phase) }
 }
 
 // runBench runs a benchmark in a scratch directory (dir, or a temporary one removed
@@ -204,7 +214,8 @@ func newBenchReplicateCmd(asJSON *bool) *cobra.Command {
 				protos = []string{proto}
 			}
 			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
-				return bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds, PacedFraction: paced})
+				return bench.Replicate(bench.ReplicateConfig{Dir: tmp, Points: points, Protocols: protos, Replicas: replicas, Rounds: rounds, PacedFraction: paced,
+					Progress: benchProgress(cmd)})
 			})
 		},
 	}

@@ -53,6 +53,7 @@ both sides' figures. MB/s counts key and value bytes.`,
 			}
 			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
 				cfg.Dir = tmp
+				cfg.Progress = benchProgress(cmd)
 				return bench.Kafka(cfg)
 			})
 		},

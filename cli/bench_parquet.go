@@ -45,7 +45,7 @@ MB/s counts the rows' Arrow size; bytes_per_point is the Parquet output's.`,
 				return err
 			}
 			return runBench(cmd, dir, asJSON, func(tmp string) ([]bench.Result, error) {
-				return bench.Parquet(bench.ParquetConfig{Dir: tmp, Points: points, Compression: comp, Rounds: rounds})
+				return bench.Parquet(bench.ParquetConfig{Dir: tmp, Points: points, Compression: comp, Rounds: rounds, Progress: benchProgress(cmd)})
 			})
 		},
 	}

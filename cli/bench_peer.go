@@ -14,7 +14,6 @@ func init() { benchSubcommands = append(benchSubcommands, newBenchPeerCmd) }
 func newBenchPeerCmd(asJSON *bool) *cobra.Command {
 	var cfg bench.PeerConfig
 	var dir string
-	var quiet bool
 	cmd := &cobra.Command{
 		Use:   "peer",
 		Short: "Points/s the peer sink delivers over loopback (tablet and file mode) vs ingest alone and raw loopback TCP of the same bytes; tablet lag p50/p99 at half the ingest rate",
@@ -49,9 +48,7 @@ rounds.`,
 			}
 			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
 				cfg.Dir = tmp
-				if !quiet {
-					cfg.Progress = func(phase string) { fmt.Fprintln(cmd.ErrOrStderr(), "bench peer:", phase) }
-				}
+				cfg.Progress = benchProgress(cmd)
 				return bench.Peer(cfg)
 			})
 		},
@@ -61,7 +58,6 @@ rounds.`,
 	f.IntVar(&cfg.Rounds, "rounds", 3, "rounds (figures are medians)")
 	f.StringVar(&cfg.Compressor, "compressor", "none", "the sink's compressor: none|lz4|zstd")
 	f.DurationVar(&cfg.LagDuration, "lag-duration", 3*time.Second, "how long the lag phase writes")
-	f.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
 	f.StringVar(&dir, "dir", "", "scratch directory (default: a temporary one)")
 	return cmd
 }

@@ -55,7 +55,7 @@ The cases: ` + caseNames() + `.`,
 				}
 			}
 			return runBench(cmd, dir, *asJSON, func(tmp string) ([]bench.Result, error) {
-				return bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases, Rounds: rounds})
+				return bench.Processor(bench.ProcessorConfig{Dir: tmp, Points: points, Cases: cases, Rounds: rounds, Progress: benchProgress(cmd)})
 			})
 		},
 	}
