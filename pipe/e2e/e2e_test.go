@@ -6,11 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +20,7 @@ import (
 	_ "github.com/weir-dev/weir/pipe/connector/builtin"
 	"github.com/weir-dev/weir/pipe/connector/writeback"
 	_ "github.com/weir-dev/weir/pipe/extractor"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -72,28 +70,8 @@ type cluster struct {
 	mgr      *pipe.Manager
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func open(t testing.TB, dir string, memsize int64) *cluster {
-	src, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Origin: 1, Durability: wal.Sync, FlushAge: -1, MemtableSize: memsize, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "dst"), Name: "dst", Origin: 2, Durability: wal.Sync, FlushAge: -1, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := pipe.NewManager(pipe.ManagerOptions{
-		Dir:           filepath.Join(dir, "pipes"),
-		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
-		Databases:     func(string) (*engine.Region, error) { return dst, nil },
-		Logger:        quiet(),
-		Backoff:       pipe.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		SaveInterval:  5 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dst, mgr := pipetest.OpenCopy(t, dir, wal.Sync, memsize)
 	return &cluster{dir: dir, src: src, dst: dst, mgr: mgr}
 }
 
@@ -110,16 +88,7 @@ sink: {plugin: test-flaky, database: root.dst, batch.max-events: 8}
 `
 
 func createPipe(t testing.TB, m *pipe.Manager) {
-	s, err := pipe.ParseSpec([]byte(spec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Create(s, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start("copy"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, m, spec, true)
 }
 
 var cols = []tsfile.Column{{Name: "a", Type: tsfile.Int64}, {Name: "b", Type: tsfile.Text}}
@@ -138,15 +107,7 @@ func randomOps(t testing.TB, r *engine.Region, rng *rand.Rand, n int) {
 				}
 				_ = b.AppendRow(int64(rng.Intn(500)), int64(rng.Intn(1000)), bv)
 			}
-			tb, err := b.Build()
-			b.Release()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Write(tb); err != nil {
-				t.Fatal(err)
-			}
-			tb.Release()
+			pipetest.WriteTablet(t, r, b)
 		case k < 19:
 			pat := []string{"root.src.d1", "root.src.**", "root.src.*.a", "root.src.d2.b"}[rng.Intn(4)]
 			lo := int64(rng.Intn(500))
@@ -161,30 +122,10 @@ func randomOps(t testing.TB, r *engine.Region, rng *rand.Rand, n int) {
 	}
 }
 
-// waitEqual waits (bounded) until the pipe has committed everything, then compares digests.
+// waitEqual waits (bounded) until the pipe has committed everything and the digests are equal.
 func waitEqual(t testing.TB, c *cluster) pipe.Status {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var st pipe.Status
-	for time.Now().Before(deadline) {
-		var err error
-		st, err = c.mgr.Describe("copy")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.LagEvents == 0 && st.InFlightEvents == 0 {
-			ds, _ := c.src.Digest()
-			dd, _ := c.dst.Digest()
-			if ds == dd {
-				return st
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	ds, _ := c.src.Digest()
-	dd, _ := c.dst.Digest()
-	t.Fatalf("copy did not converge: src %v dst %v, status %+v", ds, dd, st)
-	return st
+	return pipetest.WaitEqual(t, c.mgr, "copy", c.src, c.dst)
 }
 
 func TestExactlyTheWrittenDataArrives(t *testing.T) {
@@ -278,16 +219,7 @@ func TestWALKeptWhileSinkDown(t *testing.T) {
 	defer c.close()
 	flakyErrEvery.Store(1) // every send fails
 	defer flakyErrEvery.Store(0)
-	s, err := pipe.ParseSpec([]byte("name: copy\nsource: {plugin: wal}\nsink: {plugin: test-flaky, database: root.dst}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Create(s, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Start("copy"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, c.mgr, "name: copy\nsource: {plugin: wal}\nsink: {plugin: test-flaky, database: root.dst}\n", false)
 	rng := rand.New(rand.NewSource(3))
 	for i := 0; i < 50; i++ {
 		randomOps(t, c.src, rng, 1)

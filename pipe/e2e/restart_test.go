@@ -4,7 +4,7 @@ import (
 	"math/rand"
 	"testing"
 
-	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/pipetest"
 )
 
 // A wal pipe behind its sink when the process stops resumes on the WAL after the restart
@@ -13,16 +13,7 @@ import (
 func TestRestartResumesOnWAL(t *testing.T) {
 	dir := t.TempDir()
 	c := open(t, dir, 16<<10)
-	s, err := pipe.ParseSpec([]byte("name: copy\nsource: {plugin: wal, pattern: root.src.**}\nsink: {plugin: test-flaky, database: root.dst}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Create(s, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Start("copy"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, c.mgr, "name: copy\nsource: {plugin: wal, pattern: root.src.**}\nsink: {plugin: test-flaky, database: root.dst}\n", false)
 	rng := rand.New(rand.NewSource(1))
 	randomOps(t, c.src, rng, 50)
 	waitEqual(t, c)

@@ -9,6 +9,7 @@ import (
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/connector/writeback"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -27,15 +28,7 @@ func TestHistoryShipsReceivedFilesAcrossRestart(t *testing.T) {
 	write := func(r *engine.Region, dev string, ts int64) {
 		b := tsfile.NewTabletBuilder(nil, dev, cols)
 		_ = b.AppendRow(ts, ts)
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, r, b)
 	}
 	receive := func(ts int64) {
 		write(other, "root.src.r", ts)

@@ -3,10 +3,7 @@ package processor_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -19,6 +16,7 @@ import (
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/connector/writeback"
 	_ "github.com/weir-dev/weir/pipe/extractor"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	_ "github.com/weir-dev/weir/pipe/processor"
 	"github.com/weir-dev/weir/tsfile"
 )
@@ -43,29 +41,9 @@ type cluster struct {
 	mgr      *pipe.Manager
 }
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func openCluster(t *testing.T, dir string) *cluster {
 	t.Helper()
-	src, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Origin: 1, Durability: wal.Async, FlushAge: -1, MemtableSize: 8 << 10, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "dst"), Name: "dst", Origin: 2, Durability: wal.Async, FlushAge: -1, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := pipe.NewManager(pipe.ManagerOptions{
-		Dir:           filepath.Join(dir, "pipes"),
-		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
-		Databases:     func(string) (*engine.Region, error) { return dst, nil },
-		Logger:        quiet(),
-		Backoff:       pipe.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		SaveInterval:  5 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	src, dst, mgr := pipetest.OpenCopy(t, dir, wal.Async, 8<<10)
 	return &cluster{src: src, dst: dst, mgr: mgr}
 }
 
@@ -101,19 +79,17 @@ func scan(t *testing.T, r *engine.Region) []string {
 // waitFor polls (bounded) until dst holds want and the pipe has nothing in flight.
 func waitFor(t *testing.T, c *cluster, name string, want []string) pipe.Status {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
 	var got []string
-	var st pipe.Status
-	for time.Now().Before(deadline) {
-		st, _ = c.mgr.Describe(name)
-		if st.LagEvents == 0 && st.InFlightEvents == 0 {
-			if got = scan(t, c.dst); strings.Join(got, "\n") == strings.Join(want, "\n") {
-				return st
-			}
+	st, ok := pipetest.WaitStatus(t, c.mgr, name, time.Minute, func(st pipe.Status) bool {
+		if !pipetest.CaughtUp(st) {
+			return false
 		}
-		time.Sleep(10 * time.Millisecond)
+		got = scan(t, c.dst)
+		return strings.Join(got, "\n") == strings.Join(want, "\n")
+	})
+	if !ok {
+		t.Fatalf("pipe %s did not deliver the expected data (status %+v):\n%s", name, st, diff(got, want))
 	}
-	t.Fatalf("pipe %s did not deliver the expected data (status %+v):\n%s", name, st, diff(got, want))
 	return st
 }
 
@@ -161,15 +137,7 @@ func (w *writer) write(t *testing.T, r *engine.Region, n int) {
 			_ = b.AppendRow(w.next[dev], v)
 			w.all[dev] = append(w.all[dev], [2]int64{w.next[dev], v})
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, r, b)
 		if w.rng.Intn(25) == 0 {
 			if err := r.Flush(); err != nil {
 				t.Fatal(err)
@@ -227,16 +195,7 @@ sink: {plugin: test-slow-write-back, database: root.dst, batch.max-events: 8}
 func TestAggregatePipeSurvivesRestarts(t *testing.T) {
 	dir := t.TempDir()
 	c := openCluster(t, dir)
-	spec, err := pipe.ParseSpec([]byte(aggSpec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Create(spec, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Start("agg"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, c.mgr, aggSpec, false)
 	w := &writer{rng: rand.New(rand.NewSource(time.Now().UnixNano())), next: map[string]int64{}, all: map[string][][2]int64{}}
 	w.write(t, c.src, 150)
 	if err := c.mgr.Stop("agg"); err != nil {
@@ -277,16 +236,7 @@ func init() {
 func TestProcessorPanicFailsThePipe(t *testing.T) {
 	c := openCluster(t, t.TempDir())
 	defer c.close()
-	spec, err := pipe.ParseSpec([]byte("name: p\nsource: {plugin: wal, pattern: root.src.**}\nprocessors: [test-panicky]\nsink: {plugin: test-slow-write-back, database: root.dst}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Create(spec, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.mgr.Start("p"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, c.mgr, "name: p\nsource: {plugin: wal, pattern: root.src.**}\nprocessors: [test-panicky]\nsink: {plugin: test-slow-write-back, database: root.dst}\n", false)
 	w := &writer{rng: rand.New(rand.NewSource(1)), next: map[string]int64{}, all: map[string][][2]int64{}}
 	w.write(t, c.src, 1)
 	deadline := time.Now().Add(30 * time.Second)

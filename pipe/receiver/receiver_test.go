@@ -23,6 +23,7 @@ import (
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe/peerwire"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/pipe/receiver"
 	"github.com/weir-dev/weir/tsfile"
 )
@@ -62,15 +63,7 @@ func setup(t *testing.T) *env {
 		for i := 0; i < 3000; i++ {
 			_ = b.AppendRow(int64(i), int64(i*dev), fmt.Sprintf("value %d of %d", i, dev))
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := e.src.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, e.src, b)
 	}
 	if err := e.src.Flush(); err != nil {
 		t.Fatal(err)

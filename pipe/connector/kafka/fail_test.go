@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -103,15 +104,7 @@ func writeBig(t testing.TB, n *node, dev string, ts int64) {
 	if err := b.AppendRow(ts, 1.5, int64(7), strings.Repeat("x", 100_000)); err != nil {
 		t.Fatal(err)
 	}
-	tb, err := b.Build()
-	b.Release()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tb.Release()
-	if _, err := n.src.Write(tb); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.WriteTablet(t, n.src, b)
 }
 
 // TestPipeRecordTooLargeFailsVisibly: a whole pipe meets a row larger than the broker's
@@ -125,15 +118,15 @@ func TestPipeRecordTooLargeFailsVisibly(t *testing.T) {
 			_, addr := broker(t, kfake.BrokerConfigs(map[string]string{"message.max.bytes": "60000"}))
 			n := openNode(t, t.TempDir(), false)
 			defer n.close()
-			createPipe(t, n.mgr, fmt.Sprintf(`
+			pipetest.CreatePipe(t, n.mgr, fmt.Sprintf(`
 name: export
 source: {plugin: wal, pattern: root.src.**}
 sink: {plugin: kafka, brokers: "%s", delivery: %s, batch.max-events: 4, batch.linger: 1ms, timeout: 5s}
-`, addr, delivery))
+`, addr, delivery), true)
 			rng := rand.New(rand.NewSource(1))
 			next := map[string]int64{}
 			writeRows(t, n.src, rng, next, 10)
-			before := waitCommitted(t, n.mgr, "export")
+			before := pipetest.WaitCommitted(t, n.mgr, "export")
 			want := sourceDigest(t, n.src)
 			writeBig(t, n, "root.src.d0", next["root.src.d0"])
 			next["root.src.d0"]++

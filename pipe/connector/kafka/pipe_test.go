@@ -3,8 +3,6 @@ package kafka
 import (
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
 	"net"
 	"path/filepath"
@@ -20,10 +18,9 @@ import (
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
 	_ "github.com/weir-dev/weir/pipe/extractor"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // node is a source region and a pipe manager over it, reopenable on the same directory.
 type node struct {
@@ -35,18 +32,9 @@ type node struct {
 // openNode opens the node; with flush false the memtable never fills (no automatic flush).
 func openNode(t testing.TB, dir string, flush bool) *node {
 	t.Helper()
-	src, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Origin: 1,
-		Durability: wal.Batch, FlushAge: -1, MemtableSize: map[bool]int64{true: 64 << 10, false: 1 << 30}[flush], Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := pipe.NewManager(pipe.ManagerOptions{
-		Dir:           filepath.Join(dir, "pipes"),
-		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
-		Logger:        quiet(),
-		Backoff:       pipe.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		SaveInterval:  5 * time.Millisecond,
-	})
+	src := pipetest.OpenRegion(t, engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Origin: 1,
+		Durability: wal.Batch, FlushAge: -1, MemtableSize: map[bool]int64{true: 64 << 10, false: 1 << 30}[flush]})
+	mgr, err := pipe.NewManager(pipetest.ManagerOptions(filepath.Join(dir, "pipes"), src))
 	if err != nil {
 		src.Close()
 		t.Fatal(err)
@@ -108,15 +96,7 @@ func writeRows(t testing.TB, r *engine.Region, rng *rand.Rand, next map[string]i
 				t.Fatal(err)
 			}
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, r, b)
 	}
 }
 
@@ -130,38 +110,6 @@ func sourceDigest(t testing.TB, r *engine.Region) digest {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func waitCommitted(t testing.TB, m *pipe.Manager, name string) pipe.Status {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		st, err := m.Describe(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.LagEvents == 0 && st.InFlightEvents == 0 && st.CommittedEvents > 0 {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pipe %s did not catch up: %+v", name, st)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition, bounded by the deadline
-	}
-}
-
-func createPipe(t testing.TB, m *pipe.Manager, spec string) {
-	t.Helper()
-	s, err := pipe.ParseSpec([]byte(spec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Create(s, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(s.Name); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestPipeExactlyOnceUnderCrashes runs whole pipes into the kafka sink while sends crash
@@ -204,11 +152,11 @@ func runPipeUnderCrashes(t *testing.T, source, delivery string, flush bool) {
 	if source == "hybrid" {
 		extra = ", selector.max-pending-events: 12, selector.resume-ratio: 0.2"
 	}
-	createPipe(t, n.mgr, fmt.Sprintf(`
+	pipetest.CreatePipe(t, n.mgr, fmt.Sprintf(`
 name: export
 source: {plugin: %s, pattern: root.src.**%s}
 sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.max-events: 4, batch.linger: 1ms, timeout: 10s, transaction.timeout: 10s}
-`, source, extra, addr, delivery))
+`, source, extra, addr, delivery), true)
 	next := map[string]int64{}
 	retries := int64(0)
 	for round := 0; round < 8; round++ {
@@ -220,7 +168,7 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.
 		}
 		switch rng.Intn(3) {
 		case 0: // the pipe catches up (through the faults)
-			retries += waitCommitted(t, n.mgr, "export").Retries
+			retries += pipetest.WaitCommitted(t, n.mgr, "export").Retries
 		case 1:
 			if err := n.mgr.Stop("export"); err != nil {
 				t.Fatal(err)
@@ -241,7 +189,7 @@ sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.
 			t.Fatal(err)
 		}
 	}
-	st := waitCommitted(t, n.mgr, "export")
+	st := pipetest.WaitCommitted(t, n.mgr, "export")
 	retries += st.Retries
 	want := sourceDigest(t, n.src)
 	n.close()
@@ -295,11 +243,11 @@ func TestPipeBrokerDownThenUp(t *testing.T) {
 	ln.Close()
 	n := openNode(t, t.TempDir(), false)
 	defer n.close()
-	createPipe(t, n.mgr, fmt.Sprintf(`
+	pipetest.CreatePipe(t, n.mgr, fmt.Sprintf(`
 name: export
 source: {plugin: wal, pattern: root.src.**}
 sink: {plugin: kafka, brokers: "%s", delivery: exactly-once, timeout: 300ms}
-`, addr))
+`, addr), true)
 	rng := rand.New(rand.NewSource(1))
 	next := map[string]int64{}
 	writeRows(t, n.src, rng, next, 20)
@@ -323,7 +271,7 @@ sink: {plugin: kafka, brokers: "%s", delivery: exactly-once, timeout: 300ms}
 	}
 	defer c.Close()
 	writeRows(t, n.src, rng, next, 20)
-	waitCommitted(t, n.mgr, "export")
+	pipetest.WaitCommitted(t, n.mgr, "export")
 	want := sourceDigest(t, n.src)
 	if got := digestJSON(t, consume(t, addr, "root.src")); got != want {
 		t.Fatalf("consumed %+v, source %+v", got, want)

@@ -1,11 +1,8 @@
 package parquet
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -21,12 +18,11 @@ import (
 	"github.com/weir-dev/weir/engine/vfs"
 	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
 // Whole pipes: a region, the pipe manager, a source and this sink.
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // faultyFS is the filesystem of the test-parquet-faulty sink.
 var faultyFS atomic.Pointer[vfs.Faulty]
@@ -43,17 +39,8 @@ type env struct {
 }
 
 func openEnv(t testing.TB, dir string) *env {
-	src, err := engine.Open(engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Durability: wal.Sync, FlushAge: -1, MemtableSize: 32 << 10, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgr, err := pipe.NewManager(pipe.ManagerOptions{
-		Dir:           filepath.Join(dir, "pipes"),
-		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
-		Logger:        quiet(),
-		Backoff:       pipe.Backoff{Initial: time.Millisecond, Max: 20 * time.Millisecond},
-		SaveInterval:  5 * time.Millisecond,
-	})
+	src := pipetest.OpenRegion(t, engine.Options{Dir: filepath.Join(dir, "src"), Name: "src", Durability: wal.Sync, FlushAge: -1, MemtableSize: 32 << 10})
+	mgr, err := pipe.NewManager(pipetest.ManagerOptions(filepath.Join(dir, "pipes"), src))
 	if err != nil {
 		src.Close()
 		t.Fatal(err)
@@ -76,16 +63,7 @@ func (e *env) createPipe(t testing.TB, source, sink string, kv ...string) {
 	for i := 0; i+1 < len(kv); i += 2 {
 		spec += fmt.Sprintf(", %s: %q", kv[i], kv[i+1])
 	}
-	s, err := pipe.ParseSpec([]byte(spec + "}\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.mgr.Create(s, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := e.mgr.Start("export"); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, e.mgr, spec+"}\n", true)
 }
 
 // writeRandom writes n tablets of random devices, measurement subsets and nulls; every
@@ -139,20 +117,7 @@ func regionRows(t testing.TB, r *engine.Region) []row {
 // waitCommitted waits (bounded) until the pipe has committed everything the region holds.
 func (e *env) waitCommitted(t testing.TB) pipe.Status {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	var st pipe.Status
-	for time.Now().Before(deadline) {
-		var err error
-		if st, err = e.mgr.Describe("export"); err != nil {
-			t.Fatal(err)
-		}
-		if st.LagEvents == 0 && st.InFlightEvents == 0 && st.CommittedEvents > 0 {
-			return st
-		}
-		time.Sleep(5 * time.Millisecond) // polling the status; the condition decides
-	}
-	t.Fatalf("pipe did not catch up: %+v", st)
-	return st
+	return pipetest.WaitCommitted(t, e.mgr, "export")
 }
 
 func TestPipeExport(t *testing.T) {
@@ -229,31 +194,22 @@ func init() {
 // child writes forever into a region exported by a parquet pipe, printing "op N" after
 // each write; its parent kills it.
 func child(dir string) {
-	e := openEnv(fatalT{}, dir)
-	e.createPipe(fatalT{}, "wal", Name, ParamPartitionBy, "day", ParamRollSize, "16KiB", ParamRollInterval, "5ms")
+	e := openEnv(pipetest.FatalT{}, dir)
+	e.createPipe(pipetest.FatalT{}, "wal", Name, ParamPartitionBy, "day", ParamRollSize, "16KiB", ParamRollInterval, "5ms")
 	fmt.Println("ready")
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	next := map[string]int64{}
 	// continue each device's time line after the previous runs' rows
-	for _, r := range regionRows(fatalT{}, e.src) {
+	for _, r := range regionRows(pipetest.FatalT{}, e.src) {
 		if r.Time+1 > next[r.Device] {
 			next[r.Device] = r.Time + 1
 		}
 	}
 	for i := 0; ; i++ {
-		writeRandom(fatalT{}, e.src, rng, next, 3)
+		writeRandom(pipetest.FatalT{}, e.src, rng, next, 3)
 		fmt.Printf("op %d\n", i)
 	}
 }
-
-type fatalT struct{ testing.TB }
-
-func (fatalT) Fatal(args ...any) { fmt.Fprintln(os.Stderr, args...); os.Exit(3) }
-func (fatalT) Fatalf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, format+"\n", args...)
-	os.Exit(3)
-}
-func (fatalT) Helper() {}
 
 // TestPipeKilled kills a process exporting to Parquet at random moments (SIGKILL, mid-file
 // or mid-rename); after each kill the next run resumes; in the end the files hold exactly
@@ -265,48 +221,10 @@ func TestPipeKilled(t *testing.T) {
 	dir := t.TempDir()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	for run := 0; run < 4; run++ {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), childEnv+"="+dir)
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		killAt := 5 + rng.Intn(60)
-		reached := make(chan struct{})
-		scanned := make(chan struct{})
-		go func() {
-			defer close(scanned)
-			sc := bufio.NewScanner(out)
-			n := 0
-			for sc.Scan() {
-				if strings.HasPrefix(sc.Text(), "op ") {
-					if n++; n == killAt {
-						close(reached)
-					}
-				}
-			}
-		}()
-		select {
-		case <-reached:
-		case <-time.After(60 * time.Second):
-			cmd.Process.Kill()
-			cmd.Wait()
-			<-scanned
-			t.Fatalf("run %d: child too slow: %s", run, stderr.String())
-		}
-		if err := cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		err = cmd.Wait()
-		<-scanned
+		stderr, err := pipetest.KillAtOp(t, 5+rng.Intn(60), 60*time.Second, childEnv+"="+dir)
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() != -1 {
-			t.Fatalf("run %d: child ended with %v: %s", run, err, stderr.String())
+			t.Fatalf("run %d: child ended with %v: %s", run, err, stderr)
 		}
 		for _, f := range finalFiles(t, filepath.Join(dir, "out")) {
 			readFile(t, filepath.Join(dir, "out", f))

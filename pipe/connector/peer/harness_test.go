@@ -18,6 +18,7 @@ import (
 	"github.com/weir-dev/weir/pipe"
 	_ "github.com/weir-dev/weir/pipe/connector/peer"
 	_ "github.com/weir-dev/weir/pipe/extractor"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/pipe/receiver"
 	"github.com/weir-dev/weir/tsfile"
 )
@@ -41,12 +42,8 @@ const regionName = "root.sg/0"
 
 func openRegion(t testing.TB, dir string, origin uint32, memsize int64) *engine.Region {
 	t.Helper()
-	r, err := engine.Open(engine.Options{Dir: dir, Name: regionName, Origin: origin, Durability: wal.Sync,
+	return pipetest.OpenRegion(t, engine.Options{Dir: dir, Name: regionName, Origin: origin, Durability: wal.Sync,
 		FlushAge: -1, MemtableSize: memsize, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 // rcv is an in-process receiver of one region.
@@ -76,13 +73,10 @@ func startReceiver(t testing.TB, addr string, dst *engine.Region) *rcv {
 
 func newManager(t testing.TB, dir string, src *engine.Region) *pipe.Manager {
 	t.Helper()
-	m, err := pipe.NewManager(pipe.ManagerOptions{
-		Dir:           dir,
-		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{src}, nil },
-		Logger:        quiet(),
-		Backoff:       pipe.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond},
-		SaveInterval:  5 * time.Millisecond,
-	})
+	o := pipetest.ManagerOptions(dir, src)
+	o.Logger = quiet()
+	o.Backoff = pipe.Backoff{Initial: 5 * time.Millisecond, Max: 100 * time.Millisecond}
+	m, err := pipe.NewManager(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,16 +85,7 @@ func newManager(t testing.TB, dir string, src *engine.Region) *pipe.Manager {
 
 func createPipe(t testing.TB, m *pipe.Manager, yaml string) {
 	t.Helper()
-	s, err := pipe.ParseSpec([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Create(s, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(s.Name); err != nil {
-		t.Fatal(err)
-	}
+	pipetest.CreatePipe(t, m, yaml, false)
 }
 
 var cols = []tsfile.Column{{Name: "a", Type: tsfile.Int64}, {Name: "b", Type: tsfile.Text}, {Name: "c", Type: tsfile.Double}}
@@ -123,15 +108,7 @@ func randomOps(t testing.TB, r *engine.Region, rng *rand.Rand, n int) {
 				}
 				_ = b.AppendRow(int64(rng.Intn(500)), int64(rng.Intn(1000)), bv, cv)
 			}
-			tb, err := b.Build()
-			b.Release()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := r.Write(tb); err != nil {
-				t.Fatal(err)
-			}
-			tb.Release()
+			pipetest.WriteTablet(t, r, b)
 		case k < 19:
 			pat := []string{"root.sg.d1", "root.sg.**", "root.sg.*.a", "root.sg.d2.b"}[rng.Intn(4)]
 			lo := int64(rng.Intn(500))
@@ -166,39 +143,6 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 func caughtUp(m *pipe.Manager, name string) bool {
 	st, err := m.Describe(name)
 	return err == nil && st.LagEvents == 0 && st.InFlightEvents == 0
-}
-
-func digest(t testing.TB, r *engine.Region) engine.Digest {
-	t.Helper()
-	d, err := r.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
-
-// waitEqual waits until the pipe caught up and both digests are equal.
-func waitEqual(t testing.TB, m *pipe.Manager, name string, src, dst *engine.Region) {
-	t.Helper()
-	var ds, dd engine.Digest
-	cond := func() bool {
-		if !caughtUp(m, name) {
-			return false
-		}
-		ds, dd = digest(t, src), digest(t, dst)
-		return ds == dd
-	}
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			st, _ := m.Describe(name)
-			t.Fatalf("no convergence: src %v dst %v; status %+v", ds, dd, st)
-		}
-	}
 }
 
 func tempDirs(t testing.TB) (src, dst, pipes string) {

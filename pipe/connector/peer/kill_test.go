@@ -19,6 +19,7 @@ import (
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/pipe/receiver"
 )
 
@@ -159,7 +160,7 @@ func TestKilledReceiverProcess(t *testing.T) {
 	c.kill() // acked means durable: a last SIGKILL loses nothing
 	dst := openRegion(t, dstDir, 2, 64<<20)
 	defer dst.Close()
-	if ds, dd := digest(t, src), digest(t, dst); ds != dd {
+	if ds, dd := pipetest.Digest(t, src), pipetest.Digest(t, dst); ds != dd {
 		st, _ := m.Describe("rep")
 		diffPoints(t, src, dst)
 		if d := os.Getenv("WEIR_PEER_DEBUG"); d != "" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -61,10 +62,10 @@ func TestModes(t *testing.T) {
 			if tc.name == "batch-selected" {
 				// the receiver holds the selection: its digest is the source's over the pattern
 				waitFor(t, 60*time.Second, "the selection to arrive", func() bool {
-					return caughtUp(m, "rep") && patternDigest(t, src, "root.sg.*.a") == digest(t, dst)
+					return caughtUp(m, "rep") && patternDigest(t, src, "root.sg.*.a") == pipetest.Digest(t, dst)
 				})
 			} else {
-				waitEqual(t, m, "rep", src, dst)
+				pipetest.WaitEqual(t, m, "rep", src, dst)
 			}
 			st := r.srv.Stats()
 			t.Logf("receiver: %+v", st)
@@ -77,15 +78,7 @@ func writeTablets(t testing.TB, r *engine.Region, prefix string, n int) {
 	for i := 0; i < n; i++ {
 		b := tsfile.NewTabletBuilder(nil, fmt.Sprintf("%s%d", prefix, i%3), cols[:1])
 		_ = b.AppendRow(int64(i), int64(i))
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, r, b)
 	}
 }
 
@@ -111,7 +104,7 @@ func TestNoLoopBack(t *testing.T) {
 	writeTablets(t, a, "root.sg.a", 150)
 	writeTablets(t, b, "root.sg.b", 100)
 	waitFor(t, 60*time.Second, "both replicas to converge", func() bool {
-		return caughtUp(ma, "rep") && caughtUp(mb, "rep") && digest(t, a) == digest(t, b)
+		return caughtUp(ma, "rep") && caughtUp(mb, "rep") && pipetest.Digest(t, a) == pipetest.Digest(t, b)
 	})
 	sa, sb := ra.srv.Stats(), rb.srv.Stats()
 	if sa.Tablets != 100 || sb.Tablets != 150 || sa.Skipped != 0 || sb.Skipped != 0 {
@@ -159,7 +152,7 @@ func TestSendSync(t *testing.T) {
 	for _, e := range batch {
 		e.Release()
 	}
-	if got := digest(t, dst).Points; got != 15 {
+	if got := pipetest.Digest(t, dst).Points; got != 15 {
 		t.Fatalf("receiver holds %d points, want 15", got)
 	}
 	r.stop()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe"
+	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -39,7 +40,7 @@ func TestDownPeerRetries(t *testing.T) {
 	r = startReceiver(t, addr, dst)
 	defer r.stop()
 	randomOps(t, src, rng, 50)
-	waitEqual(t, m, "rep", src, dst)
+	pipetest.WaitEqual(t, m, "rep", src, dst)
 }
 
 // TestFailover: the sink skips a node-url that does not answer.
@@ -57,7 +58,7 @@ func TestFailover(t *testing.T) {
 	defer m.Close()
 	createPipe(t, m, fmt.Sprintf("name: rep\nsource: {plugin: hybrid, realtime.mode: stream}\nsink: {plugin: peer, node-urls: \"%s,%s\"}\n", dead.addr, r.addr))
 	randomOps(t, src, rand.New(rand.NewSource(2)), 100)
-	waitEqual(t, m, "rep", src, dst)
+	pipetest.WaitEqual(t, m, "rep", src, dst)
 }
 
 // writeBig writes rows of random doubles (they compress badly) to four devices and flushes.
@@ -69,15 +70,7 @@ func writeBig(t testing.TB, r *engine.Region, rng *rand.Rand, rows int) {
 		for i := 0; i < rows; i++ {
 			_ = b.AppendRow(base+int64(i), rng.Float64(), rng.NormFloat64())
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := r.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-		tb.Release()
+		pipetest.WriteTablet(t, r, b)
 	}
 	if err := r.Flush(); err != nil {
 		t.Fatal(err)
@@ -118,7 +111,7 @@ func TestHalfSentFileResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = startReceiver(t, addr, dst)
-	waitEqual(t, m, "rep", src, dst)
+	pipetest.WaitEqual(t, m, "rep", src, dst)
 	resumed := r.srv.Stats().Resumed
 	if resumed == 0 {
 		t.Fatalf("after the receiver restart the file started over: %+v", r.srv.Stats())
@@ -132,7 +125,7 @@ func TestHalfSentFileResumes(t *testing.T) {
 	if err := m.Start("rep"); err != nil {
 		t.Fatal(err)
 	}
-	waitEqual(t, m, "rep", src, dst)
+	pipetest.WaitEqual(t, m, "rep", src, dst)
 	if r.srv.Stats().Resumed == resumed {
 		t.Fatalf("after the pipe restart the file started over: %+v", r.srv.Stats())
 	}
