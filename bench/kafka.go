@@ -280,7 +280,8 @@ func rawProduce(opts []kgo.Opt, batches [][]*kgo.Record, txn bool) (time.Duratio
 }
 
 // sinkSend feeds the tablets to an opened kafka sink as events, BatchEvents per send, as
-// the pipe's task does: SendAsync, then until every event is acknowledged.
+// the pipe's task does: SendAsync with at most the task's in-flight events unacknowledged,
+// then until every event is acknowledged.
 func sinkSend(params map[string]string, pipeName string, tablets []*tsfile.Tablet, batchEvents int) (time.Duration, error) {
 	ctx := context.Background()
 	c, err := pipe.NewConnector("kafka")
@@ -308,15 +309,29 @@ func sinkSend(params map[string]string, pipeName string, tablets []*tsfile.Table
 	async, _ := c.(pipe.AsyncConnector)
 	var acked atomic.Int64
 	all := make(chan struct{})
+	room := make(chan struct{}, 1)
 	ack := func(ids ...uint64) {
 		if acked.Add(int64(len(ids))) == int64(len(events)) {
 			close(all)
 		}
+		select {
+		case room <- struct{}{}:
+		default:
+		}
 	}
+	// as many events in flight as a task lets out (its queue and two batches)
+	maxInFlight := int64(pipe.DefaultQueueSize + 2*batchEvents)
 	start := time.Now()
 	for i := 0; i < len(events); i += batchEvents {
 		b := events[i:min(i+batchEvents, len(events))]
 		if async != nil {
+			for int64(i+len(b))-acked.Load() > maxInFlight {
+				select {
+				case <-room:
+				case err := <-failed:
+					return 0, err
+				}
+			}
 			if err := async.SendAsync(ctx, b, ack); err != nil {
 				return 0, err
 			}
