@@ -157,6 +157,23 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 // existed and ifNotExists is set. A cluster pipe takes generation gen, or when gen is "" and
 // the request came to this node first (draw), a new one; it returns the pipe's generation.
 func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time, gen string, draw bool) (int, string, error) {
+	if gen != "" && n.cl != nil && n.clusterPipe(spec) {
+		// a generation from another node's fan-out
+		if n.cl.book.dropped(spec.Name, gen) {
+			return 0, "", &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf(
+				"pipe %s: node %d dropped generation %s of it: the node the create came to holds a stale copy (it missed the drop); "+
+					"drop the pipe through that node, or restart it, and create it again", spec.Name, n.o.ID, gen)}
+		}
+		if have := n.cl.book.gen(spec.Name); have != "" && have != gen {
+			if _, err := n.mgr.Spec(spec.Name); err == nil {
+				// this copy missed its drop (the cluster has created the pipe again since)
+				if err := n.dropPipe(spec.Name); err != nil {
+					return 0, "", fmt.Errorf("pipe %s: replace generation %s with %s: %w", spec.Name, have, gen, err)
+				}
+				n.log.Info("pipe replaced by a newer generation: this node missed the drop of its copy", "pipe", spec.Name, "old", have, "new", gen)
+			}
+		}
+	}
 	_, existed := n.mgr.Describe(spec.Name)
 	if err := n.mgr.Create(spec, ifNotExists); err != nil {
 		if len(pipe.Problems(err)) > 1 || errors.As(err, new(*pipe.Problem)) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -513,6 +514,66 @@ func TestClusterPipeStateWhileDown(t *testing.T) {
 	for id := range ms {
 		if got := stateOn(id); got != pipe.StateRunning {
 			t.Errorf("node %d after the start and node 2's restart: %s", id, got)
+		}
+	}
+}
+
+// A node whose drop of a cluster pipe was lost (here: the drop done with local=true on the
+// other nodes only) replaces its stale copy when the pipe is created again through another
+// node; a create through the stale node itself is refused by the others, naming the drop.
+func TestClusterPipeStaleCopy(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := clientsOf(c)
+	dropLocally := func(ids ...uint32) {
+		t.Helper()
+		for _, id := range ids {
+			n, _ := c.Node(id)
+			req, _ := http.NewRequestWithContext(c0, http.MethodDelete, n.URL()+"/v1/pipes/copy?local=true", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("drop on node %d: %s", id, resp.Status)
+			}
+		}
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	old, err := cl[3].Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropLocally(1, 2)
+	// through the stale node: its copy keeps the dropped generation, which the others refuse
+	_, err = cl[3].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true, IfNotExists: true})
+	if e, ok := client.AsError(err); !ok || e.Code != api.CodeUnavailable || !strings.Contains(e.Message, "stale copy") {
+		t.Fatalf("create through the stale node: %v", err)
+	}
+	for _, id := range []uint32{1, 2} {
+		if sts := localPipes(t, c, id); len(sts) != 0 {
+			t.Fatalf("node %d took the dropped generation back: %+v", id, sts)
+		}
+	}
+	// through another node: a new generation, which replaces the stale copy
+	if _, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	p2, err := cl[2].Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.Generation == old.Generation {
+		t.Fatalf("created again with the dropped generation %s", old.Generation)
+	}
+	for id := range ms {
+		p, err := cl[id].Pipe(c0, "copy")
+		if err != nil || p.Generation != p2.Generation || len(localPipes(t, c, id)) != 1 {
+			t.Errorf("node %d: %+v %v, want generation %s", id, p.Generation, err, p2.Generation)
 		}
 	}
 }
