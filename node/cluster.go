@@ -64,6 +64,9 @@ type clusterState struct {
 	changing map[string]*sync.Mutex    // serializes a region's changes on its leader
 	leaving  map[string]bool           // regions whose leadership is being handed off
 	book     *pipeBook                 // the cluster pipes' generations, and those dropped
+	// pipeOps serializes the cluster pipes' starts, stops and drops with what the book
+	// records of them (a start and a stop at once leave the pipe as the later one asked)
+	pipeOps sync.Mutex
 }
 
 func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {

@@ -133,6 +133,12 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, specError(errs))
 		return
 	}
+	if n.fansOut(r, spec) {
+		// a cluster pipe this node lacks (the create's fan-out to it failed, or it was down)
+		// is learnt first: its generation is the cluster's, not a new one that would
+		// replace the other nodes' copies
+		n.learnPipe(r.Context(), spec.Name, true)
+	}
 	code, gen, err := n.createPipe(spec, ine, start, at, gen, n.fansOut(r, spec))
 	if err != nil {
 		writeError(w, apiError(err))
@@ -205,11 +211,15 @@ func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time
 	return code, gen, nil
 }
 
-// generationParam returns the ?generation= of a request ("" when absent).
+// generationParam returns the ?generation= of a request ("" when absent). Only the node
+// that fans a create out sets it (with local=true).
 func generationParam(r *http.Request) (string, error) {
 	g := r.URL.Query().Get("generation")
 	if g == "" {
 		return "", nil
+	}
+	if err := fanOutParam(r, "generation"); err != nil {
+		return "", err
 	}
 	if err := checkGeneration(g); err != nil {
 		return "", badRequest("generation", "%v", err)
@@ -224,6 +234,9 @@ func intentAtParam(r *http.Request) (time.Time, error) {
 	if v == "" {
 		return time.Now().UTC(), nil
 	}
+	if err := fanOutParam(r, "intent_at"); err != nil {
+		return time.Time{}, err
+	}
 	at, err := time.Parse(time.RFC3339Nano, v)
 	if err != nil {
 		return time.Time{}, badRequest("intent_at", "want an RFC 3339 time, got %q", v)
@@ -231,10 +244,25 @@ func intentAtParam(r *http.Request) (time.Time, error) {
 	return at, nil
 }
 
+// fanOutParam refuses parameter key on a request without local=true: only the node that
+// fans a request out sets it (a client's intent_at far ahead would make every later start
+// or stop do nothing; a client's generation would replace the cluster's copies).
+func fanOutParam(r *http.Request, key string) error {
+	if local, err := localParam(r); err != nil || !local {
+		return badRequest(key, "set by the node that fans a request out to the others (with local=true), not by a client")
+	}
+	return nil
+}
+
 // setPipeState starts (RUNNING) or stops (STOPPED) a pipe; a cluster pipe's book keeps the
 // request with its time, unless it already holds a later one (then the pipe is left as that
 // one asked: a stale request from a node that was down changes nothing).
 func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time) error {
+	if n.cl != nil {
+		// the check of the book, the start or stop and its record at once
+		n.cl.pipeOps.Lock()
+		defer n.cl.pipeOps.Unlock()
+	}
 	spec, err := n.mgr.Spec(name)
 	if err != nil {
 		return err
@@ -262,6 +290,10 @@ func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time) err
 
 // dropPipe drops a pipe; a cluster pipe's generation is remembered as dropped (pipebook.go).
 func (n *Node) dropPipe(name string) error {
+	if n.cl != nil {
+		n.cl.pipeOps.Lock()
+		defer n.cl.pipeOps.Unlock()
+	}
 	spec, _ := n.mgr.Spec(name)
 	if err := n.mgr.Drop(name); err != nil {
 		return err
@@ -363,6 +395,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 	switch st.Kind {
 	case pipe.CreatePipe:
 		if n.fansOut(r, st.Spec) {
+			n.learnPipe(r.Context(), st.Spec.Name, true) // as the REST create
 			fan = func() error {
 				js, err := json.Marshal(st.Spec)
 				if err != nil {

@@ -601,3 +601,147 @@ func TestWriteBackIntoReplicatedRefused(t *testing.T) {
 		return strings.Contains(p.LastError, "database root.demo is replicated by the cluster"), p.LastError
 	})
 }
+
+// A node that lacks a cluster pipe the others hold (the create's fan-out to it failed) and
+// is asked to create it again with if_not_exists (as the create's error advises) takes the
+// cluster's pipe and generation: the others keep their copies (and progress), not replace
+// them with a new generation. So does CREATE PIPE IF NOT EXISTS through SQL.
+func TestClusterPipeCreateThroughNodeWithout(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	cl := clientsOf(c)
+	const gen = "0123456789abcdef"
+	createOn := func(body, name string, ids ...uint32) {
+		t.Helper()
+		for _, id := range ids {
+			n, _ := c.Node(id)
+			req, _ := http.NewRequestWithContext(c0, http.MethodPost, n.URL()+"/v1/pipes?local=true&start=true&generation="+gen, strings.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("create %s on node %d: %s", name, id, resp.Status)
+			}
+		}
+	}
+	check := func(name string) {
+		t.Helper()
+		for id := range ms {
+			p, err := cl[id].Pipe(c0, name)
+			if err != nil || p.Generation != gen || p.State != pipe.StateRunning {
+				t.Errorf("pipe %s on node %d: generation %q state %s %v, want generation %s running", name, id, p.Generation, p.State, err, gen)
+			}
+		}
+	}
+	// the fan-out reached nodes 1 and 2 only
+	createOn(copySpec, "copy", 1, 2)
+	if _, err := cl[3].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true, IfNotExists: true}); err != nil {
+		t.Fatal(err)
+	}
+	check("copy")
+	other := strings.Replace(copySpec, "name: copy", "name: other", 1)
+	createOn(other, "other", 1, 2)
+	if _, err := cl[3].SQL(c0, "CREATE PIPE IF NOT EXISTS other WITH SOURCE ('pattern'='root.demo.**') WITH SINK ('sink'='do-nothing')"); err != nil {
+		t.Fatal(err)
+	}
+	check("other")
+}
+
+// Concurrent starts and stops of a cluster pipe (e.g. the fan-outs of a start and a stop
+// asked through two nodes at once) leave it as the later one asked, and the book says so.
+func TestClusterPipeConcurrentStartStop(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	startMembers(t, c)
+	cl := clientsOf(c)
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	n1, _ := c.Node(1)
+	op := func(what string, at time.Time) {
+		req, _ := http.NewRequestWithContext(c0, http.MethodPost, n1.URL()+"/v1/pipes/copy/"+what+"?local=true&intent_at="+at.Format(time.RFC3339Nano), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %s", what, resp.Status)
+		}
+	}
+	base := time.Now().UTC()
+	deadline := time.Now().Add(15 * time.Second)
+	for k := 0; k < 300 && time.Now().Before(deadline); k++ {
+		early, late := "start", "stop"
+		want := pipe.StateStopped
+		if k%2 == 1 {
+			early, late, want = "stop", "start", pipe.StateRunning
+		}
+		at := base.Add(time.Duration(2*k) * time.Millisecond)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); op(late, at.Add(time.Millisecond)) }()
+		go func() { defer wg.Done(); op(early, at) }()
+		wg.Wait()
+		var cps api.ClusterPipes
+		getJSON(t, n1.URL()+"/v1/cluster/pipes", &cps)
+		if len(cps.Pipes) != 1 || cps.Pipes[0].State != want || cps.Pipes[0].Intent != want {
+			t.Fatalf("round %d: %s then %s at once: %+v, want %s", k, early, late, cps.Pipes, want)
+		}
+	}
+}
+
+// intent_at and generation are set by the node that fans a request out (local=true): a
+// request to the cluster that carries them is refused, so that a client's time (here far
+// ahead) cannot make every later start or stop of the pipe do nothing, and a client's
+// generation cannot replace the cluster's copies.
+func TestClusterPipeFanOutParamsRefused(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	startMembers(t, c)
+	cl := clientsOf(c)
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := cl[1].Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1, _ := c.Node(1)
+	post := func(path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(c0, http.MethodPost, n1.URL()+path, strings.NewReader(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("/v1/pipes/copy/stop?intent_at=3000-01-01T00:00:00Z", ""); code != http.StatusBadRequest {
+		t.Errorf("stop with a client's intent_at: %d", code)
+	}
+	if _, err := cl[2].StopPipe(c0, "copy"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl[3].StartPipe(c0, "copy"); err != nil {
+		t.Fatal(err)
+	}
+	for id := range cl {
+		if sts := localPipes(t, c, id); len(sts) != 1 || sts[0].State != pipe.StateRunning {
+			t.Errorf("node %d after a stop and a start: %+v, want it running", id, sts)
+		}
+	}
+	if code := post("/v1/pipes?if_not_exists=true&generation=abcd", copySpec); code != http.StatusBadRequest {
+		t.Errorf("create with a client's generation: %d", code)
+	}
+	for id := range cl {
+		if p, err := cl[id].Pipe(c0, "copy"); err != nil || p.Generation != before.Generation {
+			t.Errorf("node %d: generation %q %v, want %s", id, p.Generation, err, before.Generation)
+		}
+	}
+}
