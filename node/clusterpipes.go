@@ -297,24 +297,36 @@ func (n *Node) learnPipe(ctx context.Context, name string, started bool) bool {
 		if n.cl.book.dropped(name, p.Generation) {
 			continue // that node missed the drop: it drops the pipe when it starts
 		}
-		if err := n.mgr.Create(p.Spec, true); err != nil {
-			n.log.Warn("pipe: could not create a cluster pipe another node has", "pipe", name, "from", peer.ID, "err", err)
-			return false
-		}
-		if p.Generation != "" {
-			if err := n.cl.book.set(name, p.Generation); err != nil {
-				n.log.Warn("pipe: learnt, but its generation not recorded", "pipe", name, "err", err)
-			}
-		}
-		n.log.Info("pipe learnt from another node", "pipe", name, "from", peer.ID, "state", p.State)
-		if started && p.State == pipe.StateRunning {
-			if err := n.mgr.Start(name); err != nil {
-				n.log.Warn("pipe: could not start a learnt cluster pipe", "pipe", name, "err", err)
-			}
-		}
-		return true
+		return n.adoptPipe(p, peer.ID, started)
 	}
 	return false
+}
+
+// adoptPipe creates here pipe p learnt from node from, unless it was created here meanwhile
+// (a fan-out's create), with its generation; it starts it when started is set and p runs.
+func (n *Node) adoptPipe(p api.Pipe, from uint32, started bool) bool {
+	n.cl.pipeOps.Lock()
+	defer n.cl.pipeOps.Unlock()
+	name := p.Spec.Name
+	if _, err := n.mgr.Spec(name); err == nil {
+		return false
+	}
+	if err := n.mgr.Create(p.Spec, true); err != nil {
+		n.log.Warn("pipe: could not create a cluster pipe another node has", "pipe", name, "from", from, "err", err)
+		return false
+	}
+	if p.Generation != "" {
+		if err := n.cl.book.set(name, p.Generation); err != nil {
+			n.log.Warn("pipe: learnt, but its generation not recorded", "pipe", name, "err", err)
+		}
+	}
+	n.log.Info("pipe learnt from another node", "pipe", name, "from", from, "state", p.State)
+	if started && p.State == pipe.StateRunning {
+		if err := n.mgr.Start(name); err != nil {
+			n.log.Warn("pipe: could not start a learnt cluster pipe", "pipe", name, "err", err)
+		}
+	}
+	return true
 }
 
 // clusterPipes is this node's answer to GET /v1/cluster/pipes.
@@ -343,26 +355,7 @@ func (n *Node) handleClusterPipes(w http.ResponseWriter, r *http.Request) {
 // there) those created meanwhile, and starts or stops those a later start or stop was asked
 // of meanwhile.
 func (n *Node) syncPipes(ctx context.Context) {
-	var mu sync.Mutex
-	var answers []api.ClusterPipes
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range n.cl.c.Nodes {
-		if peer.ID == n.o.ID {
-			continue
-		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			var a api.ClusterPipes
-			if err := n.cl.call(cctx, peer, http.MethodGet, "/v1/cluster/pipes", nil, "", nil, &a); err != nil {
-				return
-			}
-			mu.Lock()
-			answers = append(answers, a)
-			mu.Unlock()
-		})
-	}
-	p.Wait()
+	answers := n.peerPipes(ctx)
 	for _, a := range answers {
 		if err := n.cl.book.merge(a.Dropped); err != nil {
 			n.log.Warn("pipe: could not record the pipes other nodes dropped", "err", err)
@@ -400,5 +393,40 @@ func (n *Node) syncPipes(ctx context.Context) {
 			continue
 		}
 		n.log.Info("pipe state followed: asked while this node was down", "pipe", name, "state", cp.Intent, "at", cp.IntentAt)
+	}
+}
+
+// peerPipes asks every other node that answers (within a second) for its cluster pipes and
+// the generations it dropped.
+func (n *Node) peerPipes(ctx context.Context) []api.ClusterPipes {
+	var mu sync.Mutex
+	var answers []api.ClusterPipes
+	p := pool.New().WithMaxGoroutines(fanOut)
+	for _, peer := range n.cl.c.Nodes {
+		if peer.ID == n.o.ID {
+			continue
+		}
+		p.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			var a api.ClusterPipes
+			if err := n.cl.call(cctx, peer, http.MethodGet, "/v1/cluster/pipes", nil, "", nil, &a); err != nil {
+				return
+			}
+			mu.Lock()
+			answers = append(answers, a)
+			mu.Unlock()
+		})
+	}
+	p.Wait()
+	return answers
+}
+
+// mergeDropped adds to the book the generations the other nodes that answer dropped.
+func (n *Node) mergeDropped(ctx context.Context) {
+	for _, a := range n.peerPipes(ctx) {
+		if err := n.cl.book.merge(a.Dropped); err != nil {
+			n.log.Warn("pipe: could not record the pipes other nodes dropped", "err", err)
+		}
 	}
 }

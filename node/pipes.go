@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -139,7 +140,7 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 		// replace the other nodes' copies
 		n.learnPipe(r.Context(), spec.Name, true)
 	}
-	code, gen, err := n.createPipe(spec, ine, start, at, gen, n.fansOut(r, spec))
+	code, gen, err := n.createPipe(r.Context(), spec, ine, start, at, gen, n.fansOut(r, spec))
 	if err != nil {
 		writeError(w, apiError(err))
 		return
@@ -162,7 +163,13 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 // createPipe creates (and starts, as asked at time at) a checked spec; 201, or 200 when it
 // existed and ifNotExists is set. A cluster pipe takes generation gen, or when gen is "" and
 // the request came to this node first (draw), a new one; it returns the pipe's generation.
-func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time, gen string, draw bool) (int, string, error) {
+func (n *Node) createPipe(ctx context.Context, spec *pipe.Spec, ifNotExists, start bool, at time.Time, gen string, draw bool) (int, string, error) {
+	if n.cl != nil {
+		// the checks of the book, the create and its record at once (two fan-outs of one
+		// pipe's creates with different generations are taken one after the other)
+		n.cl.pipeOps.Lock()
+		defer n.cl.pipeOps.Unlock()
+	}
 	if gen != "" && n.cl != nil && n.clusterPipe(spec) {
 		// a generation from another node's fan-out
 		if n.cl.book.dropped(spec.Name, gen) {
@@ -172,8 +179,17 @@ func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time
 		}
 		if have := n.cl.book.gen(spec.Name); have != "" && have != gen {
 			if _, err := n.mgr.Spec(spec.Name); err == nil {
+				if !n.cl.book.dropped(spec.Name, have) {
+					n.mergeDropped(ctx) // the drops the other nodes know
+				}
+				if !n.cl.book.dropped(spec.Name, have) {
+					// nobody dropped this copy: the pipe was created through two nodes at once
+					return 0, "", &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf(
+						"pipe %s: node %d holds generation %s of it, not %s, and no node dropped that one: was it created through "+
+							"two nodes at once? Drop the pipe (through any node) and create it again", spec.Name, n.o.ID, have, gen)}
+				}
 				// this copy missed its drop (the cluster has created the pipe again since)
-				if err := n.dropPipe(spec.Name); err != nil {
+				if err := n.dropPipeLocked(spec.Name); err != nil {
 					return 0, "", fmt.Errorf("pipe %s: replace generation %s with %s: %w", spec.Name, have, gen, err)
 				}
 				n.log.Info("pipe replaced by a newer generation: this node missed the drop of its copy", "pipe", spec.Name, "old", have, "new", gen)
@@ -204,7 +220,7 @@ func (n *Node) createPipe(spec *pipe.Spec, ifNotExists, start bool, at time.Time
 		}
 	}
 	if start {
-		if err := n.setPipeState(spec.Name, pipe.StateRunning, at); err != nil {
+		if err := n.setPipeStateLocked(spec.Name, pipe.StateRunning, at); err != nil {
 			return 0, gen, fmt.Errorf("pipe %s created but not started: %w", spec.Name, err)
 		}
 	}
@@ -263,6 +279,11 @@ func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time) err
 		n.cl.pipeOps.Lock()
 		defer n.cl.pipeOps.Unlock()
 	}
+	return n.setPipeStateLocked(name, state, at)
+}
+
+// setPipeStateLocked is setPipeState with n.cl.pipeOps held (in a cluster).
+func (n *Node) setPipeStateLocked(name string, state pipe.PipeState, at time.Time) error {
 	spec, err := n.mgr.Spec(name)
 	if err != nil {
 		return err
@@ -294,6 +315,11 @@ func (n *Node) dropPipe(name string) error {
 		n.cl.pipeOps.Lock()
 		defer n.cl.pipeOps.Unlock()
 	}
+	return n.dropPipeLocked(name)
+}
+
+// dropPipeLocked is dropPipe with n.cl.pipeOps held (in a cluster).
+func (n *Node) dropPipeLocked(name string) error {
 	spec, _ := n.mgr.Spec(name)
 	if err := n.mgr.Drop(name); err != nil {
 		return err
@@ -444,7 +470,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 	switch st.Kind {
 	case pipe.CreatePipe:
 		_, existed := n.mgr.Describe(st.Spec.Name)
-		if _, _, err := n.createPipe(st.Spec, st.IfNotExists, false, at, "", n.fansOut(r, st.Spec)); err != nil {
+		if _, _, err := n.createPipe(r.Context(), st.Spec, st.IfNotExists, false, at, "", n.fansOut(r, st.Spec)); err != nil {
 			writeError(w, apiError(err))
 			return
 		}

@@ -745,3 +745,59 @@ func TestClusterPipeFanOutParamsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A pipe created through two nodes at once (e.g. two scripts' create if_not_exists) is not
+// lost: no node replaces its copy with the other create's generation (which would record
+// its own as dropped, so that every node drops its copy when it next starts); when the
+// creates conflict, they say so, and when they succeed, every node holds one generation.
+func TestClusterPipeConcurrentCreates(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	startMembers(t, c)
+	cl := clientsOf(c)
+	deadline := time.Now().Add(15 * time.Second)
+	for k := 0; k < 20 && time.Now().Before(deadline); k++ {
+		var wg sync.WaitGroup
+		errs := map[uint32]error{}
+		var mu sync.Mutex
+		for _, id := range []uint32{1, 2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := cl[id].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true, IfNotExists: true})
+				mu.Lock()
+				errs[id] = err
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		gens := map[uint32]string{}
+		dropped := map[string]bool{}
+		for _, n := range c.Nodes {
+			var cps api.ClusterPipes
+			getJSON(t, n.URL()+"/v1/cluster/pipes", &cps)
+			for _, p := range cps.Pipes {
+				gens[n.ID] = p.Generation
+			}
+			for _, d := range cps.Dropped {
+				dropped[d.Generation] = true
+			}
+		}
+		for id, g := range gens {
+			if dropped[g] {
+				t.Fatalf("round %d: node %d holds generation %s, dropped by a node (creates: %v; generations %v)", k, id, g, errs, gens)
+			}
+		}
+		if errs[1] == nil && errs[2] == nil && (len(gens) != 3 || gens[1] != gens[2] || gens[2] != gens[3]) {
+			t.Fatalf("round %d: both creates succeeded, generations %v", k, gens)
+		}
+		for id, err := range errs {
+			if e, ok := client.AsError(err); err != nil && (!ok || !strings.Contains(e.Message, "two nodes at once")) {
+				t.Fatalf("round %d: create through node %d: %v", k, id, err)
+			}
+		}
+		if _, err := cl[1].DropPipe(c0, "copy", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
