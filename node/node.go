@@ -168,6 +168,9 @@ func Open(o Options) (*Node, error) {
 		SourceRegions: n.sourceRegions,
 		Databases:     n.writeBackTarget,
 		Logger:        n.log,
+		// in a cluster, the pipes resume once they agree with the other nodes' (syncPipes):
+		// a pipe dropped or stopped while this node was down never runs here meanwhile
+		Hold: n.cl != nil,
 	})
 	if err != nil {
 		n.closeDatabases()
@@ -184,6 +187,7 @@ func Open(o Options) (*Node, error) {
 	}
 	if n.cl != nil {
 		n.syncPipes(context.Background())
+		mgr.Resume()
 	}
 	n.metrics = newMetrics(n)
 	n.log.Info("node opened", "data", o.DataDir, "databases", len(n.dbs), "pipes", len(mgr.List()))

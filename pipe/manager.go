@@ -38,6 +38,9 @@ type ManagerOptions struct {
 	SaveInterval time.Duration
 	// FS is the filesystem of Dir (default the OS), for fault injection in tests.
 	FS vfs.FS
+	// Hold keeps NewManager from restarting the pipes that were RUNNING until Resume (a
+	// node of a cluster first brings its pipes in line with the other nodes').
+	Hold bool
 }
 
 // Manager owns the pipes of a node: their specs and states are durable in Dir, RUNNING
@@ -120,11 +123,40 @@ func NewManager(o ManagerOptions) (*Manager, error) {
 			restart = append(restart, p)
 		}
 	}
+	if o.Hold {
+		return m, nil
+	}
 	for _, p := range restart {
 		m.log.Info("restarting pipe", "pipe", p.name)
 		m.launch(p, nil)
 	}
 	return m, nil
+}
+
+// Resume starts the tasks of the RUNNING pipes that have none: those NewManager held
+// (ManagerOptions.Hold). Pipes started, stopped or dropped meanwhile are as that left them.
+func (m *Manager) Resume() {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.pipes))
+	for name := range m.pipes {
+		names = append(names, name)
+	}
+	m.mu.Unlock()
+	sort.Strings(names)
+	for _, name := range names {
+		p, unlock, err := m.lockLive(name)
+		if err != nil {
+			continue // dropped meanwhile, or the manager closed
+		}
+		p.mu.Lock()
+		held := p.state == StateRunning && p.run == nil
+		p.mu.Unlock()
+		if held {
+			m.log.Info("restarting pipe", "pipe", name)
+			m.launch(p, nil)
+		}
+		unlock()
+	}
 }
 
 // Store returns the manager's store.

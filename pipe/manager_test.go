@@ -352,3 +352,61 @@ func TestManagerFinishesInterruptedDrop(t *testing.T) {
 		t.Fatalf("corrupt spec: %v", err)
 	}
 }
+
+// A manager opened with Hold restarts no pipe until Resume; a pipe stopped meanwhile stays
+// stopped, and Resume starts the RUNNING ones.
+func TestManagerHoldResume(t *testing.T) {
+	sc := newScenario(t, 100)
+	region := testRegion(t, "r1", 100)
+	dir := t.TempDir()
+	spec := testSpec(t, "p1", sc, nil, "test-sink", nil)
+	m := testManager(t, dir, region)
+	if err := m.Create(spec, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start("p1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "10 commits", func() bool { return len(sc.committedSeqs()) >= 10 })
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	held := func() *Manager {
+		t.Helper()
+		m, err := NewManager(ManagerOptions{Dir: dir, Hold: true, Logger: quietLogger(), SaveInterval: 5 * time.Millisecond,
+			SourceRegions: func(*Spec) ([]*engine.Region, error) { return []*engine.Region{region}, nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+
+	// held, then stopped: Resume leaves it stopped
+	m = held()
+	if st := describe(t, m, "p1"); st.State != StateRunning || len(st.Regions) != 0 {
+		t.Fatalf("held: %+v", st)
+	}
+	if err := m.Stop("p1"); err != nil {
+		t.Fatal(err)
+	}
+	m.Resume()
+	if st := describe(t, m, "p1"); st.State != StateStopped || len(st.Regions) != 0 {
+		t.Fatalf("stopped while held, after Resume: %+v", st)
+	}
+	if err := m.Start("p1"); err != nil {
+		t.Fatal(err)
+	}
+	_ = m.Close()
+
+	// held, then resumed: it runs to the end
+	m = held()
+	m.Resume()
+	eventually(t, 10*time.Second, "all 100 commits", func() bool { return len(sc.committedSeqs()) >= 100 })
+	checkInOrder(t, "committed", sc.committedSeqs(), 100)
+	eventually(t, 10*time.Second, "the resumed pipe's task", func() bool {
+		st := describe(t, m, "p1")
+		return st.State == StateRunning && len(st.Regions) == 1 && st.Regions[0].Phase == PhaseRunning
+	})
+	_ = m.Close()
+	sc.checkReleased(t)
+}
