@@ -349,11 +349,11 @@ func (n *Node) handleClusterPipes(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.clusterPipes())
 }
 
-// syncPipes brings this node's cluster pipes in line with the other nodes' when it starts
-// (pipebook.go): it asks every node that answers for its pipes and dropped generations,
-// drops the pipes whose generation was dropped meanwhile, creates (and starts, as they run
-// there) those created meanwhile, and starts or stops those a later start or stop was asked
-// of meanwhile.
+// syncPipes brings this node's cluster pipes in line with the other nodes' (when it
+// starts, then every PipeSyncInterval; pipebook.go): it asks every node that answers for
+// its pipes and dropped generations, drops the pipes whose generation was dropped, creates
+// (and starts, as they run there) those it lacks, and starts or stops those a later start
+// or stop was asked of through another node.
 func (n *Node) syncPipes(ctx context.Context) {
 	answers := n.peerPipes(ctx)
 	for _, a := range answers {
@@ -367,10 +367,10 @@ func (n *Node) syncPipes(ctx context.Context) {
 			continue
 		}
 		if err := n.dropPipe(st.Name); err != nil {
-			n.log.Warn("pipe: could not drop a cluster pipe dropped while this node was down", "pipe", st.Name, "err", err)
+			n.log.Warn("pipe: could not drop a cluster pipe another node dropped", "pipe", st.Name, "err", err)
 			continue
 		}
-		n.log.Info("pipe dropped: it was dropped while this node was down", "pipe", st.Name)
+		n.log.Info("pipe dropped: another node dropped it (this node missed the drop)", "pipe", st.Name)
 	}
 	latest := map[string]api.ClusterPipe{} // by pipe: the latest start or stop of its generation here
 	for _, a := range answers {
@@ -389,10 +389,31 @@ func (n *Node) syncPipes(ctx context.Context) {
 			continue
 		}
 		if err := n.setPipeState(name, cp.Intent, cp.IntentAt); err != nil {
-			n.log.Warn("pipe: could not follow a start or stop made while this node was down", "pipe", name, "state", cp.Intent, "err", err)
+			n.log.Warn("pipe: could not follow a later start or stop made through another node", "pipe", name, "state", cp.Intent, "err", err)
 			continue
 		}
-		n.log.Info("pipe state followed: asked while this node was down", "pipe", name, "state", cp.Intent, "at", cp.IntentAt)
+		n.log.Info("pipe state followed: a later start or stop made through another node", "pipe", name, "state", cp.Intent, "at", cp.IntentAt)
+	}
+}
+
+// DefaultPipeSyncInterval is how often a running node of a cluster compares its cluster
+// pipes with the other nodes' (Options.PipeSyncInterval).
+const DefaultPipeSyncInterval = 30 * time.Second
+
+// syncPipesEvery runs syncPipes every interval until ctx ends: a node that missed a drop,
+// a create, a start or a stop while it ran (the fan-out to it failed, or it started while
+// the other nodes were down) catches up without a restart.
+func (n *Node) syncPipesEvery(ctx context.Context, interval time.Duration) {
+	defer n.syncing.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.syncPipes(ctx)
+		}
 	}
 }
 

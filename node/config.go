@@ -41,6 +41,7 @@ const (
 //	max-body-size: 64MiB       # larger request bodies get HTTP 413
 //	auto-create: true          # create a database on its first write
 //	shutdown-timeout: 30s
+//	pipe-sync-interval: 30s    # in a cluster: how often cluster pipes are compared (0: only at start)
 //	log: {level: info, format: text}
 //	databases:                 # created at start when missing
 //	  - {name: root.demo, regions: 4}
@@ -59,6 +60,7 @@ type Config struct {
 	MaxBodySize     string           `yaml:"max-body-size" json:"max-body-size"`
 	AutoCreate      *bool            `yaml:"auto-create" json:"auto-create"`
 	ShutdownTimeout string           `yaml:"shutdown-timeout" json:"shutdown-timeout"`
+	PipeSync        string           `yaml:"pipe-sync-interval" json:"pipe-sync-interval"`
 	Log             LogConfig        `yaml:"log" json:"log"`
 	Databases       []DatabaseConfig `yaml:"databases" json:"databases"`
 	Cluster         string           `yaml:"cluster" json:"cluster"`
@@ -201,6 +203,17 @@ func (c Config) Options() (Options, error) {
 			bad("shutdown-timeout", "%q is not a positive duration (e.g. 30s)", c.ShutdownTimeout)
 		}
 		o.ShutdownTimeout = d
+	}
+	if c.PipeSync != "" {
+		d, err := time.ParseDuration(c.PipeSync)
+		switch {
+		case err != nil || d < 0:
+			bad("pipe-sync-interval", "%q is not a duration >= 0 (e.g. 30s; 0: only when the node starts)", c.PipeSync)
+		case d == 0:
+			o.PipeSyncInterval = -1
+		default:
+			o.PipeSyncInterval = d
+		}
 	}
 	lvl, err := ParseLogLevel(c.Log.Level)
 	if err != nil {

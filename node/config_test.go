@@ -22,6 +22,7 @@ memtable-size: 16MiB
 flush-age: 1m
 max-body-size: 1MiB
 auto-create: false
+pipe-sync-interval: 5s
 log: {level: debug, format: json}
 databases: [{name: root.demo, regions: 2}]
 `))
@@ -34,19 +35,20 @@ databases: [{name: root.demo, regions: 2}]
 	}
 	if o.ID != 2 || o.Regions != 8 || o.Durability != wal.Batch || o.Compression != "zstd" || o.MemtableSize != 16<<20 ||
 		o.FlushAge != time.Minute || o.MaxBodyBytes != 1<<20 || o.AutoCreate || o.FlightAddr != "127.0.0.1:7071" ||
-		len(o.Databases) != 1 || o.Databases[0].Regions != 2 || o.ShutdownTimeout != node.DefaultShutdownTimeout {
+		len(o.Databases) != 1 || o.Databases[0].Regions != 2 || o.ShutdownTimeout != node.DefaultShutdownTimeout ||
+		o.PipeSyncInterval != 5*time.Second {
 		t.Errorf("options %+v", o)
 	}
 
 	if _, err := node.ParseConfig([]byte("id: 1\ndat: /tmp\n")); err == nil || !strings.Contains(err.Error(), `unknown field "dat"`) {
 		t.Errorf("unknown key: %v", err)
 	}
-	c, err = node.ParseConfig([]byte("id: 0\nhttp: nowhere\nregions: 2000\ndurability: maybe\nmemtable-size: lots\nlog: {level: loud}\ndatabases: [{name: demo}]\n"))
+	c, err = node.ParseConfig([]byte("id: 0\nhttp: nowhere\nregions: 2000\ndurability: maybe\nmemtable-size: lots\npipe-sync-interval: -1s\nlog: {level: loud}\ndatabases: [{name: demo}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.Options()
-	for _, key := range []string{"id:", "data:", "http:", "regions:", "durability:", "memtable-size:", "log.level:", "databases[0].name:"} {
+	for _, key := range []string{"id:", "data:", "http:", "regions:", "durability:", "memtable-size:", "pipe-sync-interval:", "log.level:", "databases[0].name:"} {
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("no problem names %s: %v", key, err)
 		}

@@ -68,6 +68,9 @@ type Options struct {
 	// with the peer sink, which must be registered) and routes writes and reads by region.
 	// See docs/cluster.md.
 	Cluster *cluster.Cluster
+	// PipeSyncInterval is how often a node of a cluster compares its cluster pipes with the
+	// other nodes' while it runs, as it does when it starts (default 30s; < 0: only then).
+	PipeSyncInterval time.Duration
 }
 
 // Node is a running node. Open it, Start it (or Run it), and Shutdown (or Close) it.
@@ -90,6 +93,7 @@ type Node struct {
 	httpSrv    *http.Server
 	httpLn     net.Listener
 	serveErr   chan error
+	syncing    sync.WaitGroup // the periodic pipe sync
 	flightAddr string
 	flightStop func() error
 	cancel     context.CancelFunc
@@ -124,6 +128,9 @@ func Open(o Options) (*Node, error) {
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.PipeSyncInterval == 0 {
+		o.PipeSyncInterval = DefaultPipeSyncInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -453,6 +460,10 @@ func (n *Node) Start() error {
 	n.serveErr = make(chan error, 1)
 	n.mu.Unlock()
 	go func() { n.serveErr <- srv.Serve(ln) }()
+	if n.cl != nil && n.o.PipeSyncInterval > 0 {
+		n.syncing.Add(1)
+		go n.syncPipesEvery(ctx, n.o.PipeSyncInterval)
+	}
 	n.log.Info("node listening", "http", ln.Addr().String(), "flight", flightAddr)
 	if n.o.OnStart != nil {
 		n.o.OnStart(ln.Addr().String(), flightAddr)
@@ -509,6 +520,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	if cancel != nil {
 		cancel()
 	}
+	n.syncing.Wait()
 	if stop != nil {
 		if err := stop(); err != nil {
 			errs = append(errs, fmt.Errorf("flight: %w", err))

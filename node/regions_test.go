@@ -36,11 +36,15 @@ func (m *clusterMember) open() {
 
 // openNode opens and starts node id of c on dir with its HTTP API on httpAddr (the cluster
 // file's address, or another one behind a proxy standing at that address).
-func openNode(t *testing.T, c *cluster.Cluster, id uint32, dir, httpAddr string) *node.Node {
+func openNode(t *testing.T, c *cluster.Cluster, id uint32, dir, httpAddr string, opts ...func(*node.Options)) *node.Node {
 	t.Helper()
 	cn, _ := c.Node(id)
-	n, err := node.Open(node.Options{ID: cn.ID, DataDir: dir, HTTPAddr: httpAddr, FlightAddr: cn.Flight, AutoCreate: true,
-		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	o := node.Options{ID: cn.ID, DataDir: dir, HTTPAddr: httpAddr, FlightAddr: cn.Flight, AutoCreate: true,
+		Cluster: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, f := range opts {
+		f(&o)
+	}
+	n, err := node.Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -574,6 +578,52 @@ func TestClusterPipeStaleCopy(t *testing.T) {
 		p, err := cl[id].Pipe(c0, "copy")
 		if err != nil || p.Generation != p2.Generation || len(localPipes(t, c, id)) != 1 {
 			t.Errorf("node %d: %+v %v, want generation %s", id, p.Generation, err, p2.Generation)
+		}
+	}
+}
+
+// A running node that missed a drop and then a start (the fan-out to it lost; here: both
+// done with local=true on the other nodes only) catches up by its periodic pipe sync,
+// without a restart.
+func TestClusterPipePeriodicSync(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	for _, cn := range c.Nodes {
+		n := openNode(t, c, cn.ID, t.TempDir(), cn.HTTP, func(o *node.Options) { o.PipeSyncInterval = 50 * time.Millisecond })
+		t.Cleanup(func() { n.Close() })
+	}
+	cl := clientsOf(c)
+	onNodes := func(method, path string, ids ...uint32) {
+		t.Helper()
+		for _, id := range ids {
+			n, _ := c.Node(id)
+			req, _ := http.NewRequestWithContext(c0, method, n.URL()+path, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("%s %s on node %d: %s", method, path, id, resp.Status)
+			}
+		}
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	onNodes(http.MethodPost, "/v1/pipes/copy/start?local=true", 1, 2)
+	waitFor(t, "node 3 following the start it missed", 10*time.Second, func() (bool, string) {
+		sts := localPipes(t, c, 3)
+		return len(sts) == 1 && sts[0].State == pipe.StateRunning, fmt.Sprint(sts)
+	})
+	onNodes(http.MethodDelete, "/v1/pipes/copy?local=true", 1, 2)
+	waitFor(t, "node 3 dropping the pipe whose drop it missed", 10*time.Second, func() (bool, string) {
+		sts := localPipes(t, c, 3)
+		return len(sts) == 0, fmt.Sprint(sts)
+	})
+	for _, id := range []uint32{1, 2} {
+		if sts := localPipes(t, c, id); len(sts) != 0 {
+			t.Errorf("node %d learnt the dropped pipe back: %+v", id, sts)
 		}
 	}
 }
