@@ -366,7 +366,7 @@ func (n *Node) syncPipes(ctx context.Context) {
 		if err != nil || !n.clusterPipe(spec) || !n.cl.book.dropped(st.Name, n.cl.book.gen(st.Name)) {
 			continue
 		}
-		if err := n.dropPipe(st.Name); err != nil {
+		if err := n.dropPipe(st.Name, ""); err != nil {
 			n.log.Warn("pipe: could not drop a cluster pipe another node dropped", "pipe", st.Name, "err", err)
 			continue
 		}
@@ -388,7 +388,7 @@ func (n *Node) syncPipes(ctx context.Context) {
 		if !cp.IntentAt.After(n.cl.book.get(name).IntentAt) || (cp.Intent != pipe.StateRunning && cp.Intent != pipe.StateStopped) {
 			continue
 		}
-		if err := n.setPipeState(name, cp.Intent, cp.IntentAt); err != nil {
+		if err := n.setPipeState(name, cp.Intent, cp.IntentAt, cp.Generation); err != nil {
 			n.log.Warn("pipe: could not follow a later start or stop made through another node", "pipe", name, "state", cp.Intent, "err", err)
 			continue
 		}

@@ -273,13 +273,40 @@ func fanOutParam(r *http.Request, key string) error {
 // setPipeState starts (RUNNING) or stops (STOPPED) a pipe; a cluster pipe's book keeps the
 // request with its time, unless it already holds a later one (then the pipe is left as that
 // one asked: a stale request from a node that was down changes nothing).
-func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time) error {
+//
+// gen, when not "", is the generation the request is about (a fanned-out request's): the
+// node refuses it (conflict) if it dropped that generation and holds another one now, so
+// that a late request about a pipe dropped and created again since never touches the new
+// one. (Two generations held at once by different nodes, after creates through two nodes
+// at the same moment, are no reason to refuse: a drop by name is how they are undone.)
+func (n *Node) setPipeState(name string, state pipe.PipeState, at time.Time, gen string) error {
 	if n.cl != nil {
 		// the check of the book, the start or stop and its record at once
 		n.cl.pipeOps.Lock()
 		defer n.cl.pipeOps.Unlock()
+		if err := n.sameGeneration(name, gen); err != nil {
+			return err
+		}
 	}
 	return n.setPipeStateLocked(name, state, at)
+}
+
+// sameGeneration refuses a late request about generation gen ("" any) of a pipe: this node
+// dropped that generation and holds another one (n.cl.pipeOps held).
+func (n *Node) sameGeneration(name, gen string) error {
+	if have := n.cl.book.gen(name); gen != "" && have != gen && n.cl.book.dropped(name, gen) {
+		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Message: fmt.Sprintf(
+			"pipe %s: the request is about generation %s, which node %d dropped (it holds %q now): a late request", name, gen, n.o.ID, have)}
+	}
+	return nil
+}
+
+// genOf returns the generation this node holds of a pipe ("" outside a cluster).
+func (n *Node) genOf(name string) string {
+	if n.cl == nil {
+		return ""
+	}
+	return n.cl.book.gen(name)
 }
 
 // setPipeStateLocked is setPipeState with n.cl.pipeOps held (in a cluster).
@@ -310,10 +337,14 @@ func (n *Node) setPipeStateLocked(name string, state pipe.PipeState, at time.Tim
 }
 
 // dropPipe drops a pipe; a cluster pipe's generation is remembered as dropped (pipebook.go).
-func (n *Node) dropPipe(name string) error {
+// gen, when not "", is the generation the request is about (as for setPipeState).
+func (n *Node) dropPipe(name, gen string) error {
 	if n.cl != nil {
 		n.cl.pipeOps.Lock()
 		defer n.cl.pipeOps.Unlock()
+		if err := n.sameGeneration(name, gen); err != nil {
+			return err
+		}
 	}
 	return n.dropPipeLocked(name)
 }
@@ -347,6 +378,11 @@ func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 			writeError(w, apiError(err))
 			return
 		}
+		gen, err := generationParam(r)
+		if err != nil {
+			writeError(w, apiError(err))
+			return
+		}
 		if local, _ := localParam(r); !local {
 			n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
 		}
@@ -354,12 +390,12 @@ func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 		if op == pipeStop {
 			state = pipe.StateStopped
 		}
-		if err := n.setPipeState(name, state, at); err != nil {
+		if err := n.setPipeState(name, state, at, gen); err != nil {
 			writeError(w, apiError(err))
 			return
 		}
 		if spec, _ := n.mgr.Spec(name); n.fansOut(r, spec) {
-			q := url.Values{"intent_at": {at.Format(time.RFC3339Nano)}}
+			q := url.Values{"intent_at": {at.Format(time.RFC3339Nano)}, "generation": {n.genOf(name)}}
 			if err := n.fanPipeOp(r.Context(), http.MethodPost, r.URL.Path, q, "", nil); err != nil {
 				writeError(w, apiError(err))
 				return
@@ -382,18 +418,24 @@ func (n *Node) handleDropPipe(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PathValue("name")
+	gen, err := generationParam(r)
+	if err != nil {
+		writeError(w, apiError(err))
+		return
+	}
 	if local, _ := localParam(r); !local {
 		n.learnPipe(r.Context(), name, false) // a cluster pipe created while this node was down
 	}
 	spec, _ := n.mgr.Spec(name)
-	err = n.dropPipe(name)
+	held := n.genOf(name) // the generation dropped here, which the others are to drop
+	err = n.dropPipe(name, gen)
 	dropped := err == nil
 	if err != nil && !(ie && errors.Is(err, pipe.ErrPipeNotFound)) {
 		writeError(w, apiError(err))
 		return
 	}
 	if n.fansOut(r, spec) {
-		if err := n.fanPipeOp(r.Context(), http.MethodDelete, r.URL.Path, url.Values{"if_exists": {"true"}}, "", nil); err != nil {
+		if err := n.fanPipeOp(r.Context(), http.MethodDelete, r.URL.Path, url.Values{"if_exists": {"true"}, "generation": {held}}, "", nil); err != nil {
 			writeError(w, apiError(err))
 			return
 		}
@@ -437,6 +479,8 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		}
 		if spec, _ := n.mgr.Spec(st.Name); n.fansOut(r, spec) {
 			path := "/v1/pipes/" + url.PathEscape(st.Name)
+			gen := n.genOf(st.Name) // before a drop here forgets it
+			intent.Set("generation", gen)
 			fan = func() error {
 				switch st.Kind {
 				case pipe.StartPipe:
@@ -444,7 +488,7 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 				case pipe.StopPipe:
 					return n.fanPipeOp(r.Context(), http.MethodPost, path+"/stop", intent, "", nil)
 				}
-				return n.fanPipeOp(r.Context(), http.MethodDelete, path, url.Values{"if_exists": {"true"}}, "", nil)
+				return n.fanPipeOp(r.Context(), http.MethodDelete, path, url.Values{"if_exists": {"true"}, "generation": {gen}}, "", nil)
 			}
 		}
 	case pipe.ShowPipes:
@@ -482,14 +526,14 @@ func (n *Node) handleSQL(w http.ResponseWriter, r *http.Request) {
 		if st.Kind == pipe.StopPipe {
 			state = pipe.StateStopped
 		}
-		if err := n.setPipeState(st.Name, state, at); err != nil {
+		if err := n.setPipeState(st.Name, state, at, ""); err != nil {
 			writeError(w, apiError(err))
 			return
 		}
 		ps, _ := n.mgr.Describe(st.Name)
 		res.Pipes = []pipe.Status{ps}
 	case pipe.DropPipe:
-		if err := n.dropPipe(st.Name); err != nil {
+		if err := n.dropPipe(st.Name, ""); err != nil {
 			if !(st.IfExists && errors.Is(err, pipe.ErrPipeNotFound)) {
 				writeError(w, apiError(err))
 				return

@@ -628,6 +628,46 @@ func TestClusterPipePeriodicSync(t *testing.T) {
 	}
 }
 
+// A late fanned-out stop or drop about a generation that was dropped (the pipe created
+// again since) is refused and leaves the new generation alone.
+func TestClusterPipeLateRequestForOldGeneration(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	startMembers(t, c)
+	cl := clientsOf(c)
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	p1, err := cl[1].Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl[1].DropPipe(c0, "copy", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	n2, _ := c.Node(2)
+	for _, req := range []struct{ method, path string }{
+		{http.MethodPost, "/v1/pipes/copy/stop?local=true&generation=" + p1.Generation},
+		{http.MethodDelete, "/v1/pipes/copy?local=true&if_exists=true&generation=" + p1.Generation},
+	} {
+		r, _ := http.NewRequestWithContext(c0, req.method, n2.URL()+req.path, nil)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusConflict {
+			t.Errorf("%s %s: %s, want 409", req.method, req.path, resp.Status)
+		}
+	}
+	if sts := localPipes(t, c, 2); len(sts) != 1 || sts[0].State != pipe.StateRunning {
+		t.Fatalf("node 2 after the late requests: %+v", sts)
+	}
+}
+
 // A write-back pipe cannot write into a replicated database (it would write into one
 // replica, past the region's leader): its task fails, naming the database.
 func TestWriteBackIntoReplicatedRefused(t *testing.T) {
