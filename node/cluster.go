@@ -303,7 +303,7 @@ func retryable(err error) bool {
 
 func (n *Node) handleCluster(w http.ResponseWriter, r *http.Request) {
 	if n.cl == nil {
-		writeError(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %d is not in a cluster (start it with --cluster FILE)", n.o.ID)})
+		writeError(w, notInCluster(n.o.ID))
 		return
 	}
 	writeJSON(w, http.StatusOK, n.ClusterInfo())
@@ -371,7 +371,7 @@ func (n *Node) ReplicaSets() []api.ReplicaSet {
 
 func (n *Node) handleReplicaSets(w http.ResponseWriter, r *http.Request) {
 	if n.cl == nil {
-		writeError(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %d is not in a cluster (start it with --cluster FILE)", n.o.ID)})
+		writeError(w, notInCluster(n.o.ID))
 		return
 	}
 	writeJSON(w, http.StatusOK, n.ReplicaSets())

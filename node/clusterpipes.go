@@ -343,7 +343,7 @@ func (n *Node) clusterPipes() api.ClusterPipes {
 
 func (n *Node) handleClusterPipes(w http.ResponseWriter, r *http.Request) {
 	if n.cl == nil {
-		writeError(w, &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Message: fmt.Sprintf("node %d is not in a cluster (start it with --cluster FILE)", n.o.ID)})
+		writeError(w, notInCluster(n.o.ID))
 		return
 	}
 	writeJSON(w, http.StatusOK, n.clusterPipes())

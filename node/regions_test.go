@@ -34,6 +34,15 @@ func (m *clusterMember) open() {
 	m.n = openNode(m.t, m.c, m.id, m.dir, cn.HTTP)
 }
 
+// demoCluster starts a cluster of three nodes holding root.demo (iotv2, replication 3, two
+// regions) and returns it, its members and a client of each node, by id.
+func demoCluster(t *testing.T) (*cluster.Cluster, map[uint32]*clusterMember, map[uint32]*client.Client) {
+	t.Helper()
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	ms := startMembers(t, c)
+	return c, ms, clientsOf(c)
+}
+
 // openNode opens and starts node id of c on dir with its HTTP API on httpAddr (the cluster
 // file's address, or another one behind a proxy standing at that address).
 func openNode(t *testing.T, c *cluster.Cluster, id uint32, dir, httpAddr string, opts ...func(*node.Options)) *node.Node {
@@ -142,9 +151,7 @@ func waitReplicasEqual(t *testing.T, c *cluster.Cluster, r api.ClusterRegion, po
 // new leader. A replica is removed and added back; bad changes are refused naming the key.
 func TestLeaderMoveAndReplicas(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	dev := deviceIn(0, 2)
 	if r := regionOf(t, cl[1], "root.demo/0"); r.Leader != 1 || r.Term != 0 {
 		t.Fatalf("root.demo/0 before: %+v", r)
@@ -313,9 +320,7 @@ func localPipes(t *testing.T, c *cluster.Cluster, id uint32) []pipe.Status {
 // everywhere.
 func TestClusterPipeFollowsLeader(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	spec := copySpec
 	if _, err := cl[3].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true}); err != nil {
 		t.Fatal(err)
@@ -385,9 +390,7 @@ func TestClusterPipeFollowsLeader(t *testing.T) {
 // another node; a drop through it then drops the pipe everywhere.
 func TestClusterPipeLearntAtStart(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	ms[3].close()
 	spec := copySpec
 	_, err := cl[1].CreatePipe(c0, []byte(spec), client.CreateOptions{Start: true})
@@ -413,9 +416,7 @@ func TestClusterPipeLearntAtStart(t *testing.T) {
 // was down (another generation) replaces the node's copy.
 func TestClusterPipeDroppedWhileDown(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	described := func(id uint32) []api.Pipe {
 		t.Helper()
 		var out []api.Pipe
@@ -486,9 +487,7 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 // again; a node's stale state never overrides a later request.
 func TestClusterPipeStateWhileDown(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	stateOn := func(id uint32) pipe.PipeState {
 		t.Helper()
 		sts := localPipes(t, c, id)
@@ -527,9 +526,7 @@ func TestClusterPipeStateWhileDown(t *testing.T) {
 // node; a create through the stale node itself is refused by the others, naming the drop.
 func TestClusterPipeStaleCopy(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	dropLocally := func(ids ...uint32) {
 		t.Helper()
 		for _, id := range ids {
@@ -698,9 +695,7 @@ func TestWriteBackIntoReplicatedRefused(t *testing.T) {
 // them with a new generation. So does CREATE PIPE IF NOT EXISTS through SQL.
 func TestClusterPipeCreateThroughNodeWithout(t *testing.T) {
 	c0 := ctx(t)
-	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
-	ms := startMembers(t, c)
-	cl := clientsOf(c)
+	c, ms, cl := demoCluster(t)
 	const gen = "0123456789abcdef"
 	createOn := func(body, name string, ids ...uint32) {
 		t.Helper()
