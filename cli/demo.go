@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -63,13 +64,15 @@ write-back pipe also keeps a second database, root.copy, equal to root.demo.
 			if downFor <= 0 {
 				return fmt.Errorf("--down-for must be > 0, got %s", downFor)
 			}
+			if rate < 0 {
+				return fmt.Errorf("--rate must be >= 0, got %d", rate)
+			}
 			if dir == "" {
 				if dir, err = os.MkdirTemp("", "weir-demo-"); err != nil {
 					return err
 				}
-			}
-			if rate < 0 {
-				return fmt.Errorf("--rate must be >= 0, got %d", rate)
+			} else if err := clearDemoDir(cmd.ErrOrStderr(), dir); err != nil {
+				return err
 			}
 			return runDemo(cmd, demoConfig{dir: dir, points: points, comp: comp, dur: dur, protocol: protocol, downFor: downFor, rate: rate})
 		},
@@ -82,6 +85,35 @@ write-back pipe also keeps a second database, root.copy, equal to root.demo.
 	cmd.Flags().DurationVar(&downFor, "down-for", 3*time.Second, "longest time the stopped follower stays down")
 	cmd.Flags().Int64Var(&rate, "rate", 500_000, "offered load in points/s, so that the story can be watched (0: as fast as possible)")
 	return cmd
+}
+
+// demoDirs are what a demo leaves in its directory: a replica's data each.
+var demoDirs = map[string]bool{"n1": true, "n2": true, "n3": true}
+
+// clearDemoDir readies --dir for a demo: a missing or empty directory is used as is, a
+// previous demo's data (only n1, n2, n3) is removed, anything else is refused, untouched.
+func clearDemoDir(w io.Writer, dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	for _, e := range entries {
+		if !demoDirs[e.Name()] || !e.IsDir() {
+			return fmt.Errorf("--dir %s holds %s, which is not a previous demo's: give an empty or new directory", dir, e.Name())
+		}
+	}
+	if len(entries) > 0 {
+		fmt.Fprintf(w, "removing the previous demo's data in %s\n", dir)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("--dir: %w", err)
+		}
+	}
+	return nil
 }
 
 type demoConfig struct {
