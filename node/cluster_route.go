@@ -643,6 +643,7 @@ func (n *Node) clusterDigest(ctx context.Context, d *Database) (api.Digest, erro
 
 // clusterFlush asks every other node of the cluster to flush (local=true); db narrows it.
 func (n *Node) clusterFlush(ctx context.Context, db string) error {
+	// every node is asked, whichever fail (their errors joined)
 	p := pool.New().WithErrors().WithMaxGoroutines(fanOut)
 	for _, to := range n.cl.c.Nodes {
 		if to.ID == n.o.ID {

@@ -303,12 +303,6 @@ func (n *Node) handleFlush(w http.ResponseWriter, r *http.Request) {
 		writeError(w, apiError(err))
 		return
 	}
-	if n.cl != nil && !local {
-		if err := n.clusterFlush(r.Context(), r.URL.Query().Get("db")); err != nil {
-			writeError(w, apiError(err))
-			return
-		}
-	}
 	names := []string{}
 	for _, d := range dbs {
 		if err := d.Flush(); err != nil {
@@ -316,6 +310,14 @@ func (n *Node) handleFlush(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		names = append(names, d.name)
+	}
+	if n.cl != nil && !local {
+		// then every other node; one that is down does not keep the others from flushing
+		if err := n.clusterFlush(r.Context(), r.URL.Query().Get("db")); err != nil {
+			writeError(w, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+				Message: fmt.Sprintf("flushed on node %d and on every node that answered, but not on: %v", n.o.ID, err)})
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"databases": names})
 }

@@ -665,6 +665,33 @@ func TestClusterPipeLateRequestForOldGeneration(t *testing.T) {
 	}
 }
 
+// A flush through a node while another is down flushes that node and the others that
+// answer, and names the one that did not.
+func TestClusterFlushWithANodeDown(t *testing.T) {
+	c0 := ctx(t)
+	c, ms, cl := demoCluster(t)
+	if _, err := cl[1].Write(c0, strings.NewReader("root.demo.d1 v=1i 1\nroot.demo.d2 v=2i 2\nroot.demo.d3 v=3i 3\n")); err != nil {
+		t.Fatal(err)
+	}
+	ms[3].close()
+	err := cl[1].Flush(c0, "root.demo")
+	if e, ok := client.AsError(err); !ok || e.Code != api.CodeUnavailable || !strings.Contains(e.Message, "node 3") {
+		t.Fatalf("flush with node 3 down: %v", err)
+	}
+	for _, id := range []uint32{1, 2} {
+		n, _ := c.Node(id)
+		var regs []api.Region
+		getJSON(t, n.URL()+"/v1/regions?db=root.demo&local=true", &regs)
+		var flushes int64
+		for _, r := range regs {
+			flushes += r.Stats.Flushes
+		}
+		if len(regs) == 0 || flushes == 0 {
+			t.Errorf("node %d did not flush: %+v", id, regs)
+		}
+	}
+}
+
 // A write-back pipe cannot write into a replicated database (it would write into one
 // replica, past the region's leader): its task fails, naming the database.
 func TestWriteBackIntoReplicatedRefused(t *testing.T) {
