@@ -94,7 +94,8 @@ their line numbers (the good lines are still written) and the exit code is 1.`,
 				if jerr := printJSON(out, total); jerr != nil {
 					return jerr
 				}
-			} else {
+			} else if err == nil || total.Points > 0 || len(total.LineErrors) > 0 {
+				// (a request refused whole says so in its error alone)
 				fmt.Fprintf(out, "wrote %s (%s, %s) to %s\n", plural(int(total.Points), "point"), plural(int(total.Lines), "line"),
 					plural(int(total.Tablets), "tablet"), strings.Join(total.Databases, ", "))
 			}

@@ -211,3 +211,14 @@ func TestNodeRunBadConfig(t *testing.T) {
 		t.Errorf("unknown key: %d\n%s", code, errOut)
 	}
 }
+
+func TestPlural(t *testing.T) {
+	for _, c := range []struct {
+		n          int
+		what, want string
+	}{{1, "row", "1 row"}, {3, "row", "3 rows"}, {0, "point", "0 points"}, {1, "series", "1 series"}, {3, "series", "3 series"}} {
+		if got := plural(c.n, c.what); got != c.want {
+			t.Errorf("plural(%d, %q) = %q, want %q", c.n, c.what, got, c.want)
+		}
+	}
+}

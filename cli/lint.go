@@ -134,8 +134,8 @@ FILE:LINE:COLUMN: KEY: MESSAGE, and exits 1.`,
 }
 
 func plural(n int, what string) string {
-	if n == 1 {
-		return fmt.Sprintf("1 %s", what)
+	if n == 1 || strings.HasSuffix(what, "s") { // "series" is its own plural
+		return fmt.Sprintf("%d %s", n, what)
 	}
 	return fmt.Sprintf("%d %ss", n, what)
 }
