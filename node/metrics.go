@@ -81,7 +81,7 @@ var (
 	mPipeLagSecs   = prometheus.NewDesc("weir_pipe_lag_seconds", "Age of the oldest write the pipe has not committed.", pipeLabels, nil)
 	mPipeRate      = prometheus.NewDesc("weir_pipe_events_per_second", "A pipe task's commit rate over the last 10s.", pipeLabels, nil)
 	mPipeCarrier   = prometheus.NewDesc("weir_pipe_carrier", "1 for the carrier a pipe's task ships with (tablet, tsfile, ...).", []string{"pipe", "region", "carrier"}, nil)
-	mPipeSwitches  = prometheus.NewDesc("weir_pipe_carrier_switches_total", "Carrier switches of a pipe's task.", pipeLabels, nil)
+	mPipeSwitches  = prometheus.NewDesc("weir_pipe_carrier_switches_total", "Carrier switches of a pipe's task, across its retries.", pipeLabels, nil)
 	mPipeRetries   = prometheus.NewDesc("weir_pipe_errors_total", "Failures (each retried with backoff) of a pipe's task.", pipeLabels, nil)
 	mPipePinned    = prometheus.NewDesc("weir_pipe_pinned_wal_bytes", "WAL bytes a pipe's task pins.", pipeLabels, nil)
 )

@@ -174,6 +174,11 @@ func TestManagerRetriesFailingConnector(t *testing.T) {
 	if rec, _ := m.Store().LoadState("p"); !strings.Contains(rec.LastError, "injected failure") || rec.State != StateRunning {
 		t.Fatalf("state.json: %+v", rec)
 	}
+	// the carrier counters add up over the retries: every run's switch, every event's bytes
+	// (those extracted again after a failure included)
+	if r := st.Regions[0]; r.Switches != st.Retries+1 || r.TabletBytes < 100*100 {
+		t.Fatalf("counters over %d retries: switches %d, tablet bytes %d", st.Retries, r.Switches, r.TabletBytes)
+	}
 	sc.checkReleased(t)
 }
 

@@ -167,8 +167,11 @@ type Task struct {
 	com       *Committer // of the current run
 	committed Checkpoint // last known committed checkpoint (when not running)
 	durableID uint64
-	extStatus ExtractorStatus
-	walPin    *engine.Pin // a wal source's pin at its durable position, held across retries
+	extStatus ExtractorStatus // the last run's extractor, as it closed
+	// extDone sums the carrier counters (switches, bytes per carrier) of the runs that ended,
+	// so that a task's figures keep counting across its retries
+	extDone ExtractorStatus
+	walPin  *engine.Pin // a wal source's pin at its durable position, held across retries
 
 	extMu sync.RWMutex // guards ext against Close while Status is read
 	ext   Extractor
@@ -443,6 +446,9 @@ func (t *Task) Run(ctx context.Context) (err error) {
 			if st, ok := t.extractorStatus(ext); ok {
 				t.mu.Lock()
 				t.extStatus = st
+				t.extDone.Switches += st.Switches
+				t.extDone.TabletBytes += st.TabletBytes
+				t.extDone.FileBytes += st.FileBytes
 				t.mu.Unlock()
 			}
 			if cerr := catch(extWhere+" Close", ext.Close); cerr != nil {
@@ -474,6 +480,13 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("%s: open: %w", extWhere, err)
 	}
 	extOpen = true
+	if st, ok := t.extractorStatus(ext); ok {
+		t.mu.Lock()
+		if prev := t.extStatus.Carrier; prev != "" && st.Carrier != "" && st.Carrier != prev {
+			t.extDone.Switches++ // the run before ended on the other carrier (a retry resumed on files)
+		}
+		t.mu.Unlock()
+	}
 	t.extMu.Lock()
 	t.ext = ext
 	t.extMu.Unlock()
@@ -819,19 +832,22 @@ func (t *Task) Status() RegionStatus {
 		LastErrorTime: t.lastErrAt,
 	}
 	rs.Retries = t.retries
-	com, ck, durable, est := t.com, t.committed, t.durableID, t.extStatus
+	com, ck, durable, est, done := t.com, t.committed, t.durableID, t.extStatus, t.extDone
 	t.mu.Unlock()
 
+	// the counters: the ended runs' and the current run's (the last ended run's are in done)
+	var cur ExtractorStatus
 	t.extMu.RLock()
 	if t.ext != nil {
 		if st, ok := t.extractorStatus(t.ext); ok {
-			est = st
+			est, cur = st, st
 		}
 	}
 	t.extMu.RUnlock()
-	rs.Carrier, rs.Switches, rs.LastSwitch = est.Carrier, est.Switches, est.LastSwitch
+	rs.Carrier, rs.LastSwitch = est.Carrier, est.LastSwitch
+	rs.Switches = done.Switches + cur.Switches
 	rs.PinnedWALBytes, rs.PinnedFileBytes = est.PinnedWALBytes, est.PinnedFileByte
-	rs.TabletBytes, rs.FileBytes = est.TabletBytes, est.FileBytes
+	rs.TabletBytes, rs.FileBytes = done.TabletBytes+cur.TabletBytes, done.FileBytes+cur.FileBytes
 
 	if com != nil {
 		ck = com.Committed()

@@ -101,9 +101,10 @@ func init() {
 }
 
 type fakeExtractor struct {
-	sc     *scenario
-	next   uint64
-	pinned atomic.Int64
+	sc        *scenario
+	next      uint64
+	pinned    atomic.Int64
+	extracted atomic.Int64 // events this instance returned (its TabletBytes: 100 each)
 }
 
 func (x *fakeExtractor) Open(_ context.Context, env *Env) error {
@@ -155,6 +156,7 @@ func (x *fakeExtractor) Next(ctx context.Context) (*Event, error) {
 	e := &Event{Kind: KindTablet, Tablet: tab, Progress: ProgressIndex{1: seq}, Origin: 1, OriginIndex: seq,
 		MinIndex: seq, MaxIndex: seq, EventTime: time.Now().UnixMilli(), Bytes: 100}
 	x.sc.created.Add(1)
+	x.extracted.Add(1)
 	x.pinned.Add(100)
 	e.OnRelease(func() { x.sc.released.Add(1); x.pinned.Add(-100) })
 	return e, nil
@@ -167,8 +169,9 @@ func (x *fakeExtractor) Committed(e *Event) []byte {
 	return []byte(strconv.FormatUint(e.MaxIndex, 10))
 }
 
+// Status counts one carrier switch per instance (the open), and 100 tablet bytes an event.
 func (x *fakeExtractor) Status() ExtractorStatus {
-	return ExtractorStatus{Carrier: "tablet", PinnedWALBytes: x.pinned.Load()}
+	return ExtractorStatus{Carrier: "tablet", PinnedWALBytes: x.pinned.Load(), Switches: 1, TabletBytes: 100 * x.extracted.Load()}
 }
 
 func (x *fakeExtractor) Close() error { return nil }

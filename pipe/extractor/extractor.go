@@ -265,14 +265,6 @@ func (x *Extractor) moved(origin uint32, idx uint64) bool {
 func (x *Extractor) Next(ctx context.Context) (*pipe.Event, error) {
 	e, err := x.next(ctx)
 	if e != nil {
-		x.mu.Lock()
-		switch e.Kind {
-		case pipe.KindTablet:
-			x.tabletB += e.Bytes
-		case pipe.KindTsFile:
-			x.fileB += e.Bytes
-		}
-		x.mu.Unlock()
 		// the WAL pin moves only once the event's commit is durable (events are released then)
 		upTo := e.MaxIndex
 		e.OnRelease(func() { x.advancePin(upTo + 1) })
@@ -666,6 +658,12 @@ func tabletBytes(t *tsfile.Tablet) int64 {
 func (x *Extractor) Committed(e *pipe.Event) []byte {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	switch e.Kind { // bytes shipped per carrier: those the sink acknowledged
+	case pipe.KindTablet:
+		x.tabletB += e.Bytes
+	case pipe.KindTsFile:
+		x.fileB += e.Bytes
+	}
 	if e.MaxIndex > x.committed {
 		x.committed = e.MaxIndex
 	}
