@@ -388,7 +388,9 @@ func runDemo(cmd *cobra.Command, c demoConfig) error {
 	if err := set.WaitCaughtUp(ctx); err != nil {
 		return err
 	}
-	note("every follower caught up")
+	if len(nodes) > 1 {
+		note("every follower caught up")
+	}
 	for _, name := range []string{"demo-copy", "demo-kafka"} {
 		if err := waitCaughtUp(mgr, name, 2*time.Minute); err != nil {
 			return err
