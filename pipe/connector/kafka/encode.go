@@ -512,7 +512,8 @@ type colEncoder struct {
 	scale int       // floats: decimals of the previous value, or noScale
 	ints  intDigits // int64s: the previous value's digits
 	arr   arrow.Array
-	b     *array.Boolean
+	bits  []byte // bools: the values' bitmap, from bit boff
+	boff  int
 	i32   []int32
 	i64   []int64
 	f32   []float32
@@ -558,7 +559,10 @@ func (en *rowEncoder) reset(device string, rec arrow.Record) error {
 		}
 		switch a := col.(type) {
 		case *array.Boolean:
-			c.kind, c.b = colBool, a
+			c.kind, c.boff = colBool, a.Data().Offset()
+			if buf := a.Data().Buffers()[1]; buf != nil {
+				c.bits = buf.Bytes()
+			}
 		case *array.Int32:
 			c.kind, c.i32 = colInt32, a.Int32Values()
 		case *array.Int64:
@@ -638,10 +642,13 @@ func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 		case colFloat32:
 			b = c.appendF32(b, c.f32[r])
 		case colBool:
-			if c.b.Value(r) {
-				b = append(b, "true"...)
+			i := c.boff + r
+			v := c.bits[i>>3] >> (i & 7) & 1
+			if l := len(b); cap(b)-l >= 8 { // "true" or "false" in one 8-byte store
+				*(*[8]byte)(b[l : l+8]) = boolWords[v]
+				b = b[:l+5-int(v)]
 			} else {
-				b = append(b, "false"...)
+				b = append(b, boolWords[v][:5-v]...)
 			}
 		case colString:
 			b = appendJSONString(b, c.s.Value(r))
@@ -649,6 +656,9 @@ func (en *rowEncoder) appendRow(b []byte, r int) []byte {
 	}
 	return append(b, '}')
 }
+
+// boolWords[v] is the JSON text of bit v, padded to a word (a store of 8 bytes).
+var boolWords = [2][8]byte{{'f', 'a', 'l', 's', 'e'}, {'t', 'r', 'u', 'e'}}
 
 const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839" +
 	"40414243444546474849505152535455565758596061626364656667686970717273747576777879" +

@@ -3,9 +3,13 @@ package kafka
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"testing"
 
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weir-dev/weir/pipe"
@@ -131,5 +135,48 @@ func TestJSONString(t *testing.T) {
 		if err := json.Unmarshal(appendJSONString(nil, in), &back); err != nil {
 			t.Errorf("%q: %v", in, err)
 		}
+	}
+}
+
+// Booleans are read from their bitmap: a slice of a record (its arrays at an offset) and
+// nulls among them must give the values of the rows they are.
+func TestEncodeBoolsOfSlice(t *testing.T) {
+	mem := memory.NewGoAllocator()
+	tb := array.NewInt64Builder(mem)
+	bb := array.NewBooleanBuilder(mem)
+	var want []string
+	for i := range 40 {
+		tb.Append(int64(i))
+		switch {
+		case i%7 == 3:
+			bb.AppendNull()
+			want = append(want, fmt.Sprintf(`{"device":"root.d","time":%d}`, i))
+		default:
+			v := i%3 == 0 || i%5 == 1
+			bb.Append(v)
+			want = append(want, fmt.Sprintf(`{"device":"root.d","time":%d,"b":%v}`, i, v))
+		}
+	}
+	sc := arrow.NewSchema([]arrow.Field{{Name: tsfile.TimeColumn, Type: arrow.PrimitiveTypes.Int64}, {Name: "b", Type: arrow.FixedWidthTypes.Boolean, Nullable: true}}, nil)
+	ta, ba := tb.NewArray(), bb.NewArray()
+	rec := array.NewRecord(sc, []arrow.Array{ta, ba}, 40)
+	ta.Release()
+	ba.Release()
+	defer rec.Release()
+	for _, lo := range []int64{0, 1, 5, 13} {
+		s := rec.NewSlice(lo, 40)
+		enc, err := newRowEncoder("root.d", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r := 0; r < int(s.NumRows()); r++ {
+			if got := string(enc.appendRow(nil, r)); got != want[int(lo)+r] {
+				t.Fatalf("slice from %d, row %d: %s, want %s", lo, r, got, want[int(lo)+r])
+			}
+			if got := string(enc.appendRow(make([]byte, 0, enc.size(r)), r)); got != want[int(lo)+r] {
+				t.Fatalf("slice from %d, row %d, with room: %s, want %s", lo, r, got, want[int(lo)+r])
+			}
+		}
+		s.Release()
 	}
 }
