@@ -109,6 +109,21 @@ func (f *FileRef) Whole() bool {
 		f.MinTime <= f.Info.MinTime && f.MaxTime >= f.Info.MaxTime
 }
 
+// Columns returns the measurements of device di the pipe selects (Pattern) that hold
+// values in the file; none when the device is not selected.
+func (f *FileRef) Columns(di tsfile.DeviceIndex) []string {
+	if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
+		return nil
+	}
+	var want []string
+	for _, col := range di.Columns {
+		if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
+			want = append(want, col.Name)
+		}
+	}
+	return want
+}
+
 // Open opens the file for reading its rows.
 func (f *FileRef) Open() (*tsfile.Reader, error) { return tsfile.OpenFile(f.Path) }
 
@@ -130,15 +145,7 @@ func (f *FileRef) SelectRows(rename func(string) string) (data []tsfile.DeviceDa
 		}
 	}()
 	for _, di := range rd.Meta().Devices {
-		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
-			continue
-		}
-		var want []string
-		for _, col := range di.Columns {
-			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
-				want = append(want, col.Name)
-			}
-		}
+		want := f.Columns(di)
 		if len(want) == 0 {
 			continue
 		}

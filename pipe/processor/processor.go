@@ -190,15 +190,7 @@ func eachFileTablet(ctx context.Context, f *pipe.FileRef, fn func(*tsfile.Tablet
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
-			continue
-		}
-		var want []string
-		for _, col := range di.Columns {
-			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
-				want = append(want, col.Name)
-			}
-		}
+		want := f.Columns(di)
 		if len(want) == 0 {
 			continue
 		}

@@ -198,15 +198,7 @@ func (en *Encoder) file(e *pipe.Event, emit func(*kgo.Record) error) (Counts, er
 		}
 	}
 	for _, di := range rd.Meta().Devices {
-		if !f.Pattern.IsZero() && !f.Pattern.MayMatchDevice(di.Device) {
-			continue
-		}
-		var want []string
-		for _, col := range di.Columns {
-			if col.Count > 0 && (f.Pattern.IsZero() || f.Pattern.Match(di.Device, col.Name)) {
-				want = append(want, col.Name)
-			}
-		}
+		want := f.Columns(di)
 		if len(want) == 0 {
 			continue
 		}
