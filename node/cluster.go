@@ -13,7 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/sourcegraph/conc/pool"
 	"github.com/weir-dev/weir/cluster"
 	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine"
@@ -86,6 +88,23 @@ func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {
 	cs.tr.MaxIdleConnsPerHost = 16
 	cs.hc = &http.Client{Transport: cs.tr}
 	return cs, nil
+}
+
+// eachPeer runs fn for every other node of the cluster but skip (0: none), several at once
+// (fanOut), each with its own timeout, and waits for them all. fn's calls run concurrently.
+func (cs *clusterState) eachPeer(ctx context.Context, timeout time.Duration, skip uint32, fn func(ctx context.Context, peer cluster.Node)) {
+	p := pool.New().WithMaxGoroutines(fanOut)
+	for _, peer := range cs.c.Nodes {
+		if peer.ID == cs.self.ID || peer.ID == skip {
+			continue
+		}
+		p.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			fn(cctx, peer)
+		})
+	}
+	p.Wait()
 }
 
 // Cluster returns the cluster the node is a member of (nil when it runs alone).

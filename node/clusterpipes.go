@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sourcegraph/conc/pool"
-
 	"github.com/weir-dev/weir/cluster"
 	"github.com/weir-dev/weir/node/api"
 	"github.com/weir-dev/weir/pipe"
@@ -147,22 +145,13 @@ func (n *Node) fanPipeOp(ctx context.Context, method, path string, q url.Values,
 	q.Set("local", "true")
 	var mu sync.Mutex
 	var failed []string
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range cs.c.Nodes {
-		if peer.ID == cs.self.ID {
-			continue
+	cs.eachPeer(ctx, 10*time.Second, 0, func(ctx context.Context, peer cluster.Node) {
+		if err := cs.call(ctx, peer, method, path, q, contentType, body, nil); err != nil {
+			mu.Lock()
+			failed = append(failed, err.Error())
+			mu.Unlock()
 		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			defer cancel()
-			if err := cs.call(cctx, peer, method, path, q, contentType, body, nil); err != nil {
-				mu.Lock()
-				failed = append(failed, err.Error())
-				mu.Unlock()
-			}
-		})
-	}
-	p.Wait()
+	})
 	if len(failed) == 0 {
 		return nil
 	}
@@ -201,26 +190,17 @@ func (n *Node) listPipes(ctx context.Context, local bool) ([]pipe.Status, error)
 	all := [][]pipe.Status{mine}
 	var mu sync.Mutex
 	var errs []string
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range n.cl.c.Nodes {
-		if peer.ID == n.o.ID {
-			continue
+	n.cl.eachPeer(ctx, 5*time.Second, 0, func(ctx context.Context, peer cluster.Node) {
+		var sts []pipe.Status
+		err := n.cl.call(ctx, peer, http.MethodGet, "/v1/pipes", url.Values{"local": {"true"}}, "", nil, &sts)
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			errs = append(errs, err.Error())
+			return
 		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			var sts []pipe.Status
-			err := n.cl.call(cctx, peer, http.MethodGet, "/v1/pipes", url.Values{"local": {"true"}}, "", nil, &sts)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err.Error())
-				return
-			}
-			all = append(all, sts)
-		})
-	}
-	p.Wait()
+		all = append(all, sts)
+	})
 	out := mergePipes(all)
 	if len(errs) > 0 {
 		sort.Strings(errs)
@@ -422,24 +402,15 @@ func (n *Node) syncPipesEvery(ctx context.Context, interval time.Duration) {
 func (n *Node) peerPipes(ctx context.Context) []api.ClusterPipes {
 	var mu sync.Mutex
 	var answers []api.ClusterPipes
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range n.cl.c.Nodes {
-		if peer.ID == n.o.ID {
-			continue
+	n.cl.eachPeer(ctx, time.Second, 0, func(ctx context.Context, peer cluster.Node) {
+		var a api.ClusterPipes
+		if err := n.cl.call(ctx, peer, http.MethodGet, "/v1/cluster/pipes", nil, "", nil, &a); err != nil {
+			return
 		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			var a api.ClusterPipes
-			if err := n.cl.call(cctx, peer, http.MethodGet, "/v1/cluster/pipes", nil, "", nil, &a); err != nil {
-				return
-			}
-			mu.Lock()
-			answers = append(answers, a)
-			mu.Unlock()
-		})
-	}
-	p.Wait()
+		mu.Lock()
+		answers = append(answers, a)
+		mu.Unlock()
+	})
 	return answers
 }
 

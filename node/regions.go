@@ -16,8 +16,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sourcegraph/conc/pool"
-
 	"github.com/weir-dev/weir/cluster"
 	"github.com/weir-dev/weir/consensus"
 	"github.com/weir-dev/weir/engine/vfs"
@@ -177,30 +175,21 @@ func (n *Node) loadRegions(ctx context.Context) error {
 	}
 	var mu sync.Mutex
 	changed := false
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range cs.c.Nodes {
-		if peer.ID == cs.self.ID {
-			continue
+	cs.eachPeer(ctx, time.Second, 0, func(ctx context.Context, peer cluster.Node) {
+		var info api.Cluster
+		if err := cs.call(ctx, peer, http.MethodGet, "/v1/cluster", nil, "", nil, &info); err != nil {
+			return // down or starting: its changes were told to us, or will be
 		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, time.Second)
-			defer cancel()
-			var info api.Cluster
-			if err := cs.call(cctx, peer, http.MethodGet, "/v1/cluster", nil, "", nil, &info); err != nil {
-				return // down or starting: its changes were told to us, or will be
+		for _, r := range regionsOf(info) {
+			ok, err := cs.merge(r)
+			if err != nil {
+				n.log.Warn("ignoring a region shape another node told", "from", peer.ID, "err", err)
 			}
-			for _, r := range regionsOf(info) {
-				ok, err := cs.merge(r)
-				if err != nil {
-					n.log.Warn("ignoring a region shape another node told", "from", peer.ID, "err", err)
-				}
-				mu.Lock()
-				changed = changed || ok
-				mu.Unlock()
-			}
-		})
-	}
-	p.Wait()
+			mu.Lock()
+			changed = changed || ok
+			mu.Unlock()
+		}
+	})
 	if changed {
 		return n.saveRegions()
 	}
@@ -334,22 +323,13 @@ func (n *Node) tell(ctx context.Context, r cluster.Region, skip uint32) []string
 	body, _ := json.Marshal(api.RegionTell{Region: regionInfo(r)})
 	var mu sync.Mutex
 	var missed []string
-	p := pool.New().WithMaxGoroutines(fanOut)
-	for _, peer := range cs.c.Nodes {
-		if peer.ID == cs.self.ID || peer.ID == skip {
-			continue
+	cs.eachPeer(ctx, 5*time.Second, skip, func(ctx context.Context, peer cluster.Node) {
+		if err := cs.call(ctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", body, nil); err != nil {
+			mu.Lock()
+			missed = append(missed, fmt.Sprintf("node %d: %v", peer.ID, err))
+			mu.Unlock()
 		}
-		p.Go(func() {
-			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			if err := cs.call(cctx, peer, http.MethodPut, "/v1/cluster/regions", nil, "application/json", body, nil); err != nil {
-				mu.Lock()
-				missed = append(missed, fmt.Sprintf("node %d: %v", peer.ID, err))
-				mu.Unlock()
-			}
-		})
-	}
-	p.Wait()
+	})
 	sort.Strings(missed)
 	return missed
 }
