@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,6 +33,26 @@ func (m *clusterMember) open() {
 	m.t.Helper()
 	cn, _ := m.c.Node(m.id)
 	m.n = openNode(m.t, m.c, m.id, m.dir, cn.HTTP)
+}
+
+// nodeRequest sends method path (and body, if any) to node id of c and returns the HTTP
+// status; a request that cannot be sent is a test error (t.Error: callable from goroutines)
+// and returns 0.
+func nodeRequest(t *testing.T, ctx context.Context, c *cluster.Cluster, id uint32, method, path, body string) int {
+	t.Helper()
+	n, _ := c.Node(id)
+	req, err := http.NewRequestWithContext(ctx, method, n.URL()+path, strings.NewReader(body))
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // demoCluster starts a cluster of three nodes holding root.demo (iotv2, replication 3, two
@@ -530,15 +551,8 @@ func TestClusterPipeStaleCopy(t *testing.T) {
 	dropLocally := func(ids ...uint32) {
 		t.Helper()
 		for _, id := range ids {
-			n, _ := c.Node(id)
-			req, _ := http.NewRequestWithContext(c0, http.MethodDelete, n.URL()+"/v1/pipes/copy?local=true", nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("drop on node %d: %s", id, resp.Status)
+			if code := nodeRequest(t, c0, c, id, http.MethodDelete, "/v1/pipes/copy?local=true", ""); code != http.StatusOK {
+				t.Fatalf("drop on node %d: %d", id, code)
 			}
 		}
 	}
@@ -593,15 +607,8 @@ func TestClusterPipePeriodicSync(t *testing.T) {
 	onNodes := func(method, path string, ids ...uint32) {
 		t.Helper()
 		for _, id := range ids {
-			n, _ := c.Node(id)
-			req, _ := http.NewRequestWithContext(c0, method, n.URL()+path, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("%s %s on node %d: %s", method, path, id, resp.Status)
+			if code := nodeRequest(t, c0, c, id, method, path, ""); code != http.StatusOK {
+				t.Fatalf("%s %s on node %d: %d", method, path, id, code)
 			}
 		}
 	}
@@ -645,19 +652,12 @@ func TestClusterPipeLateRequestForOldGeneration(t *testing.T) {
 	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
 		t.Fatal(err)
 	}
-	n2, _ := c.Node(2)
 	for _, req := range []struct{ method, path string }{
 		{http.MethodPost, "/v1/pipes/copy/stop?local=true&generation=" + p1.Generation},
 		{http.MethodDelete, "/v1/pipes/copy?local=true&if_exists=true&generation=" + p1.Generation},
 	} {
-		r, _ := http.NewRequestWithContext(c0, req.method, n2.URL()+req.path, nil)
-		resp, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusConflict {
-			t.Errorf("%s %s: %s, want 409", req.method, req.path, resp.Status)
+		if code := nodeRequest(t, c0, c, 2, req.method, req.path, ""); code != http.StatusConflict {
+			t.Errorf("%s %s: %d, want 409", req.method, req.path, code)
 		}
 	}
 	if sts := localPipes(t, c, 2); len(sts) != 1 || sts[0].State != pipe.StateRunning {
@@ -727,15 +727,8 @@ func TestClusterPipeCreateThroughNodeWithout(t *testing.T) {
 	createOn := func(body, name string, ids ...uint32) {
 		t.Helper()
 		for _, id := range ids {
-			n, _ := c.Node(id)
-			req, _ := http.NewRequestWithContext(c0, http.MethodPost, n.URL()+"/v1/pipes?local=true&start=true&generation="+gen, strings.NewReader(body))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusCreated {
-				t.Fatalf("create %s on node %d: %s", name, id, resp.Status)
+			if code := nodeRequest(t, c0, c, id, http.MethodPost, "/v1/pipes?local=true&start=true&generation="+gen, body); code != http.StatusCreated {
+				t.Fatalf("create %s on node %d: %d", name, id, code)
 			}
 		}
 	}
@@ -774,15 +767,9 @@ func TestClusterPipeConcurrentStartStop(t *testing.T) {
 	}
 	n1, _ := c.Node(1)
 	op := func(what string, at time.Time) {
-		req, _ := http.NewRequestWithContext(c0, http.MethodPost, n1.URL()+"/v1/pipes/copy/"+what+"?local=true&intent_at="+at.Format(time.RFC3339Nano), nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %s", what, resp.Status)
+		code := nodeRequest(t, c0, c, 1, http.MethodPost, "/v1/pipes/copy/"+what+"?local=true&intent_at="+at.Format(time.RFC3339Nano), "")
+		if code != 0 && code != http.StatusOK {
+			t.Errorf("%s: %d", what, code)
 		}
 	}
 	base := time.Now().UTC()
@@ -823,16 +810,9 @@ func TestClusterPipeFanOutParamsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n1, _ := c.Node(1)
 	post := func(path, body string) int {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(c0, http.MethodPost, n1.URL()+path, strings.NewReader(body))
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return nodeRequest(t, c0, c, 1, http.MethodPost, path, body)
 	}
 	if code := post("/v1/pipes/copy/stop?intent_at=3000-01-01T00:00:00Z", ""); code != http.StatusBadRequest {
 		t.Errorf("stop with a client's intent_at: %d", code)
