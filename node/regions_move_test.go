@@ -76,33 +76,12 @@ func TestMoveWhoseAnswerIsLost(t *testing.T) {
 	n2 := openNode(t, c, 2, t.TempDir(), back)
 	t.Cleanup(func() { n2.Close() })
 	var lost atomic.Bool
-	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+back+r.URL.RequestURI(), bytes.NewReader(body))
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+	startProxy(t, cn2.HTTP, back, func(r *http.Request, forwarded bool) (int, bool) {
+		if forwarded && r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" && lost.CompareAndSwap(false, true) {
+			return http.StatusBadGateway, true // the answer was lost
 		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" && lost.CompareAndSwap(false, true) {
-			http.Error(w, "the answer was lost", http.StatusBadGateway)
-			return
-		}
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		w.Write(b)
-	})}
-	ln, err := net.Listen("tcp", cn2.HTTP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go proxy.Serve(ln)
-	t.Cleanup(func() { proxy.Close() })
+		return 0, false
+	})
 
 	cn1, _ := c.Node(1)
 	cl1, cl2 := client.New(cn1.URL()), client.New("http://"+cn2.HTTP)
@@ -311,33 +290,12 @@ func TestRouterThatMissedTheMove(t *testing.T) {
 	back := freeAddrs(t, 1)[0]
 	n3 := openNode(t, c, 3, t.TempDir(), back)
 	t.Cleanup(func() { n3.Close() })
-	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" {
-			http.Error(w, "not now", http.StatusServiceUnavailable)
-			return
+	startProxy(t, cn3.HTTP, back, func(r *http.Request, forwarded bool) (int, bool) {
+		if !forwarded && r.Method == http.MethodPut && r.URL.Path == "/v1/cluster/regions" {
+			return http.StatusServiceUnavailable, true // not now
 		}
-		body, _ := io.ReadAll(r.Body)
-		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+back+r.URL.RequestURI(), bytes.NewReader(body))
-		req.Header = r.Header.Clone()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		for k, v := range resp.Header {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(resp.StatusCode)
-		w.Write(b)
-	})}
-	ln, err := net.Listen("tcp", cn3.HTTP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go proxy.Serve(ln)
-	t.Cleanup(func() { proxy.Close() })
+		return 0, false
+	})
 
 	cn1, _ := c.Node(1)
 	ch, err := client.New(cn1.URL()).MoveLeader(c0, "root.demo/0", 2, 20*time.Second)
@@ -429,4 +387,43 @@ func TestReplicaAddedAfterFastMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitReplicasEqual(t, c, regionOf(t, cl, "root.demo/0"), 100)
+}
+
+// startProxy serves at addr, until the test ends, a proxy to the node listening at back.
+// fail is asked about each request before it is forwarded (forwarded false: the node never
+// sees it) and after (true: the node did the work); when it says so, the proxy answers its
+// status instead of the node's.
+func startProxy(t *testing.T, addr, back string, fail func(r *http.Request, forwarded bool) (int, bool)) {
+	t.Helper()
+	proxy := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if code, ok := fail(r, false); ok {
+			http.Error(w, "refused by the test's proxy", code)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		req, _ := http.NewRequestWithContext(r.Context(), r.Method, "http://"+back+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if code, ok := fail(r, true); ok {
+			http.Error(w, "lost by the test's proxy", code)
+			return
+		}
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(b)
+	})}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go proxy.Serve(ln)
+	t.Cleanup(func() { proxy.Close() })
 }
