@@ -119,12 +119,7 @@ func (n *Node) handleCreatePipe(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("", "empty body: send a pipe spec in YAML or JSON"))
 		return
 	}
-	gen, err := generationParam(r)
-	if err != nil {
-		writeError(w, apiError(err))
-		return
-	}
-	at, err := intentAtParam(r)
+	gen, at, err := fanOutParams(r)
 	if err != nil {
 		writeError(w, apiError(err))
 		return
@@ -241,6 +236,16 @@ func generationParam(r *http.Request) (string, error) {
 		return "", badRequest("generation", "%v", err)
 	}
 	return g, nil
+}
+
+// fanOutParams returns a request's ?generation= and ?intent_at= (generationParam,
+// intentAtParam).
+func fanOutParams(r *http.Request) (gen string, at time.Time, err error) {
+	if gen, err = generationParam(r); err != nil {
+		return "", time.Time{}, err
+	}
+	at, err = intentAtParam(r)
+	return gen, at, err
 }
 
 // intentAtParam returns the ?intent_at= of a start or stop (RFC 3339), the time the node it
@@ -373,12 +378,7 @@ const (
 func (n *Node) handlePipeOp(op pipeOp) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
-		at, err := intentAtParam(r)
-		if err != nil {
-			writeError(w, apiError(err))
-			return
-		}
-		gen, err := generationParam(r)
+		gen, at, err := fanOutParams(r)
 		if err != nil {
 			writeError(w, apiError(err))
 			return
