@@ -12,6 +12,7 @@ import (
 
 	"github.com/weir-dev/weir/bench"
 	"github.com/weir-dev/weir/consensus"
+	"github.com/weir-dev/weir/gctune"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -32,6 +33,11 @@ func newBenchCmd() *cobra.Command {
 	cmd.PersistentFlags().Bool("quiet", false, "no progress lines on stderr")
 	var profFile *os.File
 	cmd.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if gc := gctune.Applied(); gc.PercentFrom != "" {
+			if tell := benchProgress(cmd); tell != nil {
+				tell("collector " + gc.String()) // the figures depend on it
+			}
+		}
 		if cpuprofile == "" {
 			return nil
 		}

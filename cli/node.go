@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/weir-dev/weir/gctune"
 	"github.com/weir-dev/weir/node"
 )
 
@@ -77,6 +78,9 @@ a flag given overrides the file. On start the node prints the addresses it liste
 					name = cfgPath
 				}
 				return &ExitError{Code: 2, Err: fmt.Errorf("%s:\n%w", name, err)}
+			}
+			if gc := gctune.Applied(); gc.PercentFrom != "" {
+				o.Logger.Info("collector", "settings", gc.String())
 			}
 			out := cmd.OutOrStdout()
 			o.OnStart = func(h, fl string) {

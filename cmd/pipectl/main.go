@@ -2,11 +2,16 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	"github.com/weir-dev/weir/cli"
+	"github.com/weir-dev/weir/gctune"
 )
 
 func main() {
+	if _, err := gctune.Apply(); err != nil { // the process runs on with Go's defaults
+		fmt.Fprintln(os.Stderr, "pipectl: warning:", err)
+	}
 	os.Exit(cli.Main(os.Args[1:]))
 }
