@@ -5,11 +5,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math"
 	"math/bits"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -60,7 +60,8 @@ type Encoder struct {
 	pipe, region string
 	topics       map[[2]string]string // (database, device) → topic
 	mem          memory.Allocator
-	streams      map[string]*ipcStream
+	streams      map[uint64]*ipcStream // by schemaHash
+	schemaHash   *maphash.Hash
 	arena        *arena // where records and values are made (but for TsFiles)
 	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
 	drop      rowHashes
@@ -81,7 +82,7 @@ func (en *Encoder) dropRows(set rowHashes) {
 
 // NewEncoder returns an encoder for the records of one task.
 func NewEncoder(cfg *Config, pipeName, region string) *Encoder {
-	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator, streams: map[string]*ipcStream{}, arena: &arena{}}
+	return &Encoder{cfg: cfg, pipe: pipeName, region: region, topics: map[[2]string]string{}, mem: memory.DefaultAllocator, streams: map[uint64]*ipcStream{}, arena: &arena{}}
 }
 
 // Counts are what encoding an event produced.
@@ -356,6 +357,7 @@ func (en *Encoder) keptRuns(device string, rec arrow.Record, fn func(arrow.Recor
 // ipcStream is a cached Arrow IPC stream writer for one schema: its schema message is
 // encoded once, and each message is that, one record batch and the end-of-stream marker.
 type ipcStream struct {
+	sch    *arrow.Schema
 	w      *ipc.Writer
 	buf    bytes.Buffer
 	schema []byte
@@ -363,34 +365,38 @@ type ipcStream struct {
 
 var ipcEOS = []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}
 
-func schemaKey(s *arrow.Schema) string {
-	var b strings.Builder
-	for _, k := range s.Metadata().Keys() {
-		b.WriteString(k)
-		b.WriteByte('=')
-	}
-	for _, v := range s.Metadata().Values() {
-		b.WriteString(v)
-		b.WriteByte(';')
+// schemaHash hashes most of what makes two schemas Equal (metadata, field names, type ids
+// and nullability) without allocating: a stream is looked up by it, then checked with Equal.
+func schemaHash(h *maphash.Hash, s *arrow.Schema) uint64 {
+	h.Reset()
+	md := s.Metadata()
+	for i, k := range md.Keys() {
+		h.WriteString(k)
+		h.WriteByte(0)
+		h.WriteString(md.Values()[i])
+		h.WriteByte(0)
 	}
 	for _, f := range s.Fields() {
-		b.WriteString(f.Name)
-		b.WriteByte(':')
-		b.WriteString(f.Type.String())
+		h.WriteString(f.Name)
+		h.WriteByte(0)
+		h.WriteByte(byte(f.Type.ID())) // parameters left to Equal: Weir's types have none
 		if f.Nullable {
-			b.WriteByte('?')
+			h.WriteByte(1)
 		}
-		b.WriteByte(',')
+		h.WriteByte(0)
 	}
-	return b.String()
+	return h.Sum64()
 }
 
 func (en *Encoder) ipcStream(rec arrow.Record) (*ipcStream, error) {
-	key := schemaKey(rec.Schema())
-	if st, ok := en.streams[key]; ok {
+	if en.schemaHash == nil {
+		en.schemaHash = &maphash.Hash{}
+	}
+	key := schemaHash(en.schemaHash, rec.Schema())
+	if st, ok := en.streams[key]; ok && st.sch.Equal(rec.Schema()) {
 		return st, nil
 	}
-	st := &ipcStream{}
+	st := &ipcStream{sch: rec.Schema()}
 	st.w = ipc.NewWriter(&st.buf, ipc.WithSchema(rec.Schema()), ipc.WithAllocator(en.mem))
 	empty := rec.NewSlice(0, 0) // its write puts the schema message first
 	err := st.w.Write(empty)
