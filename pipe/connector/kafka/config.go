@@ -59,7 +59,7 @@ var Params = append([]pipe.ParamSpec{
 	{Key: "max-message-bytes", Type: pipe.Bytes, Default: strconv.Itoa(DefaultMaxMessageBytes), Min: pipe.MinOf(1024),
 		Doc: "largest record batch the producer builds, at most the broker's message.max.bytes; arrow messages are split by rows to fit, a larger single row fails the pipe"},
 	{Key: "producer.linger", Type: pipe.Duration, Default: "10ms", Min: pipe.MinOf(0),
-		Doc: "how long a partition's record batch waits to fill within a send (each send ends with a flush)"},
+		Doc: "how long a partition's record batch waits to fill before it is sent (with exactly-once, each transaction ends with a flush)"},
 	{Key: "topic.create", Type: pipe.Bool, Default: "true",
 		Doc: "create missing topics (data and progress) before producing to them"},
 	{Key: "topic.partitions", Type: pipe.Int, Default: "-1", Check: checkCount(1 << 20),
