@@ -61,8 +61,9 @@ func Apply() (Settings, error) {
 	} else {
 		debug.SetGCPercent(DefaultPercent)
 	}
+	_, fromEnv := os.LookupEnv("GOMEMLIMIT") // set, even empty: memlimit leaves the limit alone
 	switch v, ok := os.LookupEnv("AUTOMEMLIMIT"); {
-	case os.Getenv("GOMEMLIMIT") != "":
+	case fromEnv:
 		s.LimitFrom = "GOMEMLIMIT"
 	case ok && v == "off":
 		s.LimitFrom = "AUTOMEMLIMIT=off"
