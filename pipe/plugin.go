@@ -132,6 +132,12 @@ type PluginInfo struct {
 	Doc     string
 	Params  []ParamSpec
 	Aliases []string
+	// Validate, if set, checks the parameters (defaults filled in) together once each has
+	// passed its own checks: a key that needs another, a value that depends on one. It reads no files and
+	// makes no connections (a spec is linted away from the node that runs it). Each error is
+	// a *Problem whose Key is the parameter's (without "sink." or the like), or an error
+	// about the plugin as a whole.
+	Validate func(Params) []error `json:"-"`
 }
 
 type registration struct {

@@ -712,6 +712,29 @@ func (s *Spec) validatePlugin(role Role, i int) []error {
 			add(path+"."+p.Key, at, "missing, required by %s %s", role, info.Name)
 		}
 	}
+	if len(errs) == 0 && info.Validate != nil {
+		params := map[string]string{} // as the plugin gets them: defaults filled in
+		for _, p := range info.Params {
+			if p.Default != "" {
+				params[p.Key] = p.Default
+			}
+		}
+		for key, raw := range given {
+			params[key] = ps.Params[raw]
+		}
+		for _, err := range info.Validate(NewParams(params)) {
+			var pr *Problem
+			if !errors.As(err, &pr) || pr.Key == "" {
+				add(path, at, "%s", err.Error())
+				continue
+			}
+			kat := at
+			if raw, ok := given[pr.Key]; ok {
+				kat = s.pos[path+"."+raw]
+			}
+			add(path+"."+pr.Key, kat, "%s", pr.Msg)
+		}
+	}
 	return errs
 }
 

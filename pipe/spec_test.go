@@ -43,6 +43,39 @@ func init() {
 	RegisterConnector(PluginInfo{Name: "test-spec-write-back", Params: []ParamSpec{
 		{Key: "database", Type: String, Required: true},
 	}}, func() Connector { return nil })
+	RegisterConnector(PluginInfo{Name: "test-spec-together", Params: []ParamSpec{
+		{Key: "user", Type: String},
+		{Key: "mode", Type: Enum, Enum: []string{"none", "plain"}, Default: "none"},
+	}, Validate: func(p Params) []error {
+		var errs []error
+		if p.String("user") != "" && p.String("mode") == "none" {
+			errs = append(errs, &Problem{Key: "user", Msg: "is set but mode is none"})
+		}
+		if p.String("user") == "root" {
+			errs = append(errs, errors.New("root may not export"))
+		}
+		return errs
+	}}, func() Connector { return nil })
+}
+
+func TestSpecValidateTogether(t *testing.T) {
+	withDefaultSource(t)
+	src := "name: p\nsink:\n  plugin: test-spec-together\n  user: root\n"
+	errs := mustParseSpec(t, src).Validate()
+	if got := strs(errs); len(got) != 2 || got[0] != "sink.user: is set but mode is none" || got[1] != "sink: root may not export" {
+		t.Fatalf("got %q", got)
+	}
+	var p *Problem
+	if !errors.As(errs[0], &p) || p.Line != 4 || p.Column != 3 {
+		t.Fatalf("the problem is not at the key's line: %#v", errs[0])
+	}
+	// the plugin's check runs only once every key passed its own
+	if got := strs(mustParseSpec(t, src+"  mode: secret\n").Validate()); len(got) != 1 || !strings.HasPrefix(got[0], "sink.mode:") {
+		t.Fatalf("got %q", got)
+	}
+	if errs := mustParseSpec(t, "name: p\nsink: {plugin: test-spec-together, user: u, mode: plain}\n").Validate(); len(errs) != 0 {
+		t.Fatalf("got %v", errs)
+	}
 }
 
 // withDefaultSource makes DefaultSource resolvable for the test: the real extractor when

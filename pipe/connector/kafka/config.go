@@ -110,13 +110,31 @@ type Config struct {
 
 // keyErr is an error about one parameter: "sink.KEY: ...".
 func keyErr(key, format string, a ...any) error {
-	return fmt.Errorf("sink.%s: %s", key, fmt.Sprintf(format, a...))
+	return &pipe.Problem{Key: "sink." + key, Msg: fmt.Sprintf(format, a...)}
 }
 
 // ParseConfig checks the sink's parameters beyond their declared types (broker addresses,
 // the topic template, TLS files, ...) and returns the configuration. Every problem is
 // reported, each naming its key.
-func ParseConfig(p pipe.Params) (*Config, error) {
+func ParseConfig(p pipe.Params) (*Config, error) { return parseConfig(p, true) }
+
+// validate is the plugin's Validate: ParseConfig's checks, but for reading the TLS files
+// (they are the node's, read when a task opens), with keys relative to the sink.
+func validate(p pipe.Params) []error {
+	_, err := parseConfig(p, false)
+	var out []error
+	for _, e := range pipe.Problems(err) {
+		var pr *pipe.Problem
+		if errors.As(e, &pr) {
+			e = &pipe.Problem{Key: strings.TrimPrefix(pr.Key, "sink."), Msg: pr.Msg}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// parseConfig is ParseConfig, reading the TLS files only with readFiles.
+func parseConfig(p pipe.Params, readFiles bool) (*Config, error) {
 	var errs []error
 	bad := func(err error) { errs = append(errs, err) }
 	c := &Config{
@@ -223,7 +241,7 @@ func ParseConfig(p pipe.Params) (*Config, error) {
 	if c.SASL != nil && user == "" {
 		bad(keyErr("sasl.username", "missing, required by sasl.mechanism %s", p.String("sasl.mechanism")))
 	}
-	tc, err := tlsConfig(p)
+	tc, err := tlsConfig(p, readFiles)
 	if err != nil {
 		bad(err)
 	}
@@ -272,7 +290,7 @@ func nonEmpty(v string) error {
 	return nil
 }
 
-func tlsConfig(p pipe.Params) (*tls.Config, error) {
+func tlsConfig(p pipe.Params, readFiles bool) (*tls.Config, error) {
 	files := []string{"tls.ca-file", "tls.cert-file", "tls.key-file", "tls.server-name"}
 	if !p.Bool("tls.enable") {
 		for _, k := range append(files, "tls.insecure-skip-verify") {
@@ -287,7 +305,7 @@ func tlsConfig(p pipe.Params) (*tls.Config, error) {
 		ServerName:         p.String("tls.server-name"),
 		InsecureSkipVerify: p.Bool("tls.insecure-skip-verify"), //nolint:gosec // an explicit, documented choice
 	}
-	if f := p.String("tls.ca-file"); f != "" {
+	if f := p.String("tls.ca-file"); f != "" && readFiles {
 		pem, err := os.ReadFile(f)
 		if err != nil {
 			return nil, keyErr("tls.ca-file", "%v", err)
@@ -301,6 +319,9 @@ func tlsConfig(p pipe.Params) (*tls.Config, error) {
 	cert, key := p.String("tls.cert-file"), p.String("tls.key-file")
 	switch {
 	case cert != "" && key != "":
+		if !readFiles {
+			break
+		}
 		kp, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
 			return nil, keyErr("tls.cert-file", "%v", err)

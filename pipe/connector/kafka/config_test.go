@@ -89,6 +89,60 @@ sink: {plugin: kafka, brokers: "a:1,b", compression: brotli, formt: json, topic:
 	}
 }
 
+// TestValidateTogether: lint and pipe creation report the problems ParseConfig finds in
+// parameters taken together, at their keys, without reading the TLS files (the node's).
+func TestValidateTogether(t *testing.T) {
+	bad, err := pipe.ParseSpec([]byte(`name: x
+sink:
+  plugin: kafka
+  brokers: 127.0.0.1:9092
+  topic: "x.{device}"
+  deletions: send
+  sasl.username: bob
+  tls.ca-file: /nonexistent/ca.pem
+  max-message-bytes: 2GiB
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{ // problem → its line
+		"sink.deletions: send needs a topic template without {device}": 6,
+		"sink.sasl.username: is set but sasl.mechanism is none":        7,
+		"sink.tls.ca-file: is set but tls.enable is false":             8,
+		"sink.max-message-bytes: 2GiB is above 1GiB":                   9,
+	}
+	errs := bad.Validate()
+	if len(errs) != len(want) {
+		t.Fatalf("want %d problems, got %v", len(want), errs)
+	}
+	for w, line := range want {
+		found := false
+		for _, err := range errs {
+			var p *pipe.Problem
+			found = found || (contains(err, w) && errors.As(err, &p) && p.Line == line)
+		}
+		if !found {
+			t.Errorf("no problem %q at line %d: %v", w, line, errs)
+		}
+	}
+	good, err := pipe.ParseSpec([]byte(`name: x
+sink: {plugin: kafka, brokers: "127.0.0.1:9092", tls.enable: true, tls.ca-file: /nonexistent/ca.pem}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := good.Validate(); len(errs) != 0 {
+		t.Fatalf("a TLS file was read at validation: %v", errs)
+	}
+	n, err := good.Normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseConfig(n.ParamsOf(pipe.RoleSink, 0)); !contains(err, "sink.tls.ca-file: open /nonexistent/ca.pem") {
+		t.Fatalf("opening does read it: got %v", err)
+	}
+}
+
 func TestTemplate(t *testing.T) {
 	tm, err := ParseTemplate("weir.{database}.{device}-{region}.{pipe}")
 	if err != nil {

@@ -50,7 +50,8 @@ func init() {
 		Name: "kafka",
 		Doc: "Exports events to Kafka (franz-go): JSON rows or Arrow IPC batches, keyed by device, " +
 			"at-least-once (idempotent producer) or exactly-once (transactions that also commit the pipe's progress).",
-		Params: Params,
+		Params:   Params,
+		Validate: validate,
 	}, func() pipe.Connector { return &Connector{} })
 }
 
