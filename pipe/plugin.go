@@ -405,9 +405,21 @@ func (s ParamSpec) checkType(v string) error {
 		return err
 	}
 	if s.Min != nil && num < *s.Min {
-		return fail("%s is below the minimum %v", v, *s.Min)
+		return fail("%s is below the minimum %s", v, s.minText())
 	}
 	return nil
+}
+
+// minText is the minimum in the parameter's own unit: a duration for Duration (Min is in
+// seconds), bytes for Bytes.
+func (s ParamSpec) minText() string {
+	switch s.Type {
+	case Duration:
+		return time.Duration(*s.Min * float64(time.Second)).String()
+	case Bytes:
+		return strconv.FormatFloat(*s.Min, 'f', -1, 64) + " bytes"
+	}
+	return strconv.FormatFloat(*s.Min, 'f', -1, 64)
 }
 
 // MinOf is a helper for ParamSpec.Min.

@@ -296,7 +296,7 @@ sink: {plugin: test-spec-kafka, batch.max-bytes: 12x, sink.partitions: "0", part
 			`name: must be 1-64 chars of letters, digits, '_' '-'`,
 			`source: unknown source "wall" (registered: `,
 			`processors[1].error: -1 is below the minimum 0`,
-			`processors[1].interval: 0s is below the minimum 0.001`,
+			`processors[1].interval: 0s is below the minimum 1ms`,
 			`processors[1].method: "foo" is not one of tumbling-time, swinging-door, changing-value`,
 			`processors[2]: unknown processor "test-spec-downsampel" (registered: `,
 			`processors[3]: no plugin named (key "plugin"; in SQL 'processor')`,

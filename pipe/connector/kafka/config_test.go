@@ -23,7 +23,7 @@ func TestParseConfigNamesTheKey(t *testing.T) {
 		{[]string{"delivery", "twice"}, `sink.delivery: "twice" is not one of at-least-once, exactly-once`},
 		{[]string{"format", "csv"}, `sink.format: "csv" is not one of json, arrow`},
 		{[]string{"max-message-bytes", "12x"}, `sink.max-message-bytes: "12x" is not a byte size`},
-		{[]string{"max-message-bytes", "10"}, `sink.max-message-bytes: 10 is below the minimum 1024`},
+		{[]string{"max-message-bytes", "10"}, `sink.max-message-bytes: 10 is below the minimum 1024 bytes`},
 		{[]string{"topic.partitions", "0"}, "sink.topic.partitions: 0 is neither -1 (the broker's default) nor in 1..1048576"},
 		{[]string{"progress.topic", "a b"}, "sink.progress.topic: topic name \"a b\": character ' ' is not allowed"},
 		{[]string{"deletions", "send", "topic", "{device}"}, "sink.deletions: send needs a topic template without {device}"},

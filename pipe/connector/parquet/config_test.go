@@ -44,7 +44,7 @@ func TestParseConfigErrorsNameKeys(t *testing.T) {
 		"sink.path: missing, required by sink parquet",
 		`sink.partition-by: "month" is not one of none, device, day`,
 		`sink.roll-size: "12x" is not a byte size`,
-		"sink.roll-interval: -1s is below the minimum 0",
+		"sink.roll-interval: -1s is below the minimum 0s",
 		`sink.compression: "lz4" is not one of zstd, snappy, none`,
 		"sink.row-group-size: 0 is below the minimum 1",
 		`sink.timestamp-precision: "s" is not one of ms, us, ns`,
