@@ -30,7 +30,7 @@ type Settings struct {
 	Percent     int    // GOGC (-1: off)
 	PercentFrom string // "GOGC" (the environment) or "default"
 	MemoryLimit int64  // bytes; math.MaxInt64: none
-	LimitFrom   string // "GOMEMLIMIT", "AUTOMEMLIMIT=off", "memory" (the container's or machine's), "error"
+	LimitFrom   string // "GOMEMLIMIT", "AUTOMEMLIMIT=off", "memory" (the container's or machine's), "AUTOMEMLIMIT=R of memory", "error"
 }
 
 // String describes the settings in a line.
@@ -67,6 +67,8 @@ func Apply() (Settings, error) {
 		s.LimitFrom = "GOMEMLIMIT"
 	case ok && v == "off":
 		s.LimitFrom = "AUTOMEMLIMIT=off"
+	case ok:
+		s.LimitFrom = "AUTOMEMLIMIT=" + v + " of memory"
 	}
 	limit, err := memlimit.Set(memlimit.WithRatio(LimitRatio),
 		memlimit.WithProvider(memlimit.ApplyFallback(memlimit.FromCgroup, memlimit.FromSystem)))

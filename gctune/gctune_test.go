@@ -80,6 +80,10 @@ func TestApplyLimitOffOrBad(t *testing.T) {
 	if err != nil || s.LimitFrom != "AUTOMEMLIMIT=off" {
 		t.Fatalf("AUTOMEMLIMIT=off: settings %+v, err %v", s, err)
 	}
+	t.Setenv("AUTOMEMLIMIT", "0.5")
+	if s, err = Apply(); err != nil || s.LimitFrom != "AUTOMEMLIMIT=0.5 of memory" || s.MemoryLimit <= 0 || s.MemoryLimit == math.MaxInt64 {
+		t.Fatalf("AUTOMEMLIMIT=0.5: settings %+v, err %v", s, err)
+	}
 	t.Setenv("AUTOMEMLIMIT", "lots")
 	s, err = Apply()
 	if err == nil || !strings.Contains(err.Error(), "AUTOMEMLIMIT") || s.LimitFrom != "error" {

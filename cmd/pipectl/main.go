@@ -10,7 +10,7 @@ import (
 )
 
 func main() {
-	if _, err := gctune.Apply(); err != nil { // the process runs on with Go's defaults
+	if _, err := gctune.Apply(); err != nil { // the process runs on without a memory limit
 		fmt.Fprintln(os.Stderr, "pipectl: warning:", err)
 	}
 	os.Exit(cli.Main(os.Args[1:]))
