@@ -222,3 +222,21 @@ func TestPlural(t *testing.T) {
 		}
 	}
 }
+
+func TestPipeTablesShowFailedRegions(t *testing.T) {
+	st := pipe.Status{Name: "p", State: pipe.StateRunning, Source: "wal", Sink: "kafka", Regions: []pipe.RegionStatus{
+		{Region: "root.demo/0", Phase: pipe.PhaseFailed, LastError: "sink.tls.ca-file: open /x: no such file"},
+		{Region: "root.demo/1", Phase: "running"},
+	}}
+	var b strings.Builder
+	printPipeSummary(&b, []pipe.Status{st})
+	if !strings.Contains(b.String(), "RUNNING (1/2 FAILED)") {
+		t.Errorf("summary:\n%s", b.String())
+	}
+	b.Reset()
+	printPipeTable(&b, []pipe.Status{st})
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[1], "RUNNING (FAILED)") || strings.Contains(lines[2], "FAILED") {
+		t.Errorf("per region:\n%s", b.String())
+	}
+}

@@ -40,7 +40,11 @@ func printPipeTable(w io.Writer, sts []pipe.Status) {
 			continue
 		}
 		for _, r := range s.Regions {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, s.State, r.Region, node(r), s.Source, s.Sink, r.Carrier, r.Switches, r.CommittedEvents, r.LagEvents, r.LagSeconds, r.EventsPerSec, humanBytes(r.PinnedWALBytes), short(r.LastError))
+			state := string(s.State)
+			if r.Phase == pipe.PhaseFailed {
+				state += " (FAILED)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s%s\t%s\t%s\t%d\t%d\t%d\t%.1f\t%.0f\t%s\t%s\n", s.Name, state, r.Region, node(r), s.Source, s.Sink, r.Carrier, r.Switches, r.CommittedEvents, r.LagEvents, r.LagSeconds, r.EventsPerSec, humanBytes(r.PinnedWALBytes), short(r.LastError))
 		}
 	}
 	tw.Flush()
@@ -52,9 +56,24 @@ func printPipeSummary(w io.Writer, sts []pipe.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tSOURCE\tSINK\tCARRIER\tLAG EVENTS\tLAG S\tEVENTS/S\tLAST ERROR")
 	for _, s := range sts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%.0f\t%s\n", s.Name, s.State, s.Source, s.Sink, carriers(s), s.LagEvents, s.LagSeconds, s.EventsPerSec, short(s.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%.1f\t%.0f\t%s\n", s.Name, stateText(s), s.Source, s.Sink, carriers(s), s.LagEvents, s.LagSeconds, s.EventsPerSec, short(s.LastError))
 	}
 	tw.Flush()
+}
+
+// stateText is a pipe's state in a summary row, with how many of its regions' tasks failed
+// for good, if any: they stay failed until the pipe is stopped and started.
+func stateText(s pipe.Status) string {
+	failed := 0
+	for _, r := range s.Regions {
+		if r.Phase == pipe.PhaseFailed {
+			failed++
+		}
+	}
+	if failed == 0 {
+		return string(s.State)
+	}
+	return fmt.Sprintf("%s (%d/%d FAILED)", s.State, failed, len(s.Regions))
 }
 
 // carriers names the carriers a pipe's regions ship with ("tablet", "tablet+tsfile"), or "-".
