@@ -10,7 +10,9 @@ import (
 )
 
 func TestTwoNodes(t *testing.T) {
-	out := exampletest.RunScript(t, "run.sh", []string{"ROWS=200"}, "node*.log", 8*time.Minute)
+	// free ports, never the defaults (7070/7071/7080/7081)
+	ports := []string{"HTTP1", "FLIGHT1", "HTTP2", "FLIGHT2"}
+	out := exampletest.RunScript(t, "run.sh", []string{"ROWS=200"}, ports, "node*.log", 8*time.Minute)
 	if !strings.Contains(out, "digests equal") {
 		t.Fatalf("run.sh:\n%s", out)
 	}
