@@ -9,18 +9,59 @@
 #
 # Environment: PIPECTL (a pipectl binary; default: built from this repository), DIR (data
 # and logs; default: a new temporary directory), ROWS (rows per device and phase, default
-# 200), KEEP=1 (leave the nodes running at the end). Exit 0 when every region's replicas
-# are equal, 1 when not (or on an error).
+# 200), KEEP=1 (leave the nodes running at the end), and the nodes' 127.0.0.1 ports: HTTP1
+# (default 7170), FLIGHT1 (7171), HTTP2 (7180), FLIGHT2 (7181), HTTP3 (7190), FLIGHT3 (7191).
+# The nodes read DIR/cluster.yaml: cluster.yaml with these ports in place of its own.
+#
+#   HTTP1=17170 FLIGHT1=17171 HTTP2=17180 FLIGHT2=17181 HTTP3=17190 FLIGHT3=17191 \
+#     examples/three-replicas/run.sh
+#
+# A port something already listens on (another node, another run) is refused before any node
+# starts: the script never talks to a process it did not start. Exit 0 when every region's
+# replicas are equal, 1 when not (or on an error, or a port in use).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 DIR="${DIR:-$(mktemp -d "${TMPDIR:-/tmp}/weir-three-replicas.XXXXXX")}"
 ROWS="${ROWS:-200}"
-CLUSTER="$here/cluster.yaml"
-N1=http://127.0.0.1:7170
-N2=http://127.0.0.1:7180
-N3=http://127.0.0.1:7190
+HTTP1="${HTTP1:-7170}" FLIGHT1="${FLIGHT1:-7171}"
+HTTP2="${HTTP2:-7180}" FLIGHT2="${FLIGHT2:-7181}"
+HTTP3="${HTTP3:-7190}" FLIGHT3="${FLIGHT3:-7191}"
+N1=http://127.0.0.1:$HTTP1
+N2=http://127.0.0.1:$HTTP2
+N3=http://127.0.0.1:$HTTP3
 mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd)" # absolute: node status reports it, and tells our nodes from others
+vars=(HTTP1 FLIGHT1 HTTP2 FLIGHT2 HTTP3 FLIGHT3)
+
+# every port a number, and each used once
+declare -A seen=()
+for var in "${vars[@]}"; do
+  port="${!var}"
+  if ! [[ "$port" =~ ^[0-9]+$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
+    echo "$var=$port: not a port (1-65535)" >&2
+    exit 1
+  fi
+  if [[ -n "${seen[$port]:-}" ]]; then
+    echo "$var and ${seen[$port]} are both port $port" >&2
+    exit 1
+  fi
+  seen[$port]=$var
+done
+
+# the cluster file, with the chosen ports (its lines: "- {id: N, http: ADDR, flight: ADDR}")
+CLUSTER="$DIR/cluster.yaml"
+sed -e "s/http: 127\.0\.0\.1:7170,/http: 127.0.0.1:$HTTP1,/" -e "s/flight: 127\.0\.0\.1:7171}/flight: 127.0.0.1:$FLIGHT1}/" \
+  -e "s/http: 127\.0\.0\.1:7180,/http: 127.0.0.1:$HTTP2,/" -e "s/flight: 127\.0\.0\.1:7181}/flight: 127.0.0.1:$FLIGHT2}/" \
+  -e "s/http: 127\.0\.0\.1:7190,/http: 127.0.0.1:$HTTP3,/" -e "s/flight: 127\.0\.0\.1:7191}/flight: 127.0.0.1:$FLIGHT3}/" \
+  "$here/cluster.yaml" >"$CLUSTER"
+for n in 1 2 3; do
+  h="HTTP$n" f="FLIGHT$n"
+  if ! grep -qF "{id: $n, http: 127.0.0.1:${!h}, flight: 127.0.0.1:${!f}}" "$CLUSTER"; then
+    echo "$here/cluster.yaml: node $n's line is not as run.sh expects; cannot give it $h and $f" >&2
+    exit 1
+  fi
+done
 
 if [[ -z "${PIPECTL:-}" ]]; then
   PIPECTL="$DIR/pipectl"
@@ -33,8 +74,14 @@ servers=([1]=$N1 [2]=$N2 [3]=$N3)
 start_node() { # id
   "$PIPECTL" node run --id "$1" --data "$DIR/n$1" --cluster "$CLUSTER" >>"$DIR/n$1.log" 2>&1 &
   pids[$1]=$!
+  local i st
   for i in $(seq 1 100); do
-    if "$PIPECTL" node status --server "${servers[$1]}" >/dev/null 2>&1; then return 0; fi
+    if st="$("$PIPECTL" node status --server "${servers[$1]}" --json 2>/dev/null)"; then
+      # ours (its data directory)? A port taken since the check below fails our node
+      if [[ "$st" == *"\"data\": \"$DIR/n$1\""* ]]; then return 0; fi
+      echo "${servers[$1]} answers, but it is not node $1 of this run (data $DIR/n$1); see $DIR/n$1.log" >&2
+      exit 1
+    fi
     sleep 0.1
   done
   echo "node $1 did not start; see $DIR/n$1.log" >&2
@@ -54,6 +101,15 @@ load() { # phase server
         printf "root.demo.press%d temp=%.2f,state=%di %.0f\n", d, 20 + (r * 7 + d) % 100 / 10, (r + d) % 5, t0 + r * 1000
   }' | "$PIPECTL" write --server "$2"
 }
+
+# refuse a port something already listens on (a connection to it succeeds)
+for var in "${vars[@]}"; do
+  port="${!var}"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port ($var) on 127.0.0.1 is already in use; stop what listens there, or choose free ports with HTTP1, FLIGHT1, HTTP2, FLIGHT2, HTTP3, FLIGHT3" >&2
+    exit 1
+  fi
+done
 
 for n in 1 2 3; do start_node $n; done
 echo "== three nodes up"

@@ -30,7 +30,9 @@ func TestClusterFile(t *testing.T) {
 }
 
 func TestRunScript(t *testing.T) {
-	out := exampletest.RunScript(t, "run.sh", []string{"ROWS=100"}, nil, "n*.log", 5*time.Minute)
+	// free ports, never the defaults (7170/7171, 7180/7181, 7190/7191)
+	ports := []string{"HTTP1", "FLIGHT1", "HTTP2", "FLIGHT2", "HTTP3", "FLIGHT3"}
+	out := exampletest.RunScript(t, "run.sh", []string{"ROWS=100"}, ports, "n*.log", 5*time.Minute)
 	if strings.Count(out, "every region's replicas are equal") != 3 || !strings.Contains(out, "is refused while its leader is down") ||
 		!strings.Contains(out, "copy  RUNNING  root.demo/0  2") || !strings.Contains(out, "while the followers drained") {
 		t.Fatalf("run.sh:\n%s", out)
