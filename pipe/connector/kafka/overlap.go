@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/maphash"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/weir-dev/weir/pipe"
@@ -166,14 +168,22 @@ func (c *Connector) exportedRows(ctx context.Context, f *pipe.FileRef, lo, hi ui
 	set := rowHashes{}
 	rh := newRowHasher()
 	for _, topic := range topics {
-		td := md.Topics[topic]
-		if td.Err != nil {
+		td, ok := md.Topics[topic]
+		if !ok || errors.Is(td.Err, kerr.UnknownTopicOrPartition) {
 			continue // no such topic: nothing exported to it
 		}
+		if td.Err != nil {
+			return nil, fmt.Errorf("topic %s: %w", topic, td.Err)
+		}
 		for p, pd := range td.Partitions {
+			// a partition whose offsets are unknown may hold rows: fail (the task retries)
+			// rather than send them again
 			s, ok1 := starts.Lookup(topic, p)
 			e, ok2 := ends.Lookup(topic, p)
-			if !ok1 || !ok2 || s.Err != nil || e.Err != nil || s.Offset < 0 || s.Offset >= e.Offset {
+			if !ok1 || !ok2 || s.Err != nil || e.Err != nil {
+				return nil, fmt.Errorf("topic %s partition %d: offsets unknown: %v", topic, p, errors.Join(s.Err, e.Err))
+			}
+			if s.Offset < 0 || s.Offset >= e.Offset {
 				continue
 			}
 			err := readPartition(ctx, c.cl, topic, td.ID, p, pd.Leader, s.Offset, e.Offset, func(r *kgo.Record) error {
