@@ -566,8 +566,16 @@ func (c *Connector) queueTxn(j *job, batch []*pipe.Event) error {
 	}
 	j.pos = advance(c.skip.pos, j.events)
 	// the next batch is decided on what this one will have committed: if it fails, the
-	// connector is broken and the task reopens it, reading the position back
-	c.skip.pos, c.skip.replays = j.pos, 0
+	// connector is broken and the task reopens it, reading the position back. Sending a
+	// counted event ends the replays (one equal to the position is sent only once they are
+	// skipped); events without a progress do not.
+	c.skip.pos = j.pos
+	for _, e := range j.events {
+		if counted(e) {
+			c.skip.replays = 0
+			break
+		}
+	}
 	c.epoch, c.epochStart = j.epoch, j.epochAt
 	if c.jobs == nil {
 		c.jobs = make(chan *job)

@@ -300,3 +300,44 @@ func TestBrokerRestartMidExport(t *testing.T) {
 		t.Fatalf("%d records, digest %+v, want %+v", len(recs), got, want)
 	}
 }
+
+// An event without a progress index sent while a restart still skips the outputs of an
+// input it had committed part of must not end that skipping: the rest of those outputs that
+// Kafka holds are still skipped.
+func TestExactlyOnceSplitOutputsAfterUncounted(t *testing.T) {
+	_, addr := broker(t)
+	p := params(addr, "delivery", "exactly-once")
+	ctx := context.Background()
+	var es []*pipe.Event
+	for i := 0; i < 3; i++ {
+		es = append(es, tabletEvent(t, 5, "root.db.d"+string(rune('0'+i)), 0, 4)) // progress {1:5}
+	}
+	free := tabletEvent(t, 5, "root.db.d9", 0, 4)
+	free.Progress = nil // sent every time it is delivered
+	all := append([]*pipe.Event{free}, es...)
+	defer release(all)
+	c := openConn(t, p)
+	if err := c.Send(ctx, es[:2]); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = openConn(t, p)
+	if pos := c.Position(); pos.Tail != 2 {
+		t.Fatalf("position %+v", pos)
+	}
+	if err := c.Send(ctx, []*pipe.Event{free, es[0]}); err != nil { // free sent, es[0] skipped
+		t.Fatal(err)
+	}
+	if err := c.Send(ctx, es[1:]); err != nil { // es[1] skipped, es[2] sent
+		t.Fatal(err)
+	}
+	st := c.Stats()
+	c.Close()
+	if st.Skipped != 2 {
+		t.Fatalf("stats %+v, want 2 skipped", st)
+	}
+	recs := consume(t, addr, "root.db")
+	if got, want := digestJSON(t, recs), digestOf(all); got != want {
+		t.Fatalf("%d records, digest %+v, want %+v", len(recs), got, want)
+	}
+}
