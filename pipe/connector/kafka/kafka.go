@@ -696,6 +696,11 @@ func (c *Connector) runTxn(j *job) error {
 	if err := c.cl.Flush(ctx); err != nil {
 		return abort(fmt.Errorf("sink kafka: flush: %w", err))
 	}
+	if err := ctx.Err(); err != nil {
+		// cancelled while records were produced: one may be failing yet, its promise not
+		// called; never commit on that
+		return abort(fmt.Errorf("sink kafka: flush: %w", err))
+	}
 	c.settle(j)
 	if err := j.err(); err != nil {
 		return abort(err)
