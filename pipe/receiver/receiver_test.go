@@ -513,3 +513,46 @@ func TestFileAdoptedInPlace(t *testing.T) {
 		t.Fatalf("digest %v, want %v", got, want)
 	}
 }
+
+// TestStopDoesNotWaitForHello: a stream that is open but has not said hello yet is ended
+// by stop like any other; stop does not wait for its hello timeout.
+func TestStopDoesNotWaitForHello(t *testing.T) {
+	d := t.TempDir()
+	dst := openRegion(t, filepath.Join(d, "dst"), 2)
+	srv, err := receiver.New(receiver.Options{Logger: quiet(), HelloTimeout: time.Hour,
+		Resolve: func(string, string) (*engine.Region, error) { return dst, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop, err := srv.Serve(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan error, 1)
+	defer func() {
+		select {
+		case <-stopped:
+		case <-time.After(time.Minute):
+			t.Error("stop never returned")
+		}
+	}()
+	c := dial(t, addr) // says nothing
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.Stats().Streams == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream never reached the receiver")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	go func() { stopped <- stop() }()
+	select {
+	case err := <-stopped:
+		stopped <- err
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		c.close() // lets stop return
+		t.Fatal("stop waited for a stream that had not said hello")
+	}
+}

@@ -80,6 +80,14 @@ func (ss *session) waitDurable() error {
 func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
+	// tracked from the start, so that Close ends a stream still waiting for its hello
+	sl := &sessionSlot{cancel: cancel, done: make(chan struct{})}
+	if !s.track(sl) {
+		close(sl.done)
+		return errClosed
+	}
+	var key string // the slot's key once acquired
+	defer func() { s.release(key, sl) }()
 
 	// A reader goroutine lets a newer stream of the same sender (or Close) cancel this one
 	// while it waits for a message; it ends when the handler returns (the stream closes).
@@ -147,16 +155,11 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 	if region == nil {
 		return fmt.Errorf("resolve database %q region %q: no region", db, hello.Region)
 	}
-	key := hello.Pipe + "\x00" + hello.Region + "\x00" + strconv.FormatUint(uint64(hello.Origin), 10)
-	sl := &sessionSlot{cancel: cancel, done: make(chan struct{})}
-	if !s.track(sl) {
-		close(sl.done)
-		return errClosed
-	}
-	defer s.release(key, sl)
-	if err := s.acquire(ctx, key, sl); err != nil {
+	k := hello.Pipe + "\x00" + hello.Region + "\x00" + strconv.FormatUint(uint64(hello.Origin), 10)
+	if err := s.acquire(ctx, k, sl); err != nil {
 		return err
 	}
+	key = k
 
 	h := fnv.New64a()
 	h.Write([]byte(key))
