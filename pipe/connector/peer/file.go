@@ -56,10 +56,18 @@ func fileID(prefix, name string, size int64, crc uint32) string {
 	return fmt.Sprintf("%s%s-%d-%08x", prefix, n, size, crc)
 }
 
-// removeOutgoing removes temporary files this pipe left behind (a crash mid-send).
+// removeOutgoing removes temporary files this pipe left behind (a crash mid-send):
+// peer-<pipe>-<digits>.tsfile as rewrite names them (os.CreateTemp's random part is all
+// digits), so that those of a pipe whose name extends this one's after a '-' (a-b of a)
+// stay: that pipe may be sending them.
 func (c *Connector) removeOutgoing() {
-	matches, _ := filepath.Glob(filepath.Join(c.outDir, "peer-"+safeName(c.pipeName)+"-*"))
+	prefix := "peer-" + safeName(c.pipeName) + "-"
+	matches, _ := filepath.Glob(filepath.Join(c.outDir, prefix+"*.tsfile"))
 	for _, m := range matches {
+		rnd := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), prefix), ".tsfile")
+		if rnd == "" || strings.TrimLeft(rnd, "0123456789") != "" {
+			continue
+		}
 		_ = os.Remove(m)
 	}
 }

@@ -1,6 +1,7 @@
 package peer_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand"
 	"os"
@@ -153,4 +154,45 @@ func TestBadNodeURLsFailsPipe(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	t.Log(st.LastError)
+}
+
+// TestOpenKeepsOtherPipesTempFiles: a sink removes the temporary files of selected rows its
+// own pipe left behind when it opens, never those of another pipe whose name starts with
+// its own and a '-' (pipe a-b of pipe a): that pipe may be sending them.
+func TestOpenKeepsOtherPipesTempFiles(t *testing.T) {
+	srcDir, dstDir, _ := tempDirs(t)
+	src := openRegion(t, srcDir, 1, 16<<10)
+	defer src.Close()
+	dst := openRegion(t, dstDir, 2, 16<<10)
+	defer dst.Close()
+	r := startReceiver(t, "127.0.0.1:0", dst)
+	defer r.stop()
+	out := filepath.Join(src.Dir(), "outgoing")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mine := filepath.Join(out, "peer-a-123456.tsfile")
+	others := []string{filepath.Join(out, "peer-a-b-123456.tsfile"), filepath.Join(out, "peer-a-1-123456.tsfile")}
+	for _, p := range append([]string{mine}, others...) {
+		if err := os.WriteFile(p, []byte("rows"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := pipe.NewConnector("peer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &pipe.Env{Pipe: "a", Region: src, Logger: quiet(), Params: pipe.NewParams(map[string]string{"node-urls": r.addr})}
+	if err := c.Open(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := os.Stat(mine); !os.IsNotExist(err) {
+		t.Errorf("the pipe's own leftover %s: %v, want it removed", mine, err)
+	}
+	for _, p := range others {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("another pipe's temporary file: %v", err)
+		}
+	}
 }
