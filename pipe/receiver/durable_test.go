@@ -101,3 +101,81 @@ func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
 	}
 	t.Logf("stream ended: %v", err)
 }
+
+// TestFailedWriteNotCoveredByWelcome: a tablet whose WAL sync failed was taken by the
+// region (its progress counts it) but never became durable: the next stream of the
+// sender must not be told that the region covers it, or the sender would take it for
+// delivered (it skips and acknowledges what the welcome covers) and it would be lost.
+func TestFailedWriteNotCoveredByWelcome(t *testing.T) {
+	fs := vfs.NewFaulty(nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	r, err := engine.Open(engine.Options{Dir: filepath.Join(t.TempDir(), "dst"), Name: "root.sg/0", Origin: 2, FS: fs,
+		Durability: wal.Sync, FlushAge: -1, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	srv, err := New(Options{Logger: log, Resolve: func(string, string) (*engine.Region, error) { return r, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, stop, err := srv.Serve(context.Background(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	hello := &peerwire.Msg{Type: peerwire.TypeHello, Pipe: "p", Region: "root.sg/0", Origin: 1, Sender: "test"}
+	open := func() (flight.FlightService_DoExchangeClient, *peerwire.Msg, error) {
+		cs, err := flight.NewFlightServiceClient(conn).DoExchange(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cs.Send(&flight.FlightData{AppMetadata: hello.Encode()}); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		fd, err := cs.Recv()
+		if err != nil {
+			return cs, nil, err
+		}
+		w, err := peerwire.Decode(fd.AppMetadata)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs, w, nil
+	}
+	cs, _, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema, header, body := tabletMessages(t)
+	if err := cs.Send(&flight.FlightData{AppMetadata: schema.Encode()}); err != nil {
+		t.Fatal(err)
+	}
+	fs.FailSyncAfter(0)
+	tablet := &peerwire.Msg{Type: peerwire.TypeTablet, Seq: 1, Commit: 1, Origin: 1, OriginIndex: 1, Device: "root.sg.d1", SchemaID: 1}
+	if err := cs.Send(&flight.FlightData{AppMetadata: tablet.Encode(), DataHeader: header, DataBody: body}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		fd, err := cs.Recv()
+		if err != nil {
+			t.Logf("stream ended: %v", err)
+			break
+		}
+		if m, _ := peerwire.Decode(fd.AppMetadata); m != nil && m.Type == peerwire.TypeAck && m.Through >= 1 {
+			t.Fatal("the tablet whose sync failed was acknowledged")
+		}
+	}
+	_, w, err := open()
+	if err == nil && w.Progress[1] >= 1 {
+		t.Fatalf("welcome progress %v covers the tablet that never became durable", w.Progress)
+	}
+	t.Logf("next stream: welcome %v, err %v", w, err)
+}

@@ -160,6 +160,9 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 		return err
 	}
 	key = k
+	if err := s.failedErr(region); err != nil {
+		return err
+	}
 
 	h := fnv.New64a()
 	h.Write([]byte(key))
@@ -223,6 +226,7 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 		for a := range durQ {
 			if a.wait != nil {
 				if err := a.wait.Wait(); err != nil {
+					s.setFailed(region, err)
 					durErr = err
 					cancel()
 					return
@@ -370,6 +374,7 @@ func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) (engine.Durabl
 		// applied may end the pending load, which only a durable tablet may do (rare: a
 		// load was interrupted, so waiting here costs nothing that matters)
 		if err := wait.Wait(); err != nil {
+			ss.s.setFailed(ss.region, err)
 			return nil, fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 		}
 		wait = nil
@@ -404,6 +409,11 @@ func (ss *session) applyDeletion(seq uint64, d peerwire.Deletion) error {
 		return badInput("deletion seq %d: start time %d after end time %d", seq, d.MinTime, d.MaxTime)
 	}
 	if _, err := ss.region.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
+		if !errors.Is(err, engine.ErrClosed) {
+			// the region may count it though its WAL write failed (checked above, the
+			// arguments are not what failed)
+			ss.s.setFailed(ss.region, err)
+		}
 		return fmt.Errorf("deletion seq %d of %s: %w", seq, d.Pattern, err)
 	}
 	ss.s.stats.deletions.Add(1)
