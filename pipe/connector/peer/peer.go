@@ -233,16 +233,25 @@ func (c *Connector) Send(ctx context.Context, batch []*pipe.Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	// acks of events an earlier Send left on the stream (it returned early) come here too:
+	// only this batch's count
 	var mu sync.Mutex
-	left := len(batch)
+	left := make(map[uint64]bool, len(batch))
+	for _, e := range batch {
+		left[e.CommitID] = true
+	}
 	done := make(chan struct{})
 	err := c.SendAsync(ctx, batch, func(ids ...uint64) {
 		mu.Lock()
 		defer mu.Unlock()
-		if left > 0 {
-			if left -= len(ids); left <= 0 {
-				close(done)
-			}
+		if len(left) == 0 {
+			return
+		}
+		for _, id := range ids {
+			delete(left, id)
+		}
+		if len(left) == 0 {
+			close(done)
 		}
 	})
 	if err != nil {
