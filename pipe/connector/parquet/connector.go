@@ -87,6 +87,7 @@ type heldEvent struct {
 	id    uint64
 	refs  int
 	async bool
+	held  bool // counted in Connector.held
 }
 
 // partition is one directory's state.
@@ -535,6 +536,7 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 		}
 		if h.refs == 0 {
 			c.held[h.id]++
+			h.held = true
 		}
 		h.refs++
 		p.events = append(p.events, h)
@@ -884,7 +886,10 @@ func (c *Connector) rollAllLocked() error {
 
 // releaseLocked acknowledges an event none of whose rows wait in an open file.
 func (c *Connector) releaseLocked(h *heldEvent) {
-	if n, ok := c.held[h.id]; ok {
+	// only an event counted in held leaves it: another output of the same input may be
+	// held still
+	if n, ok := c.held[h.id]; ok && h.held {
+		h.held = false
 		if n <= 1 {
 			delete(c.held, h.id)
 		} else {

@@ -917,3 +917,28 @@ func TestDerivedOutputsShareAFile(t *testing.T) {
 		})
 	}
 }
+
+// Outputs of one input (same commit id) where a rowless output (a heartbeat, a deletion,
+// rows already in a finished file) follows one whose rows wait in an open file: the held
+// one still counts towards the stall, so the sink never holds as many inputs as the pipe
+// delivers before it needs acknowledgements (roll-interval 0: nothing else finishes files).
+func TestStallCountsOutputsBehindRowless(t *testing.T) {
+	dir := t.TempDir()
+	evs, want := workload(t, 12, 2, 10, testCols)
+	c := openConn(t, New(Options{}), params(dir, ParamRollInterval, "0", pipe.ParamQueueSize, "4", pipe.ParamBatchMaxEvents, "2"))
+	defer c.Close()
+	a := newAcker()
+	for _, e := range evs { // each input: its tablet, then a heartbeat output
+		a.outputs[e.CommitID] = 2
+		hb := &pipe.Event{Kind: pipe.KindHeartbeat, CommitID: e.CommitID, MinIndex: e.MinIndex, MaxIndex: e.MaxIndex}
+		if err := c.SendAsync(context.Background(), []*pipe.Event{e, hb}, a.ack); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.waitAcks(t, len(evs)-5) // fewer than queue-size + batch.max-events (6) inputs held
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	a.waitAcks(t, len(evs))
+	sameRows(t, readRows(t, dir), want)
+}
