@@ -773,6 +773,7 @@ func (c *Connector) partitionLocked(key string) (*partition, error) {
 		cols, epoch, err := c.readLast(filepath.Join(p.dir, lastName))
 		if err != nil {
 			c.log.Warn("parquet sink: cannot read the last file's footer; starting with the next event's columns", "file", lastName, "err", err)
+			epoch = math.MaxUint64 // unknown: it may hold any epoch (as without weir.max_epoch)
 		}
 		p.cols, p.doneEpoch = cols, epoch
 	}

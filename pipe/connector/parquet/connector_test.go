@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -940,5 +941,49 @@ func TestStallCountsOutputsBehindRowless(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.waitAcks(t, len(evs))
+	sameRows(t, readRows(t, dir), want)
+}
+
+// A restart whose read of the last file's footer fails (the sink goes on with what the
+// names tell) must not take the epoch of that file for "none": an epoch's file arriving
+// next repeats the rows the finished files hold, and they are dropped all the same.
+func TestFileAfterRestartWithUnreadableFooter(t *testing.T) {
+	dir := t.TempDir()
+	kv := []string{ParamRollInterval, "0"}
+	var tbs []*tsfile.Tablet
+	var want []row
+	for i := 0; i < 10; i++ {
+		tb, r := makeTablet(t, fmt.Sprintf("root.db.d%d", i%3), testCols, int64(i)*100_000, 1000, 12)
+		defer tb.Release()
+		tbs, want = append(tbs, tb), append(want, r...)
+	}
+	c := openConn(t, New(Options{}), params(dir, kv...))
+	var evs []*pipe.Event
+	for i := 0; i < 5; i++ { // the epoch's first writes go out as tablets
+		evs = append(evs, &pipe.Event{Kind: pipe.KindTablet, CommitID: uint64(i + 1), Region: "r1", MinIndex: uint64(11 + i), MaxIndex: uint64(11 + i), Epoch: 3, Tablet: tbs[i]})
+	}
+	if err := c.Send(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	c.crash()
+
+	fs := vfs.NewFaulty(nil)
+	var failed atomic.Bool
+	fs.SetHook(func(o vfs.Op, name string) error {
+		if o == vfs.OpOpen && strings.HasSuffix(name, fileExt) && failed.CompareAndSwap(false, true) {
+			return fmt.Errorf("%w: %s", vfs.ErrInjected, name)
+		}
+		return nil
+	})
+	c = openConn(t, New(Options{FS: fs}), params(dir, kv...))
+	defer c.Close()
+	fe := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 1, Region: "r1", MinIndex: 16, MaxIndex: 20, Epoch: 3,
+		File: &pipe.FileRef{Path: writeTsFile(t, tbs), MinTime: -1 << 63, MaxTime: 1<<63 - 1}}
+	if err := c.Send(context.Background(), []*pipe.Event{fe}); err != nil {
+		t.Fatal(err)
+	}
+	if !failed.Load() {
+		t.Fatal("the footer was not read")
+	}
 	sameRows(t, readRows(t, dir), want)
 }
