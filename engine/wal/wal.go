@@ -200,9 +200,10 @@ type WAL struct {
 	activeSize int64
 	nextSeq    uint64
 
-	syncMu sync.Mutex
-	syncs  atomic.Int64 // fdatasyncs done
-	failed atomic.Bool  // a write or sync failed (set under syncMu for syncs)
+	syncMu  sync.Mutex
+	syncs   atomic.Int64 // fdatasyncs done
+	failed  atomic.Bool  // a write or sync failed (set under syncMu for syncs)
+	syncErr error        // the failed sync's error; under syncMu
 
 	segMu    sync.Mutex
 	segs     []segment
@@ -440,6 +441,14 @@ func (w *WAL) process(g *group) error {
 	if err := w.writeFrames(g.buf[start:], g.last); err != nil {
 		return err
 	}
+	if w.failed.Load() {
+		// a background fdatasync failed while this group was being written: the group is
+		// not acknowledged, nor shown to readers
+		w.syncMu.Lock()
+		err := w.failedErrLocked()
+		w.syncMu.Unlock()
+		return err
+	}
 	if w.mode == Sync || g.sync {
 		if err := w.syncActive(); err != nil {
 			return err
@@ -510,12 +519,13 @@ func (w *WAL) roll(first uint64) error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	if w.failed.Load() {
-		return errors.New("wal: roll after failure")
+		return w.failedErrLocked()
 	}
 	old := w.activePath
 	if err := vfs.SyncData(w.active); err != nil {
+		w.syncErr = fmt.Errorf("wal: sync %s: %w", old, err)
 		w.failed.Store(true)
-		return fmt.Errorf("wal: sync %s: %w", old, err)
+		return w.syncErr
 	}
 	w.synced.Store(w.written.Load())
 	err := w.active.Close()
@@ -546,19 +556,29 @@ func (w *WAL) syncActive() error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	if w.failed.Load() {
-		return errors.New("wal: sync after failure")
+		return w.failedErrLocked()
 	}
 	target := w.written.Load()
 	if w.synced.Load() >= target || w.active == nil {
 		return nil
 	}
 	if err := vfs.SyncData(w.active); err != nil {
+		w.syncErr = fmt.Errorf("wal: sync %s: %w", w.activePath, err)
 		w.failed.Store(true)
-		return fmt.Errorf("wal: sync %s: %w", w.activePath, err)
+		return w.syncErr
 	}
 	w.synced.Store(target)
 	w.syncs.Add(1)
 	return nil
+}
+
+// failedErrLocked returns the error to give after a failure: the failed sync's, if a sync
+// failed. Caller holds syncMu.
+func (w *WAL) failedErrLocked() error {
+	if w.syncErr != nil {
+		return w.syncErr
+	}
+	return errors.New("wal: write path failed earlier")
 }
 
 // Syncs returns how many fdatasyncs the WAL has done (for benchmarks and metrics).
