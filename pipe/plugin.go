@@ -39,6 +39,15 @@ type Extractor interface {
 	Close() error
 }
 
+// StartStater is an extractor whose first position is taken when it first opens (a source
+// with history.enable=false starts after what its region holds then). When a task opens one
+// with no checkpoint yet, it saves the state StartState returns (nil: nothing to save) as
+// its checkpoint at once, so that a retry or restart before the first commit resumes from
+// that position instead of taking the region's again, which would skip the writes between.
+type StartStater interface {
+	StartState() []byte
+}
+
 // ExtractorStatus is what an extractor reports about itself.
 type ExtractorStatus struct {
 	Carrier        string `json:"carrier"`

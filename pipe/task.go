@@ -480,6 +480,19 @@ func (t *Task) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("%s: open: %w", extWhere, err)
 	}
 	extOpen = true
+	if ss, ok := ext.(StartStater); ok && start.CommitID == 0 && len(start.ExtractorState) == 0 {
+		var state []byte
+		if err := catch(extWhere+" StartState", func() error { state = ss.StartState(); return nil }); err != nil {
+			return err
+		}
+		if state != nil {
+			ck := start
+			ck.ExtractorState, ck.Updated = state, time.Now().UTC()
+			if err := t.o.Store.SaveProgress(t.o.Pipe, t.region, ck); err != nil {
+				return fmt.Errorf("save start position: %w", err)
+			}
+		}
+	}
 	if st, ok := t.extractorStatus(ext); ok {
 		t.mu.Lock()
 		if prev := t.extStatus.Carrier; prev != "" && st.Carrier != "" && st.Carrier != prev {

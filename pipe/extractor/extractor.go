@@ -96,6 +96,7 @@ type Extractor struct {
 	skipTo   pipe.ProgressIndex // MovedState's: what another replica already shipped
 	recv     []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
 	withRecv bool               // the task ships received files (kept in its state across restarts)
+	fresh    bool               // the position was taken from the region at this Open (StartState saves it)
 	queue    []*pipe.Event
 	skipped  int
 	checkAt  time.Time
@@ -218,6 +219,7 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		}
 	} else if !history {
 		x.pos = x.r.LastIndex()
+		x.fresh = true
 	}
 	if !x.realtime {
 		x.stopAt = x.r.LastIndex()
@@ -670,6 +672,20 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	if e.Progress != nil {
 		x.commitProg = e.Progress
 	}
+	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv})
+	return b
+}
+
+// StartState implements pipe.StartStater: a pipe that does not ship history starts after
+// what the region held when it first opened, and keeps that position until its first
+// commit (else a retry would start after what the region holds then, skipping the writes
+// between).
+func (x *Extractor) StartState() []byte {
+	if !x.fresh {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv})
 	return b
 }
