@@ -96,7 +96,7 @@ type Extractor struct {
 	skipTo   pipe.ProgressIndex // MovedState's: what another replica already shipped
 	recv     []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
 	withRecv bool               // the task ships received files (kept in its state across restarts)
-	fresh    bool               // the position was taken from the region at this Open (StartState saves it)
+	fresh    bool               // the position or stopAt was taken from the region at this Open (StartState saves it)
 	queue    []*pipe.Event
 	skipped  int
 	checkAt  time.Time
@@ -123,6 +123,9 @@ type state struct {
 	// Received says the task ships the files its replica received (those its progress
 	// does not cover), so that it goes on doing so after a restart.
 	Received bool `json:"received,omitempty"`
+	// Stop is, with realtime disabled, the last index to ship: what the region held when
+	// the task first opened (kept, so that a restart does not ship the writes made since).
+	Stop *uint64 `json:"stop,omitempty"`
 }
 
 // MovedState is the extractor state that resumes a region's task on another replica of
@@ -223,6 +226,15 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 	}
 	if !x.realtime {
 		x.stopAt = x.r.LastIndex()
+		if len(env.State) > 0 {
+			var st state
+			_ = json.Unmarshal(env.State, &st) // it parsed above
+			if st.Stop != nil {
+				x.stopAt = *st.Stop
+			}
+		} else {
+			x.fresh = true
+		}
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
 	x.withRecv = x.forwarding && (x.withRecv || len(x.skipTo) > 0 || len(env.State) == 0 && history)
@@ -672,22 +684,31 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	if e.Progress != nil {
 		x.commitProg = e.Progress
 	}
-	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv})
+	return x.stateLocked()
+}
+
+// stateLocked is the state to save at the committed position (x.mu held).
+func (x *Extractor) stateLocked() []byte {
+	st := state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv}
+	if !x.realtime {
+		stop := x.stopAt
+		st.Stop = &stop
+	}
+	b, _ := json.Marshal(st)
 	return b
 }
 
 // StartState implements pipe.StartStater: a pipe that does not ship history starts after
 // what the region held when it first opened, and keeps that position until its first
 // commit (else a retry would start after what the region holds then, skipping the writes
-// between).
+// between); one that does not ship realtime keeps where its history ends.
 func (x *Extractor) StartState() []byte {
 	if !x.fresh {
 		return nil
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	b, _ := json.Marshal(state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv})
-	return b
+	return x.stateLocked()
 }
 
 // Status implements pipe.Extractor.
