@@ -118,6 +118,17 @@ func saveManifest(fs vfs.FS, dir string, m *manifest) error {
 	return nil
 }
 
+// dropFile removes the named file from m.Files (saveManifest sorts the list, so the file
+// appended last is not necessarily last any more).
+func (m *manifest) dropFile(name string) {
+	for i, f := range m.Files {
+		if f.Name == name {
+			m.Files = append(m.Files[:i], m.Files[i+1:]...)
+			return
+		}
+	}
+}
+
 // VerifyDir checks a region directory offline: the manifest's checksum, and every file it
 // lists for size, CRC32C and structure. It returns one error per problem found.
 func VerifyDir(dir string) []error {

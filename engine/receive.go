@@ -233,7 +233,7 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	}
 	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
 		// left in place: the manifest on disk may name it (its rename may have happened)
-		r.man.Files = r.man.Files[:len(r.man.Files)-1]
+		r.man.dropFile(name)
 		r.mu.Unlock()
 		nrd.Close()
 		return FileInfo{}, err

@@ -749,6 +749,7 @@ func (r *Region) flushMemtable(m *memtable) error {
 		return fmt.Errorf("reopen %s: %w", final, err)
 	}
 	r.mu.Lock()
+	prevFlushed := r.man.FlushedIndex
 	r.man.Files = append(r.man.Files, info)
 	if m.maxIndex > r.man.FlushedIndex {
 		r.man.FlushedIndex = m.maxIndex
@@ -757,7 +758,10 @@ func (r *Region) flushMemtable(m *memtable) error {
 		r.man.NextVersion = r.nextVersion
 	}
 	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
-		r.man.Files = r.man.Files[:len(r.man.Files)-1]
+		// the in-memory manifest goes back to what the disk holds (a later save, of a
+		// received file, must not record this epoch as flushed without its file)
+		r.man.dropFile(name)
+		r.man.FlushedIndex = prevFlushed
 		r.mu.Unlock()
 		rd.Close()
 		return err
