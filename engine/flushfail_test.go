@@ -108,3 +108,42 @@ func TestFailedFlushManifestSaveKeepsReceivedFile(t *testing.T) {
 		}
 	}
 }
+
+// A received file must not take the version of a live memtable that holds writes (which
+// happens when sealing it fails): the WAL replays those writes into that version at the next
+// open, and their flush overwrites the received file.
+func TestLoadFileAfterFailedSealRefused(t *testing.T) {
+	pathA, fA := sealedFileOf(t, "root.db.a")
+	dir := t.TempDir()
+	fs := vfs.NewFaulty(nil)
+	r := openTest(t, dir, func(o *Options) { o.FS = fs })
+	mustWrite(t, r, tab(t, "root.db.d2", tempCol, []any{int64(1), 1.0}, []any{int64(2), 2.0}))
+	fs.SetHook(func(op vfs.Op, name string) error {
+		if op == vfs.OpSync && strings.HasPrefix(filepath.Base(name), "wal-") {
+			return vfs.ErrInjected
+		}
+		return nil
+	})
+	_, loadErr := r.LoadFile(pathA, fA.Progress)
+	r.Close()
+	fs.SetHook(nil)
+
+	for i := 0; i < 2; i++ {
+		r, err := Open(Options{Dir: dir, FlushAge: -1})
+		if err != nil {
+			t.Fatalf("reopen %d (load: %v): %v", i, loadErr, err)
+		}
+		if err := r.Flush(); err != nil {
+			r.Close()
+			t.Fatal(err)
+		}
+		got := points(t, r, Query{})
+		r.Close()
+		if len(got["root.db.d2"]) != 2 {
+			t.Fatalf("reopen %d: root.db.d2 holds %v", i, got["root.db.d2"])
+		}
+		if loadErr == nil && len(got["root.db.a"]) != 2 {
+			t.Fatalf("reopen %d: the received file's points are gone: %v", i, got["root.db.a"])
+		}
+	}
+}

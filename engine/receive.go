@@ -147,6 +147,13 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	// reserve a version: seal what the live memtable holds, then give the (empty) live
 	// memtable's version to the file and the live memtable a newer one.
 	r.sealLocked()
+	if r.failed != nil || !r.live.empty() {
+		// the live memtable could not be sealed: its version is its writes' epoch, which
+		// the WAL replays into a file of that name at the next open
+		err := r.failed
+		r.mu.Unlock()
+		return FileInfo{}, fmt.Errorf("%s %s: region %s failed: %w", what, src, r.opts.Name, err)
+	}
 	version := r.live.version
 	r.live.version = r.nextVersion
 	r.nextVersion++
