@@ -138,8 +138,16 @@ func (s *Store) Pipes() ([]string, error) {
 }
 
 func (s *Store) write(path string, data []byte) error {
-	if err := s.fs.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+	dir := filepath.Dir(path)
+	if _, err := s.fs.Stat(dir); err != nil {
+		// a new pipe directory: its entry in the root must be durable too, or a crash
+		// loses the pipe whose files were synced
+		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := s.fs.SyncDir(filepath.Dir(dir)); err != nil {
+			return fmt.Errorf("sync %s: %w", filepath.Dir(dir), err)
+		}
 	}
 	if err := vfs.WriteFileAtomic(s.fs, path, data); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
