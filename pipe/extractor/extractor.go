@@ -681,8 +681,12 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 	if e.MaxIndex > x.committed {
 		x.committed = e.MaxIndex
 	}
-	if e.Progress != nil {
+	switch {
+	case e.Progress == nil:
+	case e.Progress.Covers(x.commitProg):
 		x.commitProg = e.Progress
+	default: // a deletion shipped alone carries only its own origin's index
+		x.commitProg = x.commitProg.Merge(e.Progress)
 	}
 	return x.stateLocked()
 }
