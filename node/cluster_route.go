@@ -276,15 +276,13 @@ func (n *Node) ledRegions(db string) []int {
 // regions it leads (this node directly, the others through /v1/delete with local=true).
 // It returns the number of regions reached.
 func (n *Node) routeDelete(ctx context.Context, d *Database, req api.Delete, p tsfile.Pattern, minT, maxT int64) (int, error) {
-	pl, err := n.cl.placement(d.name)
-	if err != nil {
-		return 0, err
+	// the regions of d (all of them, or those ?regions= asked), in the whole database,
+	// whose gate admits the deletion
+	full, ok := n.Database(d.name)
+	if !ok {
+		return 0, fmt.Errorf("database %s: %w", d.name, ErrNoDatabase)
 	}
-	idx := make([]int, len(pl))
-	for i := range idx {
-		idx[i] = i
-	}
-	return n.routeDeleteTry(ctx, d, idx, req, p, minT, maxT, 0)
+	return n.routeDeleteTry(ctx, full, d.indexes(), req, p, minT, maxT, 0)
 }
 
 // routeDeleteTry applies the deletion in the regions idx of d.
@@ -495,10 +493,19 @@ func (n *Node) clusterQuery(w http.ResponseWriter, r *http.Request, q api.Query,
 			})
 			continue
 		}
-		pl, _ := n.cl.placement(d.name)
-		for _, reg := range pl {
+		// the regions of d (all of them, or those ?regions= asked), of the whole database
+		full, ok := n.Database(d.name)
+		if !ok {
+			continue
+		}
+		for _, i := range d.indexes() {
+			reg, err := n.cl.region(d.name, i)
+			if err != nil {
+				p.Go(func() error { return err })
+				continue
+			}
 			p.Go(func() error {
-				res, err := n.queryRegion(ctx, d, reg, q, eq)
+				res, err := n.queryRegion(ctx, full, reg, q, eq)
 				if err != nil {
 					return err
 				}
@@ -615,10 +622,20 @@ func (n *Node) digestRegion(ctx context.Context, d *Database, reg cluster.Region
 // the same points in the same number of regions; it is not the digest a single node
 // computes over the same points (compare regions, or each replica's local digest).
 func (n *Node) clusterDigest(ctx context.Context, d *Database) (api.Digest, error) {
-	pl, err := n.cl.placement(d.name)
-	if err != nil {
-		return api.Digest{}, err
+	// the regions of d (all of them, or those ?regions= asked), of the whole database
+	full, ok := n.Database(d.name)
+	if !ok {
+		return api.Digest{}, fmt.Errorf("database %s: %w", d.name, ErrNoDatabase)
 	}
+	var pl []cluster.Region
+	for _, i := range d.indexes() {
+		reg, err := n.cl.region(d.name, i)
+		if err != nil {
+			return api.Digest{}, err
+		}
+		pl = append(pl, reg)
+	}
+	d = full
 	rds := make([]api.RegionDigest, len(pl))
 	p := pool.New().WithErrors().WithMaxGoroutines(fanOut)
 	for i, reg := range pl {

@@ -55,6 +55,9 @@ type Database struct {
 	dir     string
 	regions []*engine.Region
 	origins []uint32
+	// index is, in a view (a read narrowed to some regions), the index in the whole
+	// database of each of its regions; nil in the database itself.
+	index []int
 
 	mu     sync.Mutex
 	schema map[string]tsfile.DataType
@@ -226,11 +229,26 @@ func (d *Database) deleteIn(ctx context.Context, idx []int, p tsfile.Pattern, mi
 // digests cover those regions only).
 func (d *Database) view(idx []int) *Database {
 	v := &Database{name: d.name, dir: d.dir, schema: d.Schema()}
+	all := d.indexes()
 	for _, i := range idx {
 		v.regions = append(v.regions, d.regions[i])
 		v.origins = append(v.origins, d.origins[i])
+		v.index = append(v.index, all[i])
 	}
 	return v
+}
+
+// indexes returns the indexes, in the whole database, of d's regions (all of them, or
+// those of a view).
+func (d *Database) indexes() []int {
+	if d.index != nil {
+		return append([]int(nil), d.index...)
+	}
+	out := make([]int, len(d.regions))
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // Flush seals and flushes every region's memtables.
