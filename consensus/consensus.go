@@ -423,7 +423,7 @@ func (s *ReplicaSet) WaitCaughtUp(ctx context.Context) error {
 	for {
 		done := true
 		for _, f := range s.Status().Followers {
-			if f.LagEvents > 0 || f.Phase != pipe.PhaseRunning {
+			if f.LagEvents > 0 || f.Phase != pipe.PhaseRunning || !s.shippedAll(f.ID) {
 				done = false
 			}
 		}
@@ -436,6 +436,32 @@ func (s *ReplicaSet) WaitCaughtUp(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// shippedAll reports whether the pipe to a follower that is shipped every origin's writes
+// (a new replica's, forwarding) has committed all the leader holds. Its lag counts local
+// indexes only, while the files the leader received from other replicas have none: they
+// are shipped after the last local index when they are newer, so a lag of 0 does not say
+// the new replica has them; the pipe's committed progress does. (Pipes that ship the
+// leader's own writes only are caught up at lag 0: the others' were shipped by theirs.)
+func (s *ReplicaSet) shippedAll(id string) bool {
+	name := PipeName(s.o.Protocol.Name(), id)
+	spec, err := s.mgr.Spec(name)
+	if err != nil {
+		return false
+	}
+	if !spec.ParamsOf(pipe.RoleSource, 0).Bool("forwarding") {
+		return true
+	}
+	st, err := s.mgr.Describe(name)
+	if err != nil || len(st.Regions) == 0 {
+		return false
+	}
+	committed, err := pipe.ParseProgress(st.Regions[0].Progress)
+	if err != nil {
+		return false
+	}
+	return committed.Covers(pipe.ProgressIndex(s.o.Leader.Progress()))
 }
 
 // Close stops the replication pipes (their progress is saved).
