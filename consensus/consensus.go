@@ -280,14 +280,16 @@ func (s *ReplicaSet) AddPeer(f Follower) error {
 			return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
 		}
 	}
-	_, err := s.mgr.Describe(spec.Name)
-	created := errors.Is(err, pipe.ErrPipeNotFound)
 	if err := s.mgr.Create(spec, true); err != nil {
 		return fmt.Errorf("consensus: follower %s: %w", f.ID, err)
 	}
-	if created && f.CaughtUp {
+	if f.CaughtUp {
 		// from what the leader holds now (the region takes writes once the set is open,
-		// maybe before the pipe's task opens its extractor)
+		// maybe before the pipe's task opens its extractor), also for a pipe that is
+		// there already: one this node ran when it led the region before (the follower
+		// has since received everything), or one whose creation stopped before this
+		// point (it has no progress, and its task would start wherever the region is
+		// when it opens, after writes the set took meanwhile)
 		last := s.o.Leader.LastIndex()
 		prog := pipe.ProgressIndex(s.o.Leader.Progress())
 		ck := pipe.Checkpoint{Progress: prog, ExtractorState: extractor.StartState(last, prog), MaxIndex: last}

@@ -3,6 +3,8 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/engine/wal"
+	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/tsfile"
 )
 
@@ -159,6 +162,68 @@ func writes(t *testing.T, s *ReplicaSet, n int) {
 		tb.Release()
 		if err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// A replica set opened on a new leader whose followers hold everything (CaughtUp) ships
+// from now on, also when a pipe to the follower is already there: one left without
+// progress (its creation did not get to save where it starts) would start wherever the
+// region is when its task gets to open, after writes the set took meanwhile; one left by
+// an earlier term of this leader would ship again from where it stopped then.
+func TestCaughtUpPipeStartsNow(t *testing.T) {
+	proto, err := New(IoTV2, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := newReplicas(t, proto, "n1", "n2", "n3")
+	a := rs.open(t, proto, "n1", false, "n2", "n3")
+	writes(t, a, 20)
+	waitCaughtUp(t, a)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// n2 leads; its pipe to n3 is there, created as a move creates it, but without progress
+	dir := filepath.Join(rs.dir, "pipes-n2")
+	mgr, err := pipe.NewManager(pipe.ManagerOptions{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SourceRegions: func(*pipe.Spec) ([]*engine.Region, error) { return []*engine.Region{rs.r["n2"]}, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := proto.Source()
+	src.Params["history.enable"] = "false"
+	if err := mgr.Create(&pipe.Spec{Name: PipeName(IoTV2, "n3"), Source: src, Sink: LocalFollower("n3").Sink}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := rs.open(t, proto, "n2", true, "n1", "n3")
+	check := func(s *ReplicaSet, leader string) {
+		t.Helper()
+		last := rs.r[leader].LastIndex()
+		for _, id := range s.ids {
+			ck, ok, err := s.mgr.Store().LoadProgress(PipeName(IoTV2, id), "root.db/0")
+			if err != nil || !ok || ck.MaxIndex != last {
+				t.Fatalf("leader %s: the pipe to %s starts at %d (saved %v, %v), not at the leader's last index %d", leader, id, ck.MaxIndex, ok, err, last)
+			}
+		}
+	}
+	check(b, "n2")
+	writes(t, b, 20)
+	waitCaughtUp(t, b)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// back to n1: its pipes of the first term are there, at what n1 held then
+	c := rs.open(t, proto, "n1", true, "n2", "n3")
+	defer c.Close()
+	check(c, "n1")
+	writes(t, c, 20)
+	waitCaughtUp(t, c)
+	for _, id := range []string{"n2", "n3"} {
+		if rs.digest(t, id) != rs.digest(t, "n1") {
+			t.Fatalf("%s differs from the leader", id)
 		}
 	}
 }
