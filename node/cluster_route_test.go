@@ -6,9 +6,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/weir-dev/weir/node"
 	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/node/client"
 )
 
 // A routed read narrowed with ?db=&regions= (without local=true) covers those regions
@@ -68,4 +72,86 @@ func tryGetJSON(t *testing.T, url string, out any) int {
 		t.Logf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
 	return resp.StatusCode
+}
+
+// A node whose periodic pipe sync finds its copy of a pipe dropped elsewhere, while a
+// create of the pipe's next generation reaches it (and replaces that copy), keeps the new
+// generation: the sync drops only the generation that was dropped, and never records the
+// new one as dropped (which every other node would then take and drop too).
+func TestClusterPipeSyncDropRacesCreate(t *testing.T) {
+	c0 := ctx(t)
+	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
+	reached := make(chan struct{})
+	resume := make(chan struct{})
+	var once sync.Once
+	node.SetSyncDropHook(func(id uint32, name string) {
+		if id != 3 || name != "copy" {
+			return
+		}
+		once.Do(func() {
+			close(reached)
+			select {
+			case <-resume:
+			case <-time.After(30 * time.Second):
+			}
+		})
+	})
+	t.Cleanup(func() { node.SetSyncDropHook(nil) })
+	noSync := func(o *node.Options) { o.PipeSyncInterval = -1 }
+	dir3 := t.TempDir()
+	var n3 *node.Node
+	for _, cn := range c.Nodes {
+		opt, dir := noSync, t.TempDir()
+		if cn.ID == 3 {
+			opt, dir = func(o *node.Options) { o.PipeSyncInterval = 50 * time.Millisecond }, dir3
+		}
+		n := openNode(t, c, cn.ID, dir, cn.HTTP, opt)
+		t.Cleanup(func() { n.Close() })
+		if cn.ID == 3 {
+			n3 = n
+		}
+	}
+	cl := clientsOf(c)
+	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// node 3 misses the drop
+	for _, id := range []uint32{1, 2} {
+		if code := nodeRequest(t, c0, c, id, http.MethodDelete, "/v1/pipes/copy?local=true", ""); code != http.StatusOK {
+			t.Fatalf("drop on node %d: %d", id, code)
+		}
+	}
+	select {
+	case <-reached:
+	case <-time.After(10 * time.Second):
+		close(resume)
+		t.Fatal("node 3's sync did not find the drop it missed")
+	}
+	// the pipe created again while node 3's sync is about to drop its stale copy
+	_, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{})
+	close(resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := cl[2].Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// closing node 3 waits for its sync; open it again (without periodic syncs) to look
+	if err := n3.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n3 = openNode(t, c, 3, dir3, c.Nodes[2].HTTP, noSync)
+	t.Cleanup(func() { n3.Close() })
+	var cp api.ClusterPipes
+	getJSON(t, c.Nodes[2].URL()+"/v1/cluster/pipes", &cp)
+	for _, d := range cp.Dropped {
+		if d.Generation == p2.Generation {
+			t.Fatalf("node 3 recorded the new generation %s as dropped: %+v", p2.Generation, cp)
+		}
+	}
+	if len(cp.Pipes) != 1 || cp.Pipes[0].Generation != p2.Generation {
+		t.Fatalf("node 3 does not hold the new generation %s: %+v", p2.Generation, cp)
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

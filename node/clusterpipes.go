@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-dev/weir/cluster"
@@ -346,8 +347,13 @@ func (n *Node) syncPipes(ctx context.Context) {
 		if err != nil || !n.clusterPipe(spec) || !n.cl.book.dropped(st.Name, n.cl.book.gen(st.Name)) {
 			continue
 		}
-		if err := n.dropPipe(st.Name, ""); err != nil {
+		if h := syncDropHook.Load(); h != nil {
+			(*h)(n.o.ID, st.Name)
+		}
+		if dropped, err := n.dropStaleCopy(st.Name); err != nil {
 			n.log.Warn("pipe: could not drop a cluster pipe another node dropped", "pipe", st.Name, "err", err)
+			continue
+		} else if !dropped {
 			continue
 		}
 		n.log.Info("pipe dropped: another node dropped it (this node missed the drop)", "pipe", st.Name)
@@ -375,6 +381,23 @@ func (n *Node) syncPipes(ctx context.Context) {
 		n.log.Info("pipe state followed: a later start or stop made through another node", "pipe", name, "state", cp.Intent, "at", cp.IntentAt)
 	}
 }
+
+// dropStaleCopy drops pipe name if the generation this node holds of it was dropped, and
+// reports whether it did. The check is made again with pipeOps held: a create fanned out
+// meanwhile may have replaced the copy with a new generation, which is to stay.
+func (n *Node) dropStaleCopy(name string) (bool, error) {
+	n.cl.pipeOps.Lock()
+	defer n.cl.pipeOps.Unlock()
+	spec, err := n.mgr.Spec(name)
+	if err != nil || !n.clusterPipe(spec) || !n.cl.book.dropped(name, n.cl.book.gen(name)) {
+		return false, nil
+	}
+	return true, n.dropPipeLocked(name)
+}
+
+// syncDropHook, when set (by tests), is called by syncPipes between finding that the
+// generation of a pipe this node holds was dropped and dropping the pipe.
+var syncDropHook atomic.Pointer[func(id uint32, name string)]
 
 // DefaultPipeSyncInterval is how often a running node of a cluster compares its cluster
 // pipes with the other nodes' (Options.PipeSyncInterval).
