@@ -63,7 +63,7 @@ func regionList(db string, idx map[int]bool) string {
 // routeLines writes the points of replicated database d: each region's points go to its
 // leader (this node, or the leader's /v1/write with local=true), the leaders in parallel.
 // It returns what was written and the bad lines the leaders found (numbered as in the
-// client's body).
+// client's body; the result's Omitted counts those they did not list).
 func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (api.WriteResult, []api.LineError, error) {
 	return n.routeLinesTry(ctx, d, lps, 0)
 }
@@ -127,6 +127,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 		mu.Lock()
 		res.Points += r.Points
 		res.Tablets += r.Tablets
+		res.Omitted += r.Omitted
 		bad = append(bad, les...)
 		mu.Unlock()
 		return err
@@ -180,6 +181,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 			mu.Lock()
 			res.Points += r.Points
 			res.Tablets += r.Tablets
+			res.Omitted += r.Omitted // bad lines past those the leader lists
 			for _, le := range r.LineErrors {
 				if le.Line >= 1 && le.Line <= len(part) {
 					le.Line = part[le.Line-1].line

@@ -155,3 +155,39 @@ func TestClusterPipeSyncDropRacesCreate(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// Bad lines found by a region's leader (past the first 100 too, as omitted) are counted as
+// bad, not as lines written, in the answer of the node that routed the write, as a single
+// node counts them.
+func TestRoutedWriteCountsOmittedBadLines(t *testing.T) {
+	c0 := ctx(t)
+	// one replica per region: node 1 never learns the types of region 1, led by node 2
+	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 1, regions: 2}\n")
+	startMembers(t, c)
+	cl := clientsOf(c)
+	dev := deviceIn(1, 2)
+	reg, _ := c.Region("root.demo", 1)
+	if reg.Leader() != 2 {
+		t.Fatalf("region 1 led by node %d, not 2", reg.Leader())
+	}
+	if code := nodeRequest(t, c0, c, 2, http.MethodPost, "/v1/write?local=true", dev+" x=1.5 1\n"); code != http.StatusOK {
+		t.Fatalf("write on node 2: %d", code)
+	}
+	var body strings.Builder
+	for i := 0; i < 150; i++ {
+		fmt.Fprintf(&body, "%s x=%di %d\n", dev, i, 10+i) // INT64: a type conflict on node 2
+	}
+	body.WriteString(deviceIn(0, 2) + " y=1.5 1\n")
+	_, err := cl[1].Write(c0, strings.NewReader(body.String()))
+	e, ok := client.AsError(err)
+	if !ok || e.Code != api.CodeBadLines || e.Write == nil {
+		t.Fatalf("write: %v", err)
+	}
+	if w := e.Write; w.Points != 1 || w.Lines != 1 || len(w.LineErrors) != 100 || w.Omitted != 50 {
+		t.Errorf("write: %d points, %d lines, %d line errors, %d omitted; want 1, 1, 100, 50 (%s)", w.Points, w.Lines, len(w.LineErrors), w.Omitted, e.Message)
+	}
+	if !strings.HasPrefix(e.Message, "150 bad lines (the other 1 lines were written)") {
+		t.Errorf("message: %s", e.Message)
+	}
+	http.DefaultClient.CloseIdleConnections()
+}

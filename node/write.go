@@ -143,6 +143,8 @@ func (n *Node) writeLines(ctx context.Context, body io.Reader, local bool) (api.
 				for _, le := range les {
 					addBad(le)
 				}
+				res.Omitted += r.Omitted
+				res.Lines -= int64(len(les) + r.Omitted) // the lines the leaders refused were not written
 				dbs[d.name] = true
 				if err != nil {
 					return err
