@@ -260,11 +260,25 @@ func (n *Node) writeJSON(ctx context.Context, body io.Reader, local bool) (api.W
 		byDB[db] = append(byDB[db], t)
 		jsonOf[t] = req.Tablets[i]
 	}
-	for _, name := range order {
+	// every database and the types of its tablets checked before anything is written (a
+	// replicated database's types are checked by its regions' leaders)
+	dbs := make([]*Database, len(order))
+	for i, name := range order {
 		d, err := n.dbNamed(name)
 		if err != nil {
 			return res, err
 		}
+		if !n.routed(name, local) {
+			for _, t := range byDB[name] {
+				if err := d.CheckTypes(t.Device, t.Columns()); err != nil {
+					return res, err
+				}
+			}
+		}
+		dbs[i] = d
+	}
+	for i, name := range order {
+		d := dbs[i]
 		if n.routed(name, local) {
 			r, err := n.routeTablets(ctx, d, byDB[name], jsonOf)
 			res.Points += r.Points

@@ -1,0 +1,33 @@
+package node_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/weir-dev/weir/node"
+	"github.com/weir-dev/weir/node/api"
+	"github.com/weir-dev/weir/node/client"
+)
+
+// JSON tablets are checked whole before anything is written, across databases too: a type
+// conflict in a later database keeps the tablets of an earlier one out.
+func TestJSONTabletsTypeConflictWritesNothing(t *testing.T) {
+	c := ctx(t)
+	n := startNode(t, node.Options{Regions: 2})
+	tab := func(dev, typ string, v any) api.Tablet {
+		return api.Tablet{Device: dev, Columns: []api.Column{{Name: "x", Type: typ}}, Times: []int64{1}, Values: [][]any{{v}}}
+	}
+	if _, err := n.c.WriteTablets(c, []api.Tablet{tab("root.b.d1", "DOUBLE", 1.5)}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.c.WriteTablets(c, []api.Tablet{tab("root.a.d1", "INT64", 1), tab("root.b.d1", "INT64", 2)})
+	if e, ok := client.AsError(err); !ok || e.Status != http.StatusBadRequest || e.Code != api.CodeTypeConflict {
+		t.Fatalf("write with a type conflict in root.b: %+v %v", res, err)
+	}
+	if res.Points != 0 {
+		t.Errorf("answer: %d points written", res.Points)
+	}
+	if q, err := n.c.Query(c, api.Query{Pattern: "root.a.**"}); err != nil || q.Points != 0 {
+		t.Errorf("root.a after the refused write: %+v %v", q, err)
+	}
+}
