@@ -233,6 +233,14 @@ func (n *Node) writeJSON(ctx context.Context, body io.Reader, local bool) (api.W
 		}
 		return res, badRequest("", "malformed JSON: %v", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		// a second value (or stray characters) after the tablets: refused, not ignored
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return res, err
+		}
+		return res, badRequest("", "malformed JSON: more than one value in the body")
+	}
 	if len(req.Tablets) == 0 {
 		return res, badRequest("tablets", "no tablets")
 	}

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/weir-dev/weir/node"
@@ -30,4 +31,24 @@ func TestJSONTabletsTypeConflictWritesNothing(t *testing.T) {
 	if q, err := n.c.Query(c, api.Query{Pattern: "root.a.**"}); err != nil || q.Points != 0 {
 		t.Errorf("root.a after the refused write: %+v %v", q, err)
 	}
+}
+
+// A JSON write body holds one value: a second one (concatenated objects) is refused
+// before anything is written, not ignored with the first acknowledged.
+func TestJSONTabletsTrailingValueRefused(t *testing.T) {
+	c := ctx(t)
+	n := startNode(t, node.Options{Regions: 2})
+	one := `{"tablets": [{"device": "root.a.d1", "columns": [{"name": "x", "type": "DOUBLE"}], "times": [1], "values": [[1.5]]}]}`
+	resp, err := http.Post(n.url+"/v1/write", "application/json", strings.NewReader(one+"\n"+strings.Replace(one, "d1", "d2", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("two JSON values: %d, want 400", resp.StatusCode)
+	}
+	if q, err := n.c.Query(c, api.Query{Pattern: "root.a.**"}); err != nil || q.Points != 0 {
+		t.Errorf("root.a after the refused write: %+v %v", q, err)
+	}
+	http.DefaultClient.CloseIdleConnections()
 }
