@@ -69,6 +69,9 @@ type clusterState struct {
 	// pipeOps serializes the cluster pipes' starts, stops and drops with what the book
 	// records of them (a start and a stop at once leave the pipe as the later one asked)
 	pipeOps sync.Mutex
+	// saving serializes saveRegions' copy and write, so that the last write holds the last
+	// change (two regions changed at once could otherwise land the older copy last)
+	saving sync.Mutex
 }
 
 func newClusterState(c *cluster.Cluster, id uint32) (*clusterState, error) {

@@ -126,6 +126,8 @@ func (cs *clusterState) mergeSet(r cluster.Region, ls *leaderSet) (bool, error) 
 // saveRegions writes the regions changed on the running cluster (terms > 0).
 func (n *Node) saveRegions() error {
 	cs := n.cl
+	cs.saving.Lock()
+	defer cs.saving.Unlock()
 	cs.mu.Lock()
 	var out []cluster.Region
 	for _, r := range cs.regions {
