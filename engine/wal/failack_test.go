@@ -58,13 +58,7 @@ func TestBatchNoAckAfterFailedSync(t *testing.T) {
 		return nil
 	})
 
-	c1, err := w.Append(entry(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c1.Wait(); err != nil {
-		t.Fatal(err)
-	}
+	appendWait(t, w, entry(1))
 	select {
 	case <-syncStarted:
 	case <-time.After(10 * time.Second):
