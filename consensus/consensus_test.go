@@ -98,18 +98,25 @@ func load(t *testing.T, s *ReplicaSet, rng *rand.Rand, n int) error {
 		for j := 0; j < 50; j++ {
 			_ = b.AppendRow(int64(rng.Intn(3000)), int64(rng.Intn(1e6)), "x")
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.Write(context.Background(), tb)
-		tb.Release()
-		if err != nil {
+		if err := writeBuilt(t, s, b); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeBuilt builds b's tablet (a build error fails the test), releases b, and writes the
+// tablet through s, returning the write's error.
+func writeBuilt(t *testing.T, s *ReplicaSet, b *tsfile.TabletBuilder) error {
+	t.Helper()
+	tb, err := b.Build()
+	b.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tb.Release()
+	_, err = s.Write(context.Background(), tb)
+	return err
 }
 
 func (l *localSet) checkEqual(t *testing.T) {

@@ -153,14 +153,7 @@ func writes(t *testing.T, s *ReplicaSet, n int) {
 		for j := 0; j < 50; j++ {
 			_ = b.AppendRow(int64(i*50+j), int64(i*j))
 		}
-		tb, err := b.Build()
-		b.Release()
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, err = s.Write(context.Background(), tb)
-		tb.Release()
-		if err != nil {
+		if err := writeBuilt(t, s, b); err != nil {
 			t.Fatal(err)
 		}
 	}
