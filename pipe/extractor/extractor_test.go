@@ -55,6 +55,33 @@ func openPair(t testing.TB, memsize int64) pair {
 
 func (p pair) close() { p.src.Close(); p.dst.Close() }
 
+// oneRow returns a tablet of device root.src.d1 with one row: value ts at time ts.
+func oneRow(ts int64) *tsfile.Tablet {
+	b := tsfile.NewTabletBuilder(nil, "root.src.d1", []tsfile.Column{{Name: "v", Type: tsfile.Int64}})
+	_ = b.AppendRow(ts, ts)
+	tb, _ := b.Build()
+	b.Release()
+	return tb
+}
+
+// writeRow writes oneRow(ts) to r.
+func writeRow(t testing.TB, r *engine.Region, ts int64) {
+	t.Helper()
+	tb := oneRow(ts)
+	defer tb.Release()
+	if _, err := r.Write(tb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeRows writes n tablets of one row each to r, at times 0 to n-1 (one index each).
+func writeRows(t testing.TB, r *engine.Region, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		writeRow(t, r, int64(i))
+	}
+}
+
 func newEnv(p pair, params map[string]string, state []byte) *pipe.Env {
 	return &pipe.Env{Pipe: "t", Region: p.src, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Params: pipe.NewParams(params), State: state,
 		Databases: func(string) (*engine.Region, error) { return p.dst, nil }}
@@ -275,18 +302,6 @@ func TestPartlyShippedEpochFinishesOnTablets(t *testing.T) {
 	}
 	defer x.Close()
 	x.sel = sel
-	write := func(n int) {
-		for i := 0; i < n; i++ {
-			b := tsfile.NewTabletBuilder(nil, "root.src.d1", []tsfile.Column{{Name: "v", Type: tsfile.Int64}})
-			_ = b.AppendRow(int64(i), int64(i))
-			tb, _ := b.Build()
-			b.Release()
-			if _, err := p.src.Write(tb); err != nil {
-				t.Fatal(err)
-			}
-			tb.Release()
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	next := func() *pipe.Event {
@@ -304,7 +319,7 @@ func TestPartlyShippedEpochFinishesOnTablets(t *testing.T) {
 		t.Fatal("no event")
 		return nil
 	}
-	write(6) // epoch 1: indexes 1..6
+	writeRows(t, p.src, 6) // epoch 1: indexes 1..6
 	for i := uint64(1); i <= 3; i++ {
 		if e := next(); e.Kind != pipe.KindTablet || e.MaxIndex != i {
 			t.Fatalf("event %d: %v %d", i, e.Kind, e.MaxIndex)
@@ -313,7 +328,7 @@ func TestPartlyShippedEpochFinishesOnTablets(t *testing.T) {
 	if err := p.src.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	write(2) // epoch 2: indexes 7, 8
+	writeRows(t, p.src, 2) // epoch 2: indexes 7, 8
 	if err := p.src.Flush(); err != nil {
 		t.Fatal(err)
 	}

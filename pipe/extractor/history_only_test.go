@@ -5,8 +5,6 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/weir-dev/weir/tsfile"
 )
 
 // A pipe with realtime.enable=false ships what its region held when it started, also when
@@ -14,20 +12,8 @@ import (
 func TestHistoryOnlyStopsAtItsStartAcrossRestart(t *testing.T) {
 	p := openPair(t, 64<<20)
 	defer p.close()
-	write := func(n int) {
-		for i := 0; i < n; i++ {
-			b := tsfile.NewTabletBuilder(nil, "root.src.d1", []tsfile.Column{{Name: "v", Type: tsfile.Int64}})
-			_ = b.AppendRow(int64(i), int64(i))
-			tb, _ := b.Build()
-			b.Release()
-			if _, err := p.src.Write(tb); err != nil {
-				t.Fatal(err)
-			}
-			tb.Release()
-		}
-	}
 	params := map[string]string{"realtime.enable": "false", "realtime.mode": "stream"}
-	write(4) // history: indexes 1..4
+	writeRows(t, p.src, 4) // history: indexes 1..4
 	x := &Extractor{kind: "hybrid"}
 	if err := x.Open(context.Background(), newEnv(p, params, nil)); err != nil {
 		t.Fatal(err)
@@ -44,7 +30,7 @@ func TestHistoryOnlyStopsAtItsStartAcrossRestart(t *testing.T) {
 		e.Release()
 	}
 	x.Close()
-	write(3) // realtime: indexes 5..7, not to be shipped
+	writeRows(t, p.src, 3) // realtime: indexes 5..7, not to be shipped
 
 	x = &Extractor{kind: "hybrid"}
 	if err := x.Open(context.Background(), newEnv(p, params, st)); err != nil {

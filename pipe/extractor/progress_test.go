@@ -16,27 +16,13 @@ import (
 func TestSavedProgressKeepsOtherOrigins(t *testing.T) {
 	p := openPair(t, 64<<20)
 	defer p.close()
-	tablet := func(ts int64) *tsfile.Tablet {
-		b := tsfile.NewTabletBuilder(nil, "root.src.d1", []tsfile.Column{{Name: "v", Type: tsfile.Int64}})
-		_ = b.AppendRow(ts, ts)
-		tb, _ := b.Build()
-		b.Release()
-		return tb
-	}
-	write := func(ts int64) {
-		tb := tablet(ts)
-		defer tb.Release()
-		if _, err := p.src.Write(tb); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// epoch 1: a write replicated from origin 9, and a local one
-	tb := tablet(2000)
+	tb := oneRow(2000)
 	if _, err := p.src.WriteReplicated(9, 100, tb); err != nil {
 		t.Fatal(err)
 	}
 	tb.Release()
-	write(2001)
+	writeRow(t, p.src, 2001)
 	if err := p.src.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +30,7 @@ func TestSavedProgressKeepsOtherOrigins(t *testing.T) {
 	if _, err := p.src.Delete(tsfile.MustPattern("root.src.d1"), 0, 10); err != nil {
 		t.Fatal(err)
 	}
-	write(5)
+	writeRow(t, p.src, 5)
 	if err := p.src.Flush(); err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +52,7 @@ func TestSavedProgressKeepsOtherOrigins(t *testing.T) {
 	}
 	x.Close()
 
-	write(3000)
+	writeRow(t, p.src, 3000)
 	x = &Extractor{kind: "hybrid"}
 	if err := x.Open(context.Background(), newEnv(p, map[string]string{"realtime.mode": "stream", "start-time": "1000"}, st)); err != nil {
 		t.Fatal(err)
