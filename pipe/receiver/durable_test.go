@@ -18,18 +18,19 @@ import (
 	"github.com/weir-dev/weir/pipe/peerwire"
 )
 
-// TestTabletsAckedOnlyWhenDurable: tablets are taken without waiting for each one's WAL
-// write, but an ack covers a tablet only once it is durable; a tablet whose WAL sync fails
-// is never acknowledged, and its stream ends.
-func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
-	fs := vfs.NewFaulty(nil)
+// faultyReceiver serves region root.sg/0 (origin 2, its WAL synced on fs, which a test can
+// make fail) and returns fs, the region, and exchange, which opens a stream to the receiver
+// (every stream ends within 30 seconds of the call). All is closed at the end of the test.
+func faultyReceiver(t *testing.T) (fs *vfs.Faulty, r *engine.Region, exchange func() flight.FlightService_DoExchangeClient) {
+	t.Helper()
+	fs = vfs.NewFaulty(nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	r, err := engine.Open(engine.Options{Dir: filepath.Join(t.TempDir(), "dst"), Name: "root.sg/0", Origin: 2, FS: fs,
 		Durability: wal.Sync, FlushAge: -1, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	srv, err := New(Options{Logger: log, Resolve: func(string, string) (*engine.Region, error) { return r, nil }})
 	if err != nil {
 		t.Fatal(err)
@@ -38,18 +39,30 @@ func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer stop()
+	t.Cleanup(func() { stop() })
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cs, err := flight.NewFlightServiceClient(conn).DoExchange(ctx)
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(cancel)
+	return fs, r, func() flight.FlightService_DoExchangeClient {
+		t.Helper()
+		cs, err := flight.NewFlightServiceClient(conn).DoExchange(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
 	}
+}
+
+// TestTabletsAckedOnlyWhenDurable: tablets are taken without waiting for each one's WAL
+// write, but an ack covers a tablet only once it is durable; a tablet whose WAL sync fails
+// is never acknowledged, and its stream ends.
+func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
+	fs, r, exchange := faultyReceiver(t)
+	cs := exchange()
 	send := func(m *peerwire.Msg, header, body []byte) {
 		t.Helper()
 		if err := cs.Send(&flight.FlightData{AppMetadata: m.Encode(), DataHeader: header, DataBody: body}); err != nil && err != io.EOF {
@@ -107,36 +120,10 @@ func TestTabletsAckedOnlyWhenDurable(t *testing.T) {
 // sender must not be told that the region covers it, or the sender would take it for
 // delivered (it skips and acknowledges what the welcome covers) and it would be lost.
 func TestFailedWriteNotCoveredByWelcome(t *testing.T) {
-	fs := vfs.NewFaulty(nil)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := engine.Open(engine.Options{Dir: filepath.Join(t.TempDir(), "dst"), Name: "root.sg/0", Origin: 2, FS: fs,
-		Durability: wal.Sync, FlushAge: -1, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	srv, err := New(Options{Logger: log, Resolve: func(string, string) (*engine.Region, error) { return r, nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, stop, err := srv.Serve(context.Background(), "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	fs, _, exchange := faultyReceiver(t)
 	hello := &peerwire.Msg{Type: peerwire.TypeHello, Pipe: "p", Region: "root.sg/0", Origin: 1, Sender: "test"}
 	open := func() (flight.FlightService_DoExchangeClient, *peerwire.Msg, error) {
-		cs, err := flight.NewFlightServiceClient(conn).DoExchange(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cs := exchange()
 		if err := cs.Send(&flight.FlightData{AppMetadata: hello.Encode()}); err != nil && err != io.EOF {
 			t.Fatal(err)
 		}
