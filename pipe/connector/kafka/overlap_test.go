@@ -16,6 +16,47 @@ import (
 	"github.com/weir-dev/weir/tsfile"
 )
 
+// memtable is what flushedMemtable makes: a tablet of rows rows for each of the devices
+// root.db.d1 to root.db.d<devices> (tablet i from time i*step, with commit id and index i),
+// all of epoch epoch, flushed to a TsFile written with opts and sent as commit fileCommit.
+type memtable struct {
+	devices, rows     int
+	step              int64
+	epoch, fileCommit uint64
+	opts              tsfile.WriteOptions
+}
+
+// flushedMemtable returns m's tablet events, released at the end of the test, and the
+// event of the TsFile they were flushed to (progress {1: devices}, all of time).
+func flushedMemtable(t testing.TB, m memtable) ([]*pipe.Event, *pipe.Event) {
+	t.Helper()
+	var es []*pipe.Event
+	var data []tsfile.DeviceData
+	for i := 1; i <= m.devices; i++ {
+		dev := fmt.Sprintf("root.db.d%d", i)
+		e := tabletEvent(t, uint64(i), dev, int64(i)*m.step, m.rows)
+		e.Epoch = m.epoch
+		es = append(es, e)
+		data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
+	}
+	t.Cleanup(func() { release(es) })
+	name := fmt.Sprintf("%d.tsfile", m.epoch)
+	path := filepath.Join(t.TempDir(), name)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, m.opts); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	n := uint64(m.devices)
+	file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: m.fileCommit, Epoch: m.epoch, Progress: pipe.ProgressIndex{1: n},
+		File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: name, Epoch: m.epoch, MinIndex: 1, MaxIndex: n},
+			MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+	return es, file
+}
+
 // A memtable partly exported as tablets, then shipped as its TsFile (a restart after its
 // WAL was flushed away): with exactly-once, the file's rows already in Kafka are dropped.
 func TestExactlyOnceFileAfterTablets(t *testing.T) {
@@ -23,30 +64,9 @@ func TestExactlyOnceFileAfterTablets(t *testing.T) {
 		t.Run(format, func(t *testing.T) {
 			_, addr := broker(t)
 			p := params(addr, "delivery", "exactly-once", "format", format)
-			var es []*pipe.Event
-			var data []tsfile.DeviceData
-			var want digest
-			for i := 1; i <= 6; i++ {
-				dev := fmt.Sprintf("root.db.d%d", i)
-				e := tabletEvent(t, uint64(i), dev, int64(i)*100, 20)
-				e.Epoch = 7
-				es = append(es, e)
-				data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
-				want.addRecord(dev, e.Tablet.Rec)
-			}
-			defer release(es)
-			path := filepath.Join(t.TempDir(), "7.tsfile")
-			f, err := os.Create(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, tsfile.WriteOptions{Compression: "lz4"}); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 4, Epoch: 7, Progress: pipe.ProgressIndex{1: 6},
-				File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: "7.tsfile", Epoch: 7, MinIndex: 1, MaxIndex: 6},
-					MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+			es, file := flushedMemtable(t, memtable{devices: 6, rows: 20, step: 100, epoch: 7, fileCommit: 4,
+				opts: tsfile.WriteOptions{Compression: "lz4"}})
+			want := digestOf(es)
 
 			c := openConn(t, p)
 			if err := c.Send(context.Background(), es[:3]); err != nil { // tablets 1..3 committed
@@ -81,30 +101,8 @@ func TestExactlyOnceFileAfterTablets(t *testing.T) {
 // The same within one batch: tablets of a memtable, then its file (a carrier switch).
 func TestExactlyOnceFileAfterTabletsInOneBatch(t *testing.T) {
 	_, addr := broker(t)
-	var es []*pipe.Event
-	var data []tsfile.DeviceData
-	var want digest
-	for i := 1; i <= 4; i++ {
-		dev := fmt.Sprintf("root.db.d%d", i)
-		e := tabletEvent(t, uint64(i), dev, 0, 10)
-		e.Epoch = 3
-		es = append(es, e)
-		data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
-		want.addRecord(dev, e.Tablet.Rec)
-	}
-	defer release(es)
-	path := filepath.Join(t.TempDir(), "3.tsfile")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, tsfile.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 3, Epoch: 3, Progress: pipe.ProgressIndex{1: 4},
-		File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: "3.tsfile", Epoch: 3, MinIndex: 1, MaxIndex: 4},
-			MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+	es, file := flushedMemtable(t, memtable{devices: 4, rows: 10, step: 0, epoch: 3, fileCommit: 3})
+	want := digestOf(es)
 	c := openConn(t, params(addr, "delivery", "exactly-once"))
 	if err := c.Send(context.Background(), es[:1]); err != nil { // tablet 1 committed
 		t.Fatal(err)
@@ -128,30 +126,8 @@ func TestExactlyOnceFileAfterTabletsInOneBatch(t *testing.T) {
 func TestExactlyOnceFileReadBackErrorFails(t *testing.T) {
 	cluster, addr := broker(t)
 	p := params(addr, "delivery", "exactly-once")
-	var es []*pipe.Event
-	var data []tsfile.DeviceData
-	var want digest
-	for i := 1; i <= 6; i++ {
-		dev := fmt.Sprintf("root.db.d%d", i)
-		e := tabletEvent(t, uint64(i), dev, int64(i)*100, 20)
-		e.Epoch = 7
-		es = append(es, e)
-		data = append(data, tsfile.DeviceData{Device: dev, Rec: e.Tablet.Rec})
-		want.addRecord(dev, e.Tablet.Rec)
-	}
-	defer release(es)
-	path := filepath.Join(t.TempDir(), "7.tsfile")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tsfile.WriteFile(f, tsfile.FileMeta{Region: "region"}, data, tsfile.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	file := &pipe.Event{Kind: pipe.KindTsFile, CommitID: 4, Epoch: 7, Progress: pipe.ProgressIndex{1: 6},
-		File: &pipe.FileRef{Path: path, Info: engine.FileInfo{Name: "7.tsfile", Epoch: 7, MinIndex: 1, MaxIndex: 6},
-			MinTime: math.MinInt64, MaxTime: math.MaxInt64}}
+	es, file := flushedMemtable(t, memtable{devices: 6, rows: 20, step: 100, epoch: 7, fileCommit: 4})
+	want := digestOf(es)
 
 	c := openConn(t, p)
 	if err := c.Send(context.Background(), es[:3]); err != nil { // tablets 1..3 committed
@@ -186,7 +162,7 @@ func TestExactlyOnceFileReadBackErrorFails(t *testing.T) {
 		return resp, nil, true
 	})
 	c = openConn(t, p)
-	err = c.Send(context.Background(), []*pipe.Event{file})
+	err := c.Send(context.Background(), []*pipe.Event{file})
 	c.Close()
 	if err == nil {
 		t.Error("the send succeeded though the rows already exported could not be read back")
