@@ -154,27 +154,42 @@ func TestExactlyOnceResumesAfterCrashes(t *testing.T) {
 	}
 }
 
+// splitOutputs returns three outputs of one input: tablet events of root.db.d0 to
+// root.db.d2, all with commit id 5 and progress {1:5}.
+func splitOutputs(t testing.TB) []*pipe.Event {
+	var es []*pipe.Event
+	for i := 0; i < 3; i++ {
+		es = append(es, tabletEvent(t, 5, "root.db.d"+string(rune('0'+i)), 0, 4))
+	}
+	return es
+}
+
+// restartAfter sends sent (the first outputs of an input) through a connector of p and
+// closes it, then opens a new one, as a restart does; the new one must find the input's
+// len(sent) outputs committed (its position's tail).
+func restartAfter(t testing.TB, p pipe.Params, sent []*pipe.Event) *Connector {
+	t.Helper()
+	c := openConn(t, p)
+	if err := c.Send(context.Background(), sent); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = openConn(t, p)
+	if pos := c.Position(); pos.Tail != len(sent) {
+		t.Fatalf("position %+v", pos)
+	}
+	return c
+}
+
 // A processor may emit several outputs of one input, all with its progress; a transaction
 // may end between them, and a restart must send only the rest.
 func TestExactlyOnceSplitOutputs(t *testing.T) {
 	_, addr := broker(t)
 	p := params(addr, "delivery", "exactly-once")
 	ctx := context.Background()
-	var es []*pipe.Event
-	for i := 0; i < 3; i++ {
-		e := tabletEvent(t, 5, "root.db.d"+string(rune('0'+i)), 0, 4)
-		es = append(es, e) // same commit id and progress {1:5}
-	}
+	es := splitOutputs(t)
 	defer release(es)
-	c := openConn(t, p)
-	if err := c.Send(ctx, es[:2]); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	c = openConn(t, p)
-	if pos := c.Position(); pos.Tail != 2 {
-		t.Fatalf("position %+v", pos)
-	}
+	c := restartAfter(t, p, es[:2])
 	if err := c.Send(ctx, es); err != nil {
 		t.Fatal(err)
 	}
@@ -308,23 +323,12 @@ func TestExactlyOnceSplitOutputsAfterUncounted(t *testing.T) {
 	_, addr := broker(t)
 	p := params(addr, "delivery", "exactly-once")
 	ctx := context.Background()
-	var es []*pipe.Event
-	for i := 0; i < 3; i++ {
-		es = append(es, tabletEvent(t, 5, "root.db.d"+string(rune('0'+i)), 0, 4)) // progress {1:5}
-	}
+	es := splitOutputs(t)
 	free := tabletEvent(t, 5, "root.db.d9", 0, 4)
 	free.Progress = nil // sent every time it is delivered
 	all := append([]*pipe.Event{free}, es...)
 	defer release(all)
-	c := openConn(t, p)
-	if err := c.Send(ctx, es[:2]); err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	c = openConn(t, p)
-	if pos := c.Position(); pos.Tail != 2 {
-		t.Fatalf("position %+v", pos)
-	}
+	c := restartAfter(t, p, es[:2])
 	if err := c.Send(ctx, []*pipe.Event{free, es[0]}); err != nil { // free sent, es[0] skipped
 		t.Fatal(err)
 	}
