@@ -22,6 +22,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+source "$here/../lib/ports.sh"
 DIR="${DIR:-$(mktemp -d "${TMPDIR:-/tmp}/weir-three-replicas.XXXXXX")}"
 ROWS="${ROWS:-200}"
 HTTP1="${HTTP1:-7170}" FLIGHT1="${FLIGHT1:-7171}"
@@ -35,19 +36,7 @@ DIR="$(cd "$DIR" && pwd)" # absolute: node status reports it, and tells our node
 vars=(HTTP1 FLIGHT1 HTTP2 FLIGHT2 HTTP3 FLIGHT3)
 
 # every port a number, and each used once
-declare -A seen=()
-for var in "${vars[@]}"; do
-  port="${!var}"
-  if ! [[ "$port" =~ ^[0-9]+$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
-    echo "$var=$port: not a port (1-65535)" >&2
-    exit 1
-  fi
-  if [[ -n "${seen[$port]:-}" ]]; then
-    echo "$var and ${seen[$port]} are both port $port" >&2
-    exit 1
-  fi
-  seen[$port]=$var
-done
+check_ports "${vars[@]}"
 
 # the cluster file, with the chosen ports (its lines: "- {id: N, http: ADDR, flight: ADDR}")
 CLUSTER="$DIR/cluster.yaml"
@@ -103,13 +92,7 @@ load() { # phase server
 }
 
 # refuse a port something already listens on (a connection to it succeeds)
-for var in "${vars[@]}"; do
-  port="${!var}"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port ($var) on 127.0.0.1 is already in use; stop what listens there, or choose free ports with HTTP1, FLIGHT1, HTTP2, FLIGHT2, HTTP3, FLIGHT3" >&2
-    exit 1
-  fi
-done
+refuse_used_ports "${vars[@]}"
 
 for n in 1 2 3; do start_node $n; done
 echo "== three nodes up"

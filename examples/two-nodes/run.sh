@@ -20,6 +20,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
+source "$here/../lib/ports.sh"
 DIR="${DIR:-$(mktemp -d "${TMPDIR:-/tmp}/weir-two-nodes.XXXXXX")}"
 ROWS="${ROWS:-500}"
 HTTP1="${HTTP1:-7070}" FLIGHT1="${FLIGHT1:-7071}" HTTP2="${HTTP2:-7080}" FLIGHT2="${FLIGHT2:-7081}"
@@ -29,19 +30,7 @@ mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)" # absolute: node status reports it, and tells our nodes from others
 
 # every port a number, and each used once
-declare -A seen=()
-for var in HTTP1 FLIGHT1 HTTP2 FLIGHT2; do
-  port="${!var}"
-  if ! [[ "$port" =~ ^[0-9]+$ ]] || ((10#$port < 1 || 10#$port > 65535)); then
-    echo "$var=$port: not a port (1-65535)" >&2
-    exit 1
-  fi
-  if [[ -n "${seen[$port]:-}" ]]; then
-    echo "$var and ${seen[$port]} are both port $port" >&2
-    exit 1
-  fi
-  seen[$port]=$var
-done
+check_ports HTTP1 FLIGHT1 HTTP2 FLIGHT2
 
 # the peer pipe's spec, shipping to node 2's Flight port
 sed "s/^\(  node-urls: 127\.0\.0\.1:\)7081\$/\1$FLIGHT2/" "$here/peer.yaml" >"$DIR/peer.yaml"
@@ -70,13 +59,7 @@ stop_nodes() {
 if [[ "${KEEP:-}" != 1 ]]; then trap stop_nodes EXIT; fi
 
 # refuse a port something already listens on (a connection to it succeeds)
-for var in HTTP1 FLIGHT1 HTTP2 FLIGHT2; do
-  port="${!var}"
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "port $port ($var) on 127.0.0.1 is already in use; stop what listens there, or choose free ports with HTTP1, FLIGHT1, HTTP2, FLIGHT2" >&2
-    exit 1
-  fi
-done
+refuse_used_ports HTTP1 FLIGHT1 HTTP2 FLIGHT2
 
 http=("" "$HTTP1" "$HTTP2")
 flight=("" "$FLIGHT1" "$FLIGHT2")
