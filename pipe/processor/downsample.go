@@ -142,8 +142,8 @@ type dsSeries struct {
 	Kept    sample          `json:"kept"`     // sdt: the archived point; changing-value: the last kept one
 	HasKept bool            `json:"has_kept"` // Kept holds a point
 	KeptNum float64         `json:"kept_num"` // Kept's value as a number
-	Up      float64         `json:"up"`       // sdt: the largest lower slope bound of the points after Kept
-	Down    float64         `json:"down"`     // sdt: the smallest upper slope bound
+	Up      Float           `json:"up"`       // sdt: the largest lower slope bound of the points after Kept (±Inf when a slope overflowed)
+	Down    Float           `json:"down"`     // sdt: the smallest upper slope bound
 	Doors   bool            `json:"doors"`    // sdt: Up and Down hold bounds (some point after Kept)
 }
 
@@ -498,7 +498,7 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 	dev, minGap, maxGap := d.cfg.Deviation, d.cfg.MinGap, d.cfg.MaxGap
 	// the state in locals for the loop, written back at the end
 	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
-	up, down, doors := s.Up, s.Down, s.Doors
+	up, down, doors := float64(s.Up), float64(s.Down), s.Doors
 	statePend := s.HasPend // the candidate is s.Pend, from an earlier tablet
 	pendRow := -1          // the candidate is this row
 	pendT, pendX := s.Pend.T, 0.0
@@ -612,7 +612,7 @@ func sdtNum[T number](d *Downsample, s *dsSeries, col *column, times []int64, va
 		}
 	}
 	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
-	s.Up, s.Down, s.Doors = up, down, doors
+	s.Up, s.Down, s.Doors = Float(up), Float(down), doors
 	s.Started, s.Last = started, last
 	switch {
 	case pendRow >= 0:
@@ -817,7 +817,7 @@ func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample
 	}
 	if s.HasPend && s.Doors {
 		slope := (x - s.KeptNum) / float64(t-s.Kept.T)
-		if (slope < s.Up || slope > s.Down) && s.Pend.T-s.Kept.T >= d.cfg.MinGap {
+		if (slope < float64(s.Up) || slope > float64(s.Down)) && s.Pend.T-s.Kept.T >= d.cfg.MinGap {
 			c := s.Pend
 			d.archive(s, c, c.V.Num(s.Type), out)
 		}
@@ -831,10 +831,10 @@ func (d *Downsample) sdt(s *dsSeries, t int64, v Value, x float64, out *[]sample
 	dt := float64(t - s.Kept.T)
 	up, down := (x-s.KeptNum-d.cfg.Deviation)/dt, (x-s.KeptNum+d.cfg.Deviation)/dt
 	if !s.Doors {
-		s.Up, s.Down, s.Doors = up, down, true
+		s.Up, s.Down, s.Doors = Float(up), Float(down), true
 		return
 	}
-	s.Up, s.Down = math.Max(s.Up, up), math.Min(s.Down, down)
+	s.Up, s.Down = Float(math.Max(float64(s.Up), up)), Float(math.Min(float64(s.Down), down))
 }
 
 func (d *Downsample) archive(s *dsSeries, p sample, x float64, out *[]sample) {

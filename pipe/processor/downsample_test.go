@@ -367,3 +367,32 @@ func TestOpenErrorsArePermanent(t *testing.T) {
 		t.Fatalf("sub-unit interval: %v", err)
 	}
 }
+
+// The swinging door's slope bounds overflow to ±Inf on finite doubles near the type's
+// limits: the state must still save, and a pipe restarted from it must keep the same
+// points as one that never stopped.
+func TestSDTStateSavesInfiniteBounds(t *testing.T) {
+	cfg := DownsampleConfig{Method: MethodSDT, Deviation: 1}
+	cols := []tsfile.Column{{Name: "v", Type: tsfile.Double}}
+	first := makeTablet(t, "root.db.d", cols, []row{{0, []any{0.0}}, {1, []any{1e308}}, {2, []any{-1e308}}})
+	next := makeTablet(t, "root.db.d", cols, []row{{3, []any{-1e308}}, {4, []any{0.0}}})
+	defer first.Release()
+	defer next.Release()
+	whole, _ := NewDownsample(cfg)
+	e1, e2 := tabletEvent(first, 1, 1), tabletEvent(next, 1, 2)
+	outs := run(t, whole, e1)
+	defer releaseOutputs(outs, e1)
+	st, err := whole.SaveState()
+	if err != nil {
+		t.Fatalf("save state: %v", err)
+	}
+	restarted, _ := NewDownsample(cfg)
+	if err := restarted.LoadState(st); err != nil {
+		t.Fatal(err)
+	}
+	want := run(t, whole, e2)
+	defer releaseOutputs(want, e2)
+	got := run(t, restarted, e2)
+	defer releaseOutputs(got, e2)
+	equalPoints(t, "after a restart", outPoints(got), outPoints(want))
+}

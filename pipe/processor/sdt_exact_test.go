@@ -17,7 +17,7 @@ func (d *Downsample) sdtStraight(s *dsSeries, col *column, times []int64, xs []f
 	dev, minGap, maxGap := d.cfg.Deviation, d.cfg.MinGap, d.cfg.MaxGap
 	// the state in locals for the loop, written back at the end
 	hasKept, keptT, keptX := s.HasKept, s.Kept.T, s.KeptNum
-	up, down, doors := s.Up, s.Down, s.Doors
+	up, down, doors := float64(s.Up), float64(s.Down), s.Doors
 	statePend := s.HasPend // the candidate is s.Pend, from an earlier tablet
 	pendRow := -1          // the candidate is this row
 	started, last := s.Started, s.Last
@@ -73,7 +73,7 @@ func (d *Downsample) sdtStraight(s *dsSeries, col *column, times []int64, xs []f
 		}
 	}
 	s.HasKept, s.Kept.T, s.KeptNum = hasKept, keptT, keptX
-	s.Up, s.Down, s.Doors = up, down, doors
+	s.Up, s.Down, s.Doors = Float(up), Float(down), doors
 	s.Started, s.Last = started, last
 	switch {
 	case pendRow >= 0:
