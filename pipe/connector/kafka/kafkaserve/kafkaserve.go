@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // DefaultListen is the address Serve listens on when Options.Listen is empty: Kafka's usual
@@ -86,6 +87,9 @@ func Serve(ctx context.Context, o Options) (addr string, stop func(), err error)
 	if err != nil {
 		return "", nil, fmt.Errorf("start broker on %s: %w", o.Listen, err)
 	}
+	if o.DataDir != "" {
+		persistAutoCreatedTopics(c)
+	}
 	addrs := c.ListenAddrs()
 	if len(addrs) == 0 {
 		c.Close()
@@ -104,6 +108,28 @@ func Serve(ctx context.Context, o Options) (addr string, stop func(), err error)
 		}
 	}()
 	return addrs[0], func() { shut(); <-exited }, nil
+}
+
+// persistAutoCreatedTopics makes the topics that producers create on the fly survive a
+// crash: kfake writes their records to disk as they come but its list of topics only at
+// an orderly shutdown (it persists topics created with CreateTopics, not those a metadata
+// request creates), so after a SIGKILL the broker restarted without them. Before kfake
+// answers a metadata request that may create topics, this creates them with
+// Cluster.CreateTopic, which saves the list at once.
+func persistAutoCreatedTopics(c *kfake.Cluster) {
+	c.ControlKey(int16(kmsg.Metadata), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		req, ok := r.(*kmsg.MetadataRequest)
+		if !ok || !req.AllowAutoTopicCreation {
+			return nil, nil, false
+		}
+		for _, t := range req.Topics {
+			if t.Topic != nil && t.TopicID == [16]byte{} {
+				// An existing or invalid topic: kfake answers as usual.
+				_ = c.CreateTopic(*t.Topic, -1, nil)
+			}
+		}
+		return nil, nil, false // kfake answers the request
+	})
 }
 
 type slogLogger struct{ l *slog.Logger }
