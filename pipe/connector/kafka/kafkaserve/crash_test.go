@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +123,27 @@ func TestServeSurvivesKill(t *testing.T) {
 	if o, ok := fetched.Lookup("t", 0); !ok || o.At != 1 {
 		t.Errorf("group g's offset for t after a kill: %+v (found %v), want 1", o, ok)
 	}
+}
+
+// Two brokers on one data directory overwrote each other's files (the records of one were
+// lost at the next start); the second is refused, and starts once the first has stopped.
+func TestServeDataDirInUse(t *testing.T) {
+	dir := t.TempDir()
+	_, stop, err := Serve(context.Background(), Options{Listen: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, stop2, err := Serve(context.Background(), Options{Listen: "127.0.0.1:0", DataDir: dir}); err == nil {
+		stop2()
+		stop()
+		t.Fatal("a second broker started on the same data directory")
+	} else if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("error %q does not say the directory is in use", err)
+	}
+	stop()
+	_, stop3, err := Serve(context.Background(), Options{Listen: "127.0.0.1:0", DataDir: dir})
+	if err != nil {
+		t.Fatalf("after the first broker stopped: %v", err)
+	}
+	stop3()
 }

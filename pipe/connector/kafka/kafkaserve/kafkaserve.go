@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 
@@ -83,8 +84,18 @@ func Serve(ctx context.Context, o Options) (addr string, stop func(), err error)
 			opts = append(opts, kfake.SyncWrites())
 		}
 	}
+	unlock := func() {}
+	if o.DataDir != "" {
+		if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+			return "", nil, fmt.Errorf("data dir: %w", err)
+		}
+		if unlock, err = lockDir(o.DataDir); err != nil {
+			return "", nil, err
+		}
+	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
+		unlock()
 		return "", nil, fmt.Errorf("start broker on %s: %w", o.Listen, err)
 	}
 	if o.DataDir != "" {
@@ -93,11 +104,12 @@ func Serve(ctx context.Context, o Options) (addr string, stop func(), err error)
 	addrs := c.ListenAddrs()
 	if len(addrs) == 0 {
 		c.Close()
+		unlock()
 		return "", nil, errors.New("start broker: no listener")
 	}
 	done := make(chan struct{})
 	var once sync.Once
-	shut := func() { once.Do(func() { c.Close(); close(done) }) }
+	shut := func() { once.Do(func() { c.Close(); unlock(); close(done) }) }
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
