@@ -9,3 +9,13 @@ func SetSyncDropHook(f func(id uint32, name string)) {
 	}
 	syncDropHook.Store(&f)
 }
+
+// SetAddFollowerHook sets the function called before the leader adds the pipe of a new
+// replica; an error it returns fails the add (nil: none).
+func SetAddFollowerHook(f func(id uint32) error) {
+	if f == nil {
+		addFollowerHook.Store(nil)
+		return
+	}
+	addFollowerHook.Store(&f)
+}

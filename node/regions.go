@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-dev/weir/cluster"
@@ -262,6 +263,24 @@ func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, er
 		return false, nil
 	}
 	var opened *leaderSet
+	var added []uint32 // the new followers of a region this node still leads
+	if ls != nil && r.Leader() == cs.self.ID {
+		// their pipes are created (as New: they ship every origin's writes) before the
+		// shape is taken or saved: if one cannot be, the region stays as it was here, is
+		// told to no one, and the change can be asked again; and once the shape is saved,
+		// a restarted leader finds the pipe as it was created (AddPeer keeps an existing
+		// pipe's spec), not an ordinary one that ships this node's own writes only
+		for _, id := range r.Followers() {
+			if slices.Contains(ls.region.Followers(), id) {
+				continue
+			}
+			if err := n.addFollower(ls, id); err != nil {
+				n.dropFollowers(ls, added)
+				return false, err
+			}
+			added = append(added, id)
+		}
+	}
 	if ls == nil && r.Leader() == cs.self.ID {
 		// the replica set opens before the shape is taken: if it cannot, the region stays
 		// as it was here, and the old leader keeps it (or hands it again)
@@ -275,9 +294,21 @@ func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, er
 		if opened != nil {
 			opened.set.Close()
 		}
+		n.dropFollowers(ls, added)
 		return ok, err
 	}
 	if err := n.saveRegions(); err != nil {
+		if ls != nil && r.Leader() == cs.self.ID {
+			// a change of followers not saved is not made (nor told): the shape goes
+			// back, the new pipes are dropped, and the change can be asked again
+			cs.mu.Lock()
+			if now := cs.regions[r.Name]; now.Term == r.Term && known {
+				cs.regions[r.Name] = cur
+			}
+			cs.mu.Unlock()
+			n.dropFollowers(ls, added)
+			return false, err
+		}
 		return true, err
 	}
 	n.log.Info("region changed", "region", r.Name, "leader", r.Leader(), "replicas", r.Replicas, "term", r.Term)
@@ -297,14 +328,7 @@ func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, er
 			return true, fmt.Errorf("node: close replica set %s: %w", r.Name, err)
 		}
 	case ls != nil:
-		var errs []error
-		for _, id := range r.Followers() {
-			if !slices.Contains(ls.region.Followers(), id) {
-				f := n.follower(id)
-				f.New = true
-				errs = append(errs, ls.set.AddPeer(f))
-			}
-		}
+		var errs []error // (the new followers' pipes were added above)
 		for _, id := range ls.region.Followers() {
 			if !slices.Contains(r.Followers(), id) {
 				errs = append(errs, ls.set.RemovePeer(FollowerID(id)))
@@ -316,6 +340,38 @@ func (n *Node) apply(r cluster.Region, cks map[string]pipe.Checkpoint) (bool, er
 		return true, errors.Join(errs...)
 	}
 	return true, nil
+}
+
+// addFollowerHook, when set (by tests), is called by addFollower before it adds a pipe;
+// an error it returns is addFollower's.
+var addFollowerHook atomic.Pointer[func(id uint32) error]
+
+// addFollower starts the pipe of node id, a replica added to a region this node leads: it
+// ships everything the leader holds, whatever the origin (New).
+func (n *Node) addFollower(ls *leaderSet, id uint32) error {
+	if h := addFollowerHook.Load(); h != nil {
+		if err := (*h)(id); err != nil {
+			return err
+		}
+	}
+	f := n.follower(id)
+	f.New = true
+	if err := ls.set.AddPeer(f); err != nil {
+		// a pipe created but not started is dropped too (AddPeer with New would drop it
+		// first anyway, and a restarted leader drops the pipes of non-followers)
+		_ = ls.set.RemovePeer(f.ID)
+		return fmt.Errorf("node: region %s: add replica %d: %w", ls.region.Name, id, err)
+	}
+	return nil
+}
+
+// dropFollowers drops the pipes addFollower added for a change that was not made.
+func (n *Node) dropFollowers(ls *leaderSet, ids []uint32) {
+	for _, id := range ids {
+		if err := ls.set.RemovePeer(FollowerID(id)); err != nil {
+			n.log.Warn("dropping the pipe of a replica not added", "region", ls.region.Name, "replica", id, "err", err)
+		}
+	}
 }
 
 // tell sends a region's new shape to every other node; it returns the nodes it could not
