@@ -757,6 +757,9 @@ source is left uncommitted (lag 0 events, none in flight). Exit 0 then, or 1 wit
 status after --timeout.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout <= 0 {
+				return &ExitError{Code: 2, Err: fmt.Errorf("--timeout must be > 0, got %s", timeout)}
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			c := cf.client()
@@ -769,7 +772,11 @@ status after --timeout.`,
 				if e, ok := client.AsError(err); ok && e.Code == api.CodeNotFound {
 					return err
 				}
-				last, lastErr = p, err
+				if err != nil && ctx.Err() != nil && (lastErr != nil || last.Name != "") {
+					// the deadline cut this poll short: keep the last status seen to report it
+				} else {
+					last, lastErr = p, err
+				}
 				if err == nil && caughtUp(p.Status) {
 					if cf.asJSON {
 						return printJSON(cmd.OutOrStdout(), p)

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +30,30 @@ func NewRoot(out, errOut io.Writer) *cobra.Command {
 	for _, f := range subcommands {
 		root.AddCommand(f())
 	}
+	rejectUnknownSubcommands(root)
 	return root
+}
+
+// rejectUnknownSubcommands makes every group below the root (pipe, region, ...) fail on an
+// argument that names none of its subcommands; cobra checks that only at the root, and a
+// group without a Run printed its help and exited 0 on `pipectl pipe strat`.
+func rejectUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		if sub.HasSubCommands() && !sub.Runnable() {
+			sub.Args = func(cmd *cobra.Command, args []string) error {
+				if len(args) == 0 {
+					return nil
+				}
+				msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+				if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+					msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+				}
+				return errors.New(msg)
+			}
+			sub.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		rejectUnknownSubcommands(sub)
+	}
 }
 
 // ExitError carries a specific exit code out of a command.
