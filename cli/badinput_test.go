@@ -3,6 +3,7 @@ package cli
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -48,5 +49,18 @@ func TestPipeWaitTimeout(t *testing.T) {
 	_, errOut, code := pipectl(t, "", "pipe", "wait", "p", "--timeout", "500ms", "--server", srv.URL)
 	if code == 0 || !strings.Contains(errOut, "state CREATED") {
 		t.Errorf("wait: exit %d, %q", code, errOut)
+	}
+}
+
+// cluster up names --consensus when it is wrong, and leaves no temporary directory behind.
+func TestClusterUpBadConsensus(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	_, errOut, code := pipectl(t, "", "cluster", "up", "--nodes", "1", "--consensus", "bogus")
+	if code == 0 || !strings.Contains(errOut, `--consensus: "bogus"`) {
+		t.Errorf("exit %d, %q", code, errOut)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

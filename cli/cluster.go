@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,6 +71,9 @@ databases; the flags that shape a new cluster are then ignored).`,
 			}
 			if _, err := parseDurability(c.durability); err != nil {
 				return err
+			}
+			if !slices.Contains(consensus.Protocols, c.protocol) {
+				return fmt.Errorf("--consensus: %q is not one of %s", c.protocol, strings.Join(consensus.Protocols, "|"))
 			}
 			if c.dir == "" {
 				var err error
