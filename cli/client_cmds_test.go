@@ -210,6 +210,12 @@ func TestNodeRunBadConfig(t *testing.T) {
 	if code != 2 || !strings.Contains(errOut, `unknown field "https"`) {
 		t.Errorf("unknown key: %d\n%s", code, errOut)
 	}
+	for _, n := range []string{"0", "-3", "1025"} {
+		_, errOut, code = pipectl(t, "", "node", "run", "--id", "1", "--data", t.TempDir(), "--http", "127.0.0.1:0", "--regions", n)
+		if code != 2 || !strings.Contains(errOut, "--regions must be 1-1024, got "+n) {
+			t.Errorf("--regions %s: %d\n%s", n, code, errOut)
+		}
+	}
 }
 
 func TestPlural(t *testing.T) {

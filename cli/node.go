@@ -57,6 +57,9 @@ a flag given overrides the file. On start the node prints the addresses it liste
 				cfg.Flight = c.Flight
 			}
 			if f.Changed("regions") {
+				if c.Regions < 1 || c.Regions > node.MaxRegions { // 0 in a file means the default; given here, it is a mistake
+					return &ExitError{Code: 2, Err: fmt.Errorf("--regions must be 1-%d, got %d", node.MaxRegions, c.Regions)}
+				}
 				cfg.Regions = c.Regions
 			}
 			if f.Changed("durability") {
