@@ -96,8 +96,12 @@ their line numbers (the good lines are still written) and the exit code is 1.`,
 				}
 			} else if err == nil || total.Points > 0 || len(total.LineErrors) > 0 {
 				// (a request refused whole says so in its error alone)
-				fmt.Fprintf(out, "wrote %s (%s, %s) to %s\n", plural(int(total.Points), "point"), plural(int(total.Lines), "line"),
-					plural(int(total.Tablets), "tablet"), strings.Join(total.Databases, ", "))
+				to := ""
+				if len(total.Databases) > 0 {
+					to = " to " + strings.Join(total.Databases, ", ")
+				}
+				fmt.Fprintf(out, "wrote %s (%s, %s)%s\n", plural(int(total.Points), "point"), plural(int(total.Lines), "line"),
+					plural(int(total.Tablets), "tablet"), to)
 			}
 			if bad := len(total.LineErrors) + total.Omitted; bad > 0 {
 				for _, le := range total.LineErrors {
@@ -365,7 +369,11 @@ func newDeleteCmd() *cobra.Command {
 			if cf.asJSON {
 				return printJSON(cmd.OutOrStdout(), res)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %s in %s\n", d.Pattern, orDash(strings.Join(res.Databases, ", ")))
+			if len(res.Databases) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s: no database matches it\n", d.Pattern)
+			} else {
+				fmt.Fprintf(cmd.OutOrStdout(), "deleted %s in %s\n", d.Pattern, strings.Join(res.Databases, ", "))
+			}
 			return nil
 		},
 	}

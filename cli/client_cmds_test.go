@@ -158,6 +158,12 @@ func TestClientCommands(t *testing.T) {
 	if code != 0 || out != "deleted root.demo.d0.** in root.demo\n" {
 		t.Errorf("delete: %d %q", code, out)
 	}
+	if out, _, code := pipectl(t, "", "delete", "root.nothere.**"); code != 0 || out != "deleted root.nothere.**: no database matches it\n" {
+		t.Errorf("delete of nothing: %d %q", code, out)
+	}
+	if out, _, code := pipectl(t, "", "write"); code != 0 || out != "wrote 0 points (0 lines, 0 tablets)\n" {
+		t.Errorf("empty write: %d %q", code, out)
+	}
 	if _, _, code := pipectl(t, "", "pipe", "wait", "copy", "--timeout", "30s"); code != 0 {
 		t.Errorf("pipe wait after delete: %d", code)
 	}
