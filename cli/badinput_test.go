@@ -64,3 +64,12 @@ func TestClusterUpBadConsensus(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+func TestPipeCreateSpecOrSQL(t *testing.T) {
+	if _, errOut, code := pipectl(t, "", "pipe", "create", "-f", "x.yaml", "--sql", "CREATE PIPE p"); code != 2 || !strings.Contains(errOut, "not both") {
+		t.Errorf("both: %d %q", code, errOut)
+	}
+	if _, errOut, code := pipectl(t, "", "pipe", "create"); code != 2 || !strings.Contains(errOut, "give -f SPEC or --sql STATEMENT") || strings.Contains(errOut, "not both") {
+		t.Errorf("neither: %d %q", code, errOut)
+	}
+}

@@ -418,8 +418,11 @@ func newPipeCreateCmd() *cobra.Command {
   pipectl pipe create --sql "CREATE PIPE p WITH SOURCE ('pattern'='root.demo.**') WITH SINK ('sink'='stdout')"`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if (file == "") == (sql == "") {
+			switch {
+			case file == "" && sql == "":
 				return &ExitError{Code: 2, Err: errors.New("pipe create: give -f SPEC or --sql STATEMENT")}
+			case file != "" && sql != "":
+				return &ExitError{Code: 2, Err: errors.New("pipe create: give -f SPEC or --sql STATEMENT, not both")}
 			}
 			c, ctx := cf.client(), cmd.Context()
 			var name string
