@@ -92,9 +92,9 @@ func (c *Applier) device(d string) string {
 	return Rename(c.DB, d)
 }
 
-func (c *Applier) pattern(p tsfile.Pattern) (tsfile.Pattern, error) {
+func (c *Applier) patterns(p tsfile.Pattern) ([]tsfile.Pattern, error) {
 	if c.DB == "" {
-		return p, nil
+		return []tsfile.Pattern{p}, nil
 	}
 	return RenamePattern(c.DB, p)
 }
@@ -102,18 +102,36 @@ func (c *Applier) pattern(p tsfile.Pattern) (tsfile.Pattern, error) {
 // Rename moves device (of any database) into database db.
 func Rename(db, device string) string { return db + device[len(tsfile.Database(device)):] }
 
-// RenamePattern moves a pattern of the source database into database db.
-func RenamePattern(db string, p tsfile.Pattern) (tsfile.Pattern, error) {
+// RenamePattern moves a pattern of the source database into database db: the patterns that
+// together select in db what p selects in the source. A `**` right after root stands for
+// the database node and zero or more nodes after it, which one pattern cannot say when more
+// nodes follow (`**` matches one or more): root.**.d1 becomes root.copy.d1 and
+// root.copy.**.d1.
+func RenamePattern(db string, p tsfile.Pattern) ([]tsfile.Pattern, error) {
 	nodes := strings.Split(p.String(), ".")
+	var out []string
 	switch {
 	case len(nodes) < 2:
-		return tsfile.ParsePattern(db + ".**")
+		// root alone selects no series of any database (a device has a node after root)
+		out = []string{p.String()}
+	case nodes[1] == "**" && len(nodes) > 2:
+		rest := strings.Join(nodes[2:], ".")
+		out = []string{db + "." + rest, db + ".**." + rest}
 	case nodes[1] == "**":
-		return tsfile.ParsePattern(db + "." + strings.Join(nodes[1:], "."))
+		out = []string{db + ".**"}
 	case len(nodes) == 2:
-		return tsfile.ParsePattern(db)
+		out = []string{db}
+	default:
+		out = []string{db + "." + strings.Join(nodes[2:], ".")}
 	}
-	return tsfile.ParsePattern(db + "." + strings.Join(nodes[2:], "."))
+	ps := make([]tsfile.Pattern, len(out))
+	for i, s := range out {
+		var err error
+		if ps[i], err = tsfile.ParsePattern(s); err != nil {
+			return nil, err
+		}
+	}
+	return ps, nil
 }
 
 // Apply applies one event unless the target's progress already covers it.
@@ -131,12 +149,20 @@ func (c *Applier) Apply(e *pipe.Event) error {
 		if c.covered(e.Origin, e.OriginIndex) {
 			return nil
 		}
-		p, err := c.pattern(e.Deletion.Pattern)
+		ps, err := c.patterns(e.Deletion.Pattern)
 		if err != nil {
 			return fmt.Errorf("apply deletion: %w", err)
 		}
-		if _, err := c.Target.DeleteReplicated(e.Origin, e.OriginIndex, p, e.Deletion.MinTime, e.Deletion.MaxTime); err != nil {
-			return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
+		// Only the last pattern advances the target's progress (index 0 before it): a kill
+		// between them leaves the deletion uncovered, redelivered, applied again (harmless).
+		for i, p := range ps {
+			idx := uint64(0)
+			if i == len(ps)-1 {
+				idx = e.OriginIndex
+			}
+			if _, err := c.Target.DeleteReplicated(e.Origin, idx, p, e.Deletion.MinTime, e.Deletion.MaxTime); err != nil {
+				return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
+			}
 		}
 	case pipe.KindTsFile:
 		if pipe.ProgressIndex(c.Target.Progress()).Covers(e.Progress) {
@@ -146,15 +172,17 @@ func (c *Applier) Apply(e *pipe.Event) error {
 			if c.covered(d.Origin, d.OriginIndex) {
 				continue
 			}
-			p, err := c.pattern(d.Pattern)
+			ps, err := c.patterns(d.Pattern)
 			if err != nil {
 				return fmt.Errorf("apply deletion: %w", err)
 			}
 			// Index 0: the deletion does not advance the target's progress. The file's load
 			// does; were the process killed between the two, a redelivered file must not look
 			// covered by its own deletions (re-applying a deletion is harmless).
-			if _, err := c.Target.DeleteReplicated(d.Origin, 0, p, d.MinTime, d.MaxTime); err != nil {
-				return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
+			for _, p := range ps {
+				if _, err := c.Target.DeleteReplicated(d.Origin, 0, p, d.MinTime, d.MaxTime); err != nil {
+					return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
+				}
 			}
 		}
 		return c.loadFile(e)
