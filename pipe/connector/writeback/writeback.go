@@ -54,7 +54,7 @@ func NewApplier(target *engine.Region) (*Applier, error) {
 func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 	c.DB = env.Params.String("database")
 	if err := tsfile.ValidateDevice(c.DB); err != nil || strings.Count(c.DB, ".") != 1 {
-		return fmt.Errorf("sink.database: %q is not a database name like root.copy", c.DB)
+		return pipe.Permanent(fmt.Errorf("sink.database: %q is not a database name like root.copy", c.DB))
 	}
 	if env.Databases == nil {
 		return errors.New("sink write-back: no local databases available")
@@ -64,7 +64,7 @@ func (c *Connector) Open(ctx context.Context, env *pipe.Env) error {
 		return fmt.Errorf("sink.database %s: %w", c.DB, err)
 	}
 	if env.Region != nil && t == env.Region {
-		return fmt.Errorf("sink.database %s: is the pipe's own source", c.DB)
+		return pipe.Permanent(fmt.Errorf("sink.database %s: is the pipe's own source", c.DB))
 	}
 	c.Target = t
 	c.Tmp = filepath.Join(t.Dir(), "incoming")
