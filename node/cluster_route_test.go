@@ -133,10 +133,7 @@ func TestClusterPipeSyncDropRacesCreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := cl[2].Pipe(c0, "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p2 := copyPipe(t, c0, cl[2])
 	// closing node 3 waits for its sync; open it again (without periodic syncs) to look
 	if err := n3.Close(); err != nil {
 		t.Fatal(err)

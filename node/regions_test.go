@@ -108,6 +108,24 @@ func startMembers(t *testing.T, c *cluster.Cluster) map[uint32]*clusterMember {
 }
 
 // clientsOf returns a client of every node of c, by id.
+// startCopy creates the copy pipe (copySpec) through cl, started.
+func startCopy(t *testing.T, c0 context.Context, cl *client.Client) {
+	t.Helper()
+	if _, err := cl.CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// copyPipe returns the copy pipe as cl's node describes it.
+func copyPipe(t *testing.T, c0 context.Context, cl *client.Client) api.Pipe {
+	t.Helper()
+	p, err := cl.Pipe(c0, "copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func clientsOf(c *cluster.Cluster) map[uint32]*client.Client {
 	out := map[uint32]*client.Client{}
 	for _, n := range c.Nodes {
@@ -450,9 +468,7 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 		}
 		return out
 	}
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
 	first := described(1)
 	if len(first) != 1 || first[0].Generation == "" {
 		t.Fatalf("node 1 after create: %+v", first)
@@ -480,9 +496,7 @@ func TestClusterPipeDroppedWhileDown(t *testing.T) {
 
 	// node 3 holds one generation; while it is down, that one is dropped and the pipe
 	// created again: node 3 replaces its copy with the new generation when it starts
-	if _, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[2])
 	g2 := described(2)[0].Generation
 	ms[3].close()
 	if _, err := cl[1].DropPipe(c0, "copy", false); err == nil {
@@ -517,9 +531,7 @@ func TestClusterPipeStateWhileDown(t *testing.T) {
 		}
 		return sts[0].State
 	}
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
 	ms[3].close()
 	if _, err := cl[1].StopPipe(c0, "copy"); err == nil {
 		t.Fatal("stop with node 3 down: no error naming it")
@@ -556,16 +568,11 @@ func TestClusterPipeStaleCopy(t *testing.T) {
 			}
 		}
 	}
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
-	old, err := cl[3].Pipe(c0, "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
+	old := copyPipe(t, c0, cl[3])
 	dropLocally(1, 2)
 	// through the stale node: its copy keeps the dropped generation, which the others refuse
-	_, err = cl[3].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true, IfNotExists: true})
+	_, err := cl[3].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true, IfNotExists: true})
 	if e, ok := client.AsError(err); !ok || e.Code != api.CodeUnavailable || !strings.Contains(e.Message, "stale copy") {
 		t.Fatalf("create through the stale node: %v", err)
 	}
@@ -575,13 +582,8 @@ func TestClusterPipeStaleCopy(t *testing.T) {
 		}
 	}
 	// through another node: a new generation, which replaces the stale copy
-	if _, err := cl[2].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
-	p2, err := cl[2].Pipe(c0, "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[2])
+	p2 := copyPipe(t, c0, cl[2])
 	if p2.Generation == old.Generation {
 		t.Fatalf("created again with the dropped generation %s", old.Generation)
 	}
@@ -639,19 +641,12 @@ func TestClusterPipeLateRequestForOldGeneration(t *testing.T) {
 	_, c := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
 	startMembers(t, c)
 	cl := clientsOf(c)
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
-	p1, err := cl[1].Pipe(c0, "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
+	p1 := copyPipe(t, c0, cl[1])
 	if _, err := cl[1].DropPipe(c0, "copy", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
 	for _, req := range []struct{ method, path string }{
 		{http.MethodPost, "/v1/pipes/copy/stop?local=true&generation=" + p1.Generation},
 		{http.MethodDelete, "/v1/pipes/copy?local=true&if_exists=true&generation=" + p1.Generation},
@@ -762,9 +757,7 @@ func TestClusterPipeConcurrentStartStop(t *testing.T) {
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	startMembers(t, c)
 	cl := clientsOf(c)
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
 	n1, _ := c.Node(1)
 	op := func(what string, at time.Time) {
 		code := nodeRequest(t, c0, c, 1, http.MethodPost, "/v1/pipes/copy/"+what+"?local=true&intent_at="+at.Format(time.RFC3339Nano), "")
@@ -803,13 +796,8 @@ func TestClusterPipeFanOutParamsRefused(t *testing.T) {
 	_, c := clusterFile(t, 3, "  - {name: root.demo, protocol: iotv2, replication: 3, regions: 2}\n")
 	startMembers(t, c)
 	cl := clientsOf(c)
-	if _, err := cl[1].CreatePipe(c0, []byte(copySpec), client.CreateOptions{Start: true}); err != nil {
-		t.Fatal(err)
-	}
-	before, err := cl[1].Pipe(c0, "copy")
-	if err != nil {
-		t.Fatal(err)
-	}
+	startCopy(t, c0, cl[1])
+	before := copyPipe(t, c0, cl[1])
 	post := func(path, body string) int {
 		t.Helper()
 		return nodeRequest(t, c0, c, 1, http.MethodPost, path, body)
