@@ -498,6 +498,15 @@ func (r *Region) admit() error {
 	}
 }
 
+// Err returns why the region failed (a WAL write or sync, a flush), or nil. A failed region
+// takes no more writes; it may count in its progress a write that never became durable, so
+// that progress is not to be trusted until the region is reopened.
+func (r *Region) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
 func (r *Region) failLocked(err error) {
 	if r.failed == nil {
 		r.failed = err

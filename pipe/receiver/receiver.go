@@ -87,10 +87,7 @@ type Server struct {
 	closed   bool
 	sessions map[string]*sessionSlot // by (pipe, sender region, origin)
 	all      map[*sessionSlot]bool
-	// failed holds the regions a replicated write of which never became durable: the
-	// region's progress counts the write, so no welcome may be said for them any more
-	failed map[*engine.Region]error
-	wg     sync.WaitGroup // handlers and their goroutines
+	wg       sync.WaitGroup // handlers and their goroutines
 
 	stats struct {
 		sessions, streams, tablets, points, deletions, files, fileBytes, skipped, resumed, rejected, bytes atomic.Int64
@@ -117,7 +114,7 @@ func New(o Options) (*Server, error) {
 	if o.HelloTimeout <= 0 {
 		o.HelloTimeout = DefaultHelloTimeout
 	}
-	return &Server{o: o, log: o.Logger, sessions: map[string]*sessionSlot{}, all: map[*sessionSlot]bool{}, failed: map[*engine.Region]error{}}, nil
+	return &Server{o: o, log: o.Logger, sessions: map[string]*sessionSlot{}, all: map[*sessionSlot]bool{}}, nil
 }
 
 // ServerOptions are the grpc.Server options the receiver wants: its message size limit,
@@ -220,25 +217,6 @@ func (s *Server) release(key string, sl *sessionSlot) {
 }
 
 var errClosed = errors.New("receiver closed")
-
-// setFailed notes that a write the region took never became durable (err says why).
-func (s *Server) setFailed(r *engine.Region, err error) {
-	s.mu.Lock()
-	if s.failed[r] == nil {
-		s.failed[r] = err
-	}
-	s.mu.Unlock()
-}
-
-// failedErr returns why streams to r are refused (nil: they are not).
-func (s *Server) failedErr(r *engine.Region) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.failed[r]; err != nil {
-		return fmt.Errorf("region %s: a replicated write never became durable (%w); its progress cannot be trusted until it is reopened", r.Name(), err)
-	}
-	return nil
-}
 
 // Serve listens on addr (host:port; port 0 picks a free one) and serves the receiver until
 // ctx ends or stop is called. It returns the address it is bound to. stop ends the open

@@ -160,8 +160,10 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 		return err
 	}
 	key = k
-	if err := s.failedErr(region); err != nil {
-		return err
+	if err := region.Err(); err != nil {
+		// a replicated write may be counted in its progress without being durable: no
+		// welcome may say that progress
+		return fmt.Errorf("region %s failed (%w); its progress cannot be trusted until it is reopened", region.Name(), err)
 	}
 
 	h := fnv.New64a()
@@ -225,8 +227,7 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 		defer close(durDone)
 		for a := range durQ {
 			if a.wait != nil {
-				if err := a.wait.Wait(); err != nil {
-					s.setFailed(region, err)
+				if err := a.wait.Wait(); err != nil { // the region fails with it
 					durErr = err
 					cancel()
 					return
@@ -374,7 +375,6 @@ func (ss *session) tablet(m *peerwire.Msg, fd *flight.FlightData) (engine.Durabl
 		// applied may end the pending load, which only a durable tablet may do (rare: a
 		// load was interrupted, so waiting here costs nothing that matters)
 		if err := wait.Wait(); err != nil {
-			ss.s.setFailed(ss.region, err)
 			return nil, fmt.Errorf("tablet seq %d of %s: %w", m.Seq, m.Device, err)
 		}
 		wait = nil
@@ -409,11 +409,6 @@ func (ss *session) applyDeletion(seq uint64, d peerwire.Deletion) error {
 		return badInput("deletion seq %d: start time %d after end time %d", seq, d.MinTime, d.MaxTime)
 	}
 	if _, err := ss.region.DeleteReplicated(d.Origin, d.OriginIndex, p, d.MinTime, d.MaxTime); err != nil {
-		if !errors.Is(err, engine.ErrClosed) {
-			// the region may count it though its WAL write failed (checked above, the
-			// arguments are not what failed)
-			ss.s.setFailed(ss.region, err)
-		}
 		return fmt.Errorf("deletion seq %d of %s: %w", seq, d.Pattern, err)
 	}
 	ss.s.stats.deletions.Add(1)
