@@ -61,7 +61,7 @@ type Encoder struct {
 	topics       map[[2]string]string // (database, device) → topic
 	mem          memory.Allocator
 	streams      map[uint64]*ipcStream // by schemaHash
-	schemaHash   *maphash.Hash
+	schemaHash   maphash.Hash // zero value ready: seeded at first use
 	arena        *arena // where records and values are made (but for TsFiles)
 	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
 	drop      rowHashes
@@ -389,10 +389,7 @@ func schemaHash(h *maphash.Hash, s *arrow.Schema) uint64 {
 }
 
 func (en *Encoder) ipcStream(rec arrow.Record) (*ipcStream, error) {
-	if en.schemaHash == nil {
-		en.schemaHash = &maphash.Hash{}
-	}
-	key := schemaHash(en.schemaHash, rec.Schema())
+	key := schemaHash(&en.schemaHash, rec.Schema())
 	if st, ok := en.streams[key]; ok && st.sch.Equal(rec.Schema()) {
 		return st, nil
 	}
