@@ -61,8 +61,8 @@ type Encoder struct {
 	topics       map[[2]string]string // (database, device) → topic
 	mem          memory.Allocator
 	streams      map[uint64]*ipcStream // by schemaHash
-	schemaHash   maphash.Hash // zero value ready: seeded at first use
-	arena        *arena // where records and values are made (but for TsFiles)
+	schemaHash   maphash.Hash          // zero value ready: seeded at first use
+	arena        *arena                // where records and values are made (but for TsFiles)
 	// drop, if set, holds hashes of rows not to send (they are in Kafka already)
 	drop      rowHashes
 	hasher    *rowHasher
