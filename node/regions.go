@@ -489,13 +489,16 @@ func (n *Node) MoveLeader(ctx context.Context, name string, to uint32, timeout t
 		return out, fmt.Errorf("move %s to node %d: %w", name, to, err)
 	}
 	ls.closed = true
+	cerr := ls.set.Close()
+	// the new shape is taken before the set goes: a write that finds no set here then
+	// finds the new leader in this node's view (not itself, which would send it back here)
+	_, merr := cs.merge(next)
 	cs.mu.Lock()
 	delete(cs.sets, name)
 	cs.mu.Unlock()
-	cerr := ls.set.Close()
-	if _, err := cs.merge(next); err != nil {
+	if merr != nil {
 		ls.wmu.Unlock()
-		return out, err
+		return out, merr
 	}
 	cs.mu.Lock()
 	delete(cs.leaving, name)
