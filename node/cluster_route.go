@@ -69,13 +69,36 @@ func (n *Node) routeLines(ctx context.Context, d *Database, lps []linePoint) (ap
 }
 
 // reroutes bounds how often a part of a request is sent again after its leader answered
-// not_leader (the region's leadership moved meanwhile).
-const reroutes = 3
+// not_leader (the region's leadership moved meanwhile). From the second time on, a pause
+// that doubles (rerouteBackoff, up to rerouteBackoffMax) comes first: moves made back to
+// back can bounce a write between the nodes, each answering while it hands the region on.
+const (
+	reroutes          = 8
+	rerouteBackoff    = 10 * time.Millisecond
+	rerouteBackoffMax = 200 * time.Millisecond
+)
 
-// movedOn reports whether err says the region's leadership moved (send the part again).
-func movedOn(err error, try int) bool {
+// rerouting reports whether a part of a request that got err from leader is to be sent
+// again (its try'th sending failed: the region's leadership moved meanwhile). Before it
+// says so, it takes the region shapes leader knows and, from the second reroute on, waits
+// (rerouteBackoff doubling up to rerouteBackoffMax), or until ctx ends.
+func (n *Node) rerouting(ctx context.Context, err error, leader uint32, try int) bool {
 	var e *api.Error
-	return try < reroutes && errors.As(err, &e) && e.Code == api.CodeNotLeader
+	if try >= reroutes || !errors.As(err, &e) || e.Code != api.CodeNotLeader {
+		return false
+	}
+	n.relearn(ctx, leader)
+	if try == 0 {
+		return true
+	}
+	t := time.NewTimer(min(rerouteBackoff<<(try-1), rerouteBackoffMax))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // relearn takes the region shapes that node from knows: it answered not_leader, so this
@@ -150,7 +173,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 				for _, t := range tablets {
 					t.Release()
 				}
-				if movedOn(err, try) {
+				if n.rerouting(ctx, err, leader, try) {
 					return reroute(part)
 				}
 				mu.Lock()
@@ -170,8 +193,7 @@ func (n *Node) routeLinesTry(ctx context.Context, d *Database, lps []linePoint, 
 			}
 			var r api.WriteResult
 			err := n.cl.call(ctx, to, http.MethodPost, "/v1/write", url.Values{"local": {"true"}}, "text/plain", body.Bytes(), &r)
-			if movedOn(err, try) {
-				n.relearn(ctx, leader)
+			if n.rerouting(ctx, err, leader, try) {
 				return reroute(part)
 			}
 			var e *api.Error
@@ -244,8 +266,7 @@ func (n *Node) routeTabletsTry(ctx context.Context, d *Database, tablets []*tsfi
 					r = *e.Write
 				}
 			}
-			if movedOn(err, try) {
-				n.relearn(ctx, leader)
+			if n.rerouting(ctx, err, leader, try) {
 				r, err = n.routeTabletsTry(ctx, d, part, jsonOf, try+1)
 			}
 			mu.Lock()
@@ -321,8 +342,7 @@ func (n *Node) routeDeleteTry(ctx context.Context, d *Database, idx []int, req a
 				}
 				err = n.cl.call(ctx, to, http.MethodPost, "/v1/delete", url.Values{"local": {"true"}, "db": {d.name}, "regions": {strings.Join(ss, ",")}}, "application/json", body, nil)
 			}
-			if movedOn(err, try) {
-				n.relearn(ctx, leader)
+			if n.rerouting(ctx, err, leader, try) {
 				k, err := n.routeDeleteTry(ctx, d, is, req, p, minT, maxT, try+1)
 				mu.Lock()
 				reached += k
