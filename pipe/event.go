@@ -48,7 +48,15 @@ type Event struct {
 	// Origin and OriginIndex identify a tablet or deletion at the replica that first took it.
 	Origin      uint32
 	OriginIndex uint64
-	// Index is the local WAL index range the event covers (one index for a tablet).
+	// MinIndex and MaxIndex are the local WAL index range the event covers (one index for
+	// a tablet). Epoch is the epoch (memtable version) of the writes it carries.
+	//
+	// An event of a TsFile the region received from another replica covers no local index:
+	// its MinIndex is 0, its MaxIndex the last local index shipped before it (0 when none)
+	// and its Epoch the file's version in the region, which is above the epochs of the
+	// local writes before it and below those after it. (MaxIndex, Epoch) is thus a position
+	// of its own, the same on every replay (see FromReceivedFile). Processors copy
+	// MinIndex, MaxIndex and Epoch from their input to every output.
 	MinIndex, MaxIndex uint64
 	Epoch              uint64
 	Tablet             *tsfile.Tablet   // KindTablet
@@ -62,6 +70,13 @@ type Event struct {
 	once    sync.Once
 	release []func()
 }
+
+// FromReceivedFile reports whether e is a TsFile the region received from another replica,
+// or an output a processor made of one: it covers no local WAL index (MinIndex 0, a
+// non-zero Epoch). Its order among the region's events is (MaxIndex, Epoch): after every
+// event of the local writes up to MaxIndex, before those of MaxIndex+1, and among several
+// files received between the same local writes, by Epoch.
+func (e *Event) FromReceivedFile() bool { return e.MinIndex == 0 && e.Epoch != 0 }
 
 // OnRelease adds fn to run when the event is released (after its commit): for pins.
 func (e *Event) OnRelease(fn func()) { e.release = append(e.release, fn) }

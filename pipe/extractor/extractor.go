@@ -488,7 +488,16 @@ func (x *Extractor) queueReceived(epoch uint64) bool {
 			x.log.Warn("a received file is gone", "pipe", x.env.Pipe, "region", x.r.Name(), "file", f.Name, "err", err)
 			continue
 		}
-		e := &pipe.Event{Kind: pipe.KindTsFile, Region: x.r.Name(), MinIndex: x.pos, MaxIndex: x.pos, Epoch: f.Epoch,
+		// It covers no local index (MinIndex 0): it goes after the local writes up to
+		// x.pos, whose epochs are below its version, and before the next one, whose epoch is
+		// above. Its version (f.Epoch) tells it from the events of x.pos and from the other
+		// files received between the same local writes; a replay from any checkpoint before
+		// it ships it at the same (x.pos, version) again (see pipe.Event.FromReceivedFile).
+		epoch := f.Epoch
+		if epoch == 0 {
+			epoch = f.Version // the same, in every manifest the engine writes; never 0
+		}
+		e := &pipe.Event{Kind: pipe.KindTsFile, Region: x.r.Name(), MinIndex: 0, MaxIndex: x.pos, Epoch: epoch,
 			Progress: x.cum.Clone(), EventTime: time.Now().UnixMilli(), Bytes: f.Size,
 			File: &pipe.FileRef{Path: x.r.FilePath(f.Name), Info: f, Pattern: x.pattern, MinTime: x.minT, MaxTime: x.maxT}}
 		e.OnRelease(pin.Release)

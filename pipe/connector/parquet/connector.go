@@ -360,8 +360,10 @@ func (c *Connector) addLocked(ctx context.Context, e *pipe.Event, async bool) er
 		c.releaseLocked(h)
 		return nil
 	}
-	if e.MaxIndex == 0 {
-		return pipe.Permanent(fmt.Errorf("parquet: %s event %d has no WAL index range (a processor must copy MinIndex and MaxIndex from its input)", e.Kind, e.CommitID))
+	if e.MaxIndex == 0 && !e.FromReceivedFile() {
+		// (a file received before the region's first write has MaxIndex 0: its version
+		// places it)
+		return pipe.Permanent(fmt.Errorf("parquet: %s event %d has no WAL index range (a processor must copy MinIndex, MaxIndex and Epoch from its input)", e.Kind, e.CommitID))
 	}
 	switch {
 	case c.region == "" && e.Region != "":
@@ -509,8 +511,8 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 	}
 	if p.curSeq != c.seq {
 		p.curSeq = c.seq
-		pos := Position{Index: e.MaxIndex}
-		if p.hasPos && p.pos.Index == e.MaxIndex {
+		pos := positionOf(e)
+		if p.hasPos && p.pos.sameInput(pos) {
 			pos.Ord = p.pos.Ord + 1
 		}
 		p.pos, p.hasPos = pos, true
@@ -559,9 +561,10 @@ func (c *Connector) addRowsLocked(e *pipe.Event, h *heldEvent, touched *[]*parti
 // repeats reports whether e may hold rows that events of its epoch exported before it: a
 // sealed file holds every write of its epoch, while the event may start later in it (the
 // epoch's first writes went out as tablets, before a carrier switch or a restart); so may
-// an event a processor derived from such a file (it spans several WAL indexes).
+// an event a processor derived from such a file (it spans several WAL indexes). Tablets a
+// processor made of a received file span no WAL index: their file's epoch is its own.
 func repeats(e *pipe.Event) bool {
-	return e.Epoch > 0 && (e.Kind == pipe.KindTsFile || e.MinIndex < e.MaxIndex)
+	return e.Epoch > 0 && (e.Kind == pipe.KindTsFile || e.MinIndex < e.MaxIndex && !e.FromReceivedFile())
 }
 
 // filterLocked sets p.filter for e: the rows e must not repeat. It is built when e may

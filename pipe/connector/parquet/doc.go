@@ -24,13 +24,15 @@
 //
 // # Layout and names
 //
-//	<path>/<region>-<first>-<last>[_<n>].parquet                     partition-by none
-//	<path>/device=<device>/<region>-<first>-<last>[_<n>].parquet     partition-by device
-//	<path>/date=<YYYY-MM-DD>/<region>-<first>-<last>[_<n>].parquet   partition-by day (UTC)
+//	<path>/<region>-<first>-<last>[~<v>][_<n>].parquet                     partition-by none
+//	<path>/device=<device>/<region>-<first>-<last>[~<v>][_<n>].parquet     partition-by device
+//	<path>/date=<YYYY-MM-DD>/<region>-<first>-<last>[~<v>][_<n>].parquet   partition-by day (UTC)
 //
 // first is the lowest WAL index of the events in the file and last the highest, both
-// zero-padded to 20 digits; _n appears when a processor emitted several events from one
-// input and the file ends at the (n+1)-th of them. The region is escaped (bytes other than
+// zero-padded to 20 digits; ~v appears when the file ends with (an output of) a TsFile the
+// region received from another replica, v being that file's version in the region (20
+// digits); _n appears when a processor emitted several events from one input and the file
+// ends at the (n+1)-th of them. The region is escaped (bytes other than
 // letters, digits, '.', '-' and '_' as %XX, and a leading '.' or '_'). Partition
 // directories follow the Hive convention, so engines discover them as columns.
 //
@@ -48,6 +50,11 @@
 // each partition it reads the names of its region's files, and skips the rows of redelivered
 // events at or below the last one. A replay thus never duplicates rows, and one that writes
 // the same events with the same roll points produces byte-identical files.
+//
+// A TsFile the region received from another replica has no WAL index of its own: its event
+// (pipe.Event.FromReceivedFile) comes after the events of its MaxIndex, and among such files
+// by version (its Epoch), which a replay reproduces; the version is part of the position
+// (and of a name ending with one), so a replay neither skips nor repeats its rows.
 //
 // A sealed TsFile holds every write of its epoch, also those that went out as tablets
 // before (a carrier switch, or a restart once the WAL is gone): for such events (and those

@@ -4,23 +4,52 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/weir-dev/weir/pipe"
 )
 
 // Position orders the events of one partition: the WAL index an event ends at
-// (Event.MaxIndex) and, among the events that end at the same index (outputs of one input),
-// their ordinal from 0.
+// (Event.MaxIndex), for an event of a file the region received from another replica the
+// file's version (Event.Epoch; see pipe.Event.FromReceivedFile), and among the events of
+// one input (the outputs a processor made of it), their ordinal from 0.
 type Position struct {
 	Index uint64
-	Ord   uint64
+	// Received is the version of the received file the event comes from, 0 for an event of
+	// the region's own writes. Those files have no WAL index of their own: they come after
+	// the events of Index, in version order.
+	Received uint64
+	Ord      uint64
 }
+
+// positionOf returns the position of e's input (Ord 0).
+func positionOf(e *pipe.Event) Position {
+	p := Position{Index: e.MaxIndex}
+	if e.FromReceivedFile() {
+		p.Received = e.Epoch
+	}
+	return p
+}
+
+// sameInput reports whether p and q are positions of outputs of one input.
+func (p Position) sameInput(q Position) bool { return p.Index == q.Index && p.Received == q.Received }
 
 // Less reports whether p comes before q.
 func (p Position) Less(q Position) bool {
-	return p.Index < q.Index || (p.Index == q.Index && p.Ord < q.Ord)
+	switch {
+	case p.Index != q.Index:
+		return p.Index < q.Index
+	case p.Received != q.Received:
+		return p.Received < q.Received
+	}
+	return p.Ord < q.Ord
 }
 
 // FileName is the name of a finished file: its region, the lowest WAL index of its events
 // and the position of its last event.
+//
+// Its form is <region>-<first>-<last>[~<received>][_<ord>].parquet: first, last (Last.Index)
+// and received (Last.Received, present when not 0) zero-padded to 20 digits, ord
+// (Last.Ord) present when not 0.
 type FileName struct {
 	Region string
 	First  uint64
@@ -28,14 +57,20 @@ type FileName struct {
 }
 
 const (
-	fileExt = ".parquet"
-	tempExt = ".parquet.tmp"
-	digits  = 20
+	// receivedSep introduces a name's received-file version: it sorts after '.' and '_', so
+	// a partition's names sort in export order also around received files.
+	receivedSep = '~'
+	fileExt     = ".parquet"
+	tempExt     = ".parquet.tmp"
+	digits      = 20
 )
 
-// String returns the file name: <region>-<first>-<last>[_<ord>].parquet.
+// String returns the file name: <region>-<first>-<last>[~<received>][_<ord>].parquet.
 func (f FileName) String() string {
 	s := fmt.Sprintf("%s-%0*d-%0*d", escapeName(f.Region), digits, f.First, digits, f.Last.Index)
+	if f.Last.Received > 0 {
+		s += fmt.Sprintf("%c%0*d", receivedSep, digits, f.Last.Received)
+	}
 	if f.Last.Ord > 0 {
 		s += "_" + strconv.FormatUint(f.Last.Ord, 10)
 	}
@@ -58,6 +93,14 @@ func ParseFileName(name string) (FileName, bool) {
 			}
 			f.Last.Ord, s = ord, s[:i]
 		}
+	}
+	// [~<received>]: a region's name never holds '~' (escaped)
+	if i := strings.LastIndexByte(s, receivedSep); i >= 0 {
+		v, err := parseDigits(s[i+1:])
+		if err != nil || len(s)-i-1 != digits || v == 0 {
+			return FileName{}, false
+		}
+		f.Last.Received, s = v, s[:i]
 	}
 	// <region>-<first>-<last>
 	if len(s) < 2*digits+3 || s[len(s)-digits-1] != '-' || s[len(s)-2*digits-2] != '-' {

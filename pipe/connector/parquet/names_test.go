@@ -1,6 +1,7 @@
 package parquet
 
 import (
+	"sort"
 	"strings"
 	"testing"
 )
@@ -12,6 +13,9 @@ func TestFileNames(t *testing.T) {
 		{Region: "a_b-c", First: 0, Last: Position{Index: 1<<64 - 1, Ord: 1<<64 - 1}},
 		{Region: ".hidden/x y%", First: 5, Last: Position{Index: 7}},
 		{Region: "_1", First: 5, Last: Position{Index: 7, Ord: 1}},
+		{Region: "r1", First: 0, Last: Position{Index: 0, Received: 3}},
+		{Region: "a_b~c", First: 4, Last: Position{Index: 7, Received: 12, Ord: 2}},
+		{Region: "r_1", First: 4, Last: Position{Index: 7, Received: 1<<64 - 1}},
 	} {
 		name := f.String()
 		if strings.ContainsAny(name, "/ ") || strings.HasPrefix(name, ".") || strings.HasPrefix(name, "_") {
@@ -35,6 +39,18 @@ func TestFileNames(t *testing.T) {
 	if got := (FileName{Region: "r", First: 1, Last: Position{Index: 2}}).String(); got != "r-00000000000000000001-00000000000000000002.parquet" {
 		t.Errorf("name %q", got)
 	}
+	if got := (FileName{Region: "r", First: 1, Last: Position{Index: 2, Received: 5, Ord: 1}}).String(); got != "r-00000000000000000001-00000000000000000002~00000000000000000005_1.parquet" {
+		t.Errorf("name %q", got)
+	}
+	// names sort in export order: the outputs of a local write, then the files received
+	// after it, by version
+	var names []string
+	for _, p := range []Position{{Index: 2}, {Index: 2, Ord: 1}, {Index: 2, Received: 5}, {Index: 2, Received: 5, Ord: 1}, {Index: 2, Received: 6}, {Index: 3}} {
+		names = append(names, FileName{Region: "r", First: 2, Last: p}.String())
+	}
+	if !sort.StringsAreSorted(names) {
+		t.Errorf("names out of order: %q", names)
+	}
 	for _, bad := range []string{
 		"", "x.parquet", "r-1-2.parquet", "-00000000000000000001-00000000000000000002.parquet",
 		"r-00000000000000000001-00000000000000000002_0.parquet",
@@ -43,12 +59,26 @@ func TestFileNames(t *testing.T) {
 		"r-00000000000000000001-00000000000000000002.parquet.tmp",
 		"r%zz-00000000000000000001-00000000000000000002.parquet",
 		"r%4-00000000000000000001-00000000000000000002.parquet",
+		"r-00000000000000000001-00000000000000000002~00000000000000000000.parquet",
+		"r-00000000000000000001-00000000000000000002~5.parquet",
+		"r-00000000000000000001-00000000000000000002~0000000000000000000x.parquet",
+		"r-00000000000000000001-00000000000000000002~.parquet",
+		"r-00000000000000000001~00000000000000000005-00000000000000000002.parquet",
 	} {
 		if f, ok := ParseFileName(bad); ok {
 			t.Errorf("%q parses to %+v", bad, f)
 		}
 	}
-	if !(Position{1, 5}).Less(Position{2, 0}) || !(Position{2, 0}).Less(Position{2, 1}) || (Position{2, 1}).Less(Position{2, 1}) {
-		t.Error("Position.Less")
+	for _, c := range []struct{ p, q Position }{
+		{Position{Index: 1, Ord: 5}, Position{Index: 2}},
+		{Position{Index: 2}, Position{Index: 2, Ord: 1}},
+		{Position{Index: 2, Ord: 9}, Position{Index: 2, Received: 1}},
+		{Position{Index: 2, Received: 1, Ord: 9}, Position{Index: 2, Received: 2}},
+		{Position{Index: 2, Received: 1}, Position{Index: 2, Received: 1, Ord: 1}},
+		{Position{Index: 2, Received: 9, Ord: 9}, Position{Index: 3}},
+	} {
+		if !c.p.Less(c.q) || c.q.Less(c.p) || c.p.Less(c.p) {
+			t.Errorf("Position.Less(%+v, %+v)", c.p, c.q)
+		}
 	}
 }
