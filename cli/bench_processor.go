@@ -41,7 +41,7 @@ The cases: ` + caseNames() + `.`,
 			}
 			cases := bench.DefaultProcessorCases
 			if len(only) > 0 {
-				cases = cases[:1] // the baseline
+				cases = []bench.ProcessorCase{cases[0]} // the baseline (a new slice: appending must not write into the defaults)
 				for _, name := range only {
 					found := false
 					for _, c := range bench.DefaultProcessorCases[1:] {

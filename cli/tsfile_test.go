@@ -142,6 +142,8 @@ func TestTsfileVerify(t *testing.T) {
 
 	// with a manifest lookup: size and checksum compared
 	size, crc, _ := tsfile.FileChecksum(good)
+	oldEntry, oldVerify := manifestEntry, verifyRegionDir
+	defer func() { manifestEntry, verifyRegionDir = oldEntry, oldVerify }()
 	manifestEntry = func(file string) (int64, uint32, bool, error) {
 		if file == good {
 			return size, crc + 1, true, nil
@@ -149,7 +151,6 @@ func TestTsfileVerify(t *testing.T) {
 		return 0, 0, false, nil
 	}
 	verifyRegionDir = func(string) []error { return nil }
-	defer func() { manifestEntry, verifyRegionDir = nil, nil }()
 	out, _, err = runPipectl("tsfile", "verify", good, dir)
 	if !errors.As(err, &ee) || !strings.Contains(out, "BAD "+good+": checksum mismatch: manifest says 0x") || !strings.Contains(out, "ok  "+dir) {
 		t.Fatalf("%v:\n%s", err, out)
