@@ -37,7 +37,18 @@ type FileInfo struct {
 	Rows     int64             `json:"rows"`
 	Points   int64             `json:"points"`
 	Progress map[uint32]uint64 `json:"progress,omitempty"`
+	// After and Seq place a file received from another replica (MaxIndex 0) among the
+	// region's own writes: After is the region's last WAL index when the file was listed
+	// (the writes up to it have lower epochs than the file's version, those after it
+	// higher), and Seq the region's count of received files then (from 1). Seq 0: listed
+	// by a version that did not record the place (After means nothing then).
+	After uint64 `json:"after,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
 }
+
+// Placed reports whether f is a received file whose place among the region's writes is
+// recorded (After).
+func (f FileInfo) Placed() bool { return f.MaxIndex == 0 && f.Seq > 0 }
 
 // manifest is the durable state of a region besides its WAL: sealed files, tombstones,
 // the highest WAL index that files cover, and the measurement schema.
@@ -49,6 +60,8 @@ type manifest struct {
 	Files        []FileInfo                 `json:"files"`
 	Tombstones   []tomb                     `json:"tombstones"`
 	Schema       map[string]tsfile.DataType `json:"schema"`
+	// ReceivedSeq is the Seq of the last file received from another replica.
+	ReceivedSeq uint64 `json:"received_seq,omitempty"`
 }
 
 // encodeManifest frames the manifest: a header line with the CRC32C of the JSON body, then the body.

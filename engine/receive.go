@@ -87,6 +87,12 @@ func (r *Region) Origin() uint32 { return r.opts.Origin }
 // the region (CRC32C computed on the way), the live memtable is sealed, and the file gets a
 // version above everything the region holds, so it is the final state of its epoch; writes
 // after it win over it. progress is what the file covers, per origin.
+//
+// The file takes its place among the region's writes at once, under the region's lock: its
+// version is reserved, the file renamed into place and listed in the manifest in one step,
+// so every local write before it (index up to FileInfo.After) has a lower epoch and every
+// one after it a higher one. Its FileInfo records that place (After) and the region's count
+// of files received (Seq), for sources that ship received files (see ReceivedFiles).
 func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, error) {
 	return r.loadFile(src, progress, false, 0)
 }
@@ -110,6 +116,28 @@ func (r *Region) AdoptFile(src string, crc uint32, progress map[uint32]uint64) (
 	return r.loadFile(src, progress, true, crc)
 }
 
+// ReceivedSeq returns how many files the region has received from other replicas and
+// listed with their place (FileInfo.Seq of the last one; 0 when none). It takes no lock: a
+// source compares it, before passing each WAL entry, with the last value it saw. A file
+// listed before a write has its Seq counted before that write is readable.
+func (r *Region) ReceivedSeq() uint64 { return r.recvSeq.Load() }
+
+// ReceivedFiles returns, in version order, the files the region received from other
+// replicas (FileInfo.MaxIndex 0) with a Seq above afterSeq (with afterSeq 0, also those
+// listed by a version that recorded no place: Seq 0), and ReceivedSeq at that moment.
+func (r *Region) ReceivedFiles(afterSeq uint64) ([]FileInfo, uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []FileInfo
+	for _, f := range r.man.Files {
+		if f.MaxIndex == 0 && (f.Seq > afterSeq || afterSeq == 0) {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, r.man.ReceivedSeq
+}
+
 func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, crc uint32) (FileInfo, error) {
 	what := "load"
 	if adopt {
@@ -122,6 +150,7 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	meta := rd.Meta()
 	rd.Close()
 	var size int64
+	staged := src
 	if adopt {
 		// the staged bytes reach the disk before the file gets its name in the region
 		f, err := r.opts.FS.OpenFile(src, os.O_RDWR, 0)
@@ -138,47 +167,15 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 		if err != nil {
 			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
 		}
-	}
-	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		return FileInfo{}, ErrClosed
-	}
-	// reserve a version: seal what the live memtable holds, then give the (empty) live
-	// memtable's version to the file and the live memtable a newer one.
-	r.sealLocked()
-	if r.failed != nil || !r.live.empty() {
-		// the live memtable could not be sealed: its version is its writes' epoch, which
-		// the WAL replays into a file of that name at the next open
-		err := r.failed
-		r.mu.Unlock()
-		return FileInfo{}, fmt.Errorf("%s %s: region %s failed: %w", what, src, r.opts.Name, err)
-	}
-	version := r.live.version
-	r.live.version = r.nextVersion
-	r.nextVersion++
-	r.mu.Unlock()
-
-	name := fileName(version)
-	final := filepath.Join(r.opts.Dir, name)
-	if adopt {
-		err = r.opts.FS.Rename(src, final)
-		if err == nil {
-			err = r.opts.FS.SyncDir(r.opts.Dir)
-			if err != nil {
-				r.unadopt(final, src)
-			}
-		}
-		if err != nil {
-			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
-		}
 	} else {
+		// copied into the region's directory under a temporary name (removed at the next
+		// open if the process dies), renamed into place once it has its version
+		staged = filepath.Join(r.opts.Dir, fmt.Sprintf("receive-%d.tsfile.tmp", r.stageN.Add(1)))
 		in, err := os.Open(src)
 		if err != nil {
 			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
 		}
-		tmp := final + ".tmp"
-		f, err := r.opts.FS.Create(tmp)
+		f, err := r.opts.FS.Create(staged)
 		if err != nil {
 			in.Close()
 			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
@@ -193,17 +190,58 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
-		if err == nil {
-			err = r.opts.FS.Rename(tmp, final)
-		}
-		if err == nil {
-			err = r.opts.FS.SyncDir(r.opts.Dir)
-		}
 		if err != nil {
-			_ = r.opts.FS.Remove(tmp)
+			_ = r.opts.FS.Remove(staged)
 			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
 		}
 	}
+	// drop takes a copy back out of the region's directory after a failure (an adopted
+	// file stays where the caller staged it)
+	drop := func() {
+		if !adopt {
+			_ = r.opts.FS.Remove(staged)
+		}
+	}
+	// the reader's handle follows the file's rename
+	nrd, err := tsfile.OpenFile(staged)
+	if err != nil {
+		drop()
+		return FileInfo{}, fmt.Errorf("%s %s: reopen: %w", what, src, err)
+	}
+	fail := func(err error) (FileInfo, error) {
+		nrd.Close()
+		drop()
+		return FileInfo{}, err
+	}
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return fail(ErrClosed)
+	}
+	for _, c := range meta.Columns {
+		if have, ok := r.man.Schema[c.Name]; ok && have != c.Type {
+			r.mu.Unlock()
+			return fail(fmt.Errorf("%s %s: %w", what, src, &TypeConflictError{Device: "(file)", Measurement: c.Name, Have: have, Got: c.Type}))
+		}
+	}
+	// Reserve a version: seal what the live memtable holds, then give the (empty) live
+	// memtable's version to the file and the live memtable a newer one. The region's lock
+	// is held from here until the file is listed, so that no write comes between: the
+	// writes up to r.lastIndex have lower epochs, the next ones higher (a source ships the
+	// file between them, on every replay; see FileInfo.After).
+	r.sealLocked()
+	if r.failed != nil || !r.live.empty() {
+		// the live memtable could not be sealed: its version is its writes' epoch, which
+		// the WAL replays into a file of that name at the next open
+		err := r.failed
+		r.mu.Unlock()
+		return fail(fmt.Errorf("%s %s: region %s failed: %w", what, src, r.opts.Name, err))
+	}
+	version := r.live.version
+	r.live.version = r.nextVersion
+	r.nextVersion++
+	name := fileName(version)
+	final := filepath.Join(r.opts.Dir, name)
 	// undo takes the file back out of the region's directory after a failure
 	undo := func() {
 		if adopt {
@@ -212,39 +250,39 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 			_ = r.opts.FS.Remove(final)
 		}
 	}
+	if err := r.opts.FS.Rename(staged, final); err != nil {
+		r.mu.Unlock()
+		return fail(fmt.Errorf("%s %s: %w", what, src, err))
+	}
+	if err := r.opts.FS.SyncDir(r.opts.Dir); err != nil {
+		r.mu.Unlock()
+		nrd.Close()
+		undo()
+		return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)
+	}
 	info := FileInfo{
 		Name: name, Size: size, CRC32C: crc, Version: version, Epoch: version,
 		MinTime: meta.MinTime, MaxTime: meta.MaxTime, Rows: meta.Rows, Points: meta.Points,
 		Progress: copyProgress(progress),
-	}
-	nrd, err := tsfile.OpenFile(final)
-	if err != nil {
-		undo()
-		return FileInfo{}, fmt.Errorf("%s %s: reopen: %w", what, src, err)
-	}
-	r.mu.Lock()
-	for _, c := range meta.Columns {
-		if have, ok := r.man.Schema[c.Name]; ok && have != c.Type {
-			r.mu.Unlock()
-			nrd.Close()
-			undo()
-			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, &TypeConflictError{Device: "(file)", Measurement: c.Name, Have: have, Got: c.Type})
-		}
+		After:    r.lastIndex, Seq: r.man.ReceivedSeq + 1,
 	}
 	for _, c := range meta.Columns {
 		r.man.Schema[c.Name] = c.Type
 	}
 	r.man.Files = append(r.man.Files, info)
+	r.man.ReceivedSeq = info.Seq
 	if r.nextVersion > r.man.NextVersion {
 		r.man.NextVersion = r.nextVersion
 	}
 	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
 		// left in place: the manifest on disk may name it (its rename may have happened)
 		r.man.dropFile(name)
+		r.man.ReceivedSeq = info.Seq - 1
 		r.mu.Unlock()
 		nrd.Close()
 		return FileInfo{}, err
 	}
+	r.recvSeq.Store(info.Seq)
 	r.files[name] = &fileHandle{info: info, rd: nrd}
 	mergeProgress(r.progress, progress)
 	listeners := make([]func(FileInfo), 0, len(r.listeners))

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -152,6 +153,8 @@ type Region struct {
 	retainUntil time.Time // the WAL found at open is kept until then (Options.WALRetainAfterOpen)
 	progress    map[uint32]uint64
 	times       []indexTime
+	recvSeq     atomic.Uint64 // man.ReceivedSeq, read without the lock (ReceivedSeq)
+	stageN      atomic.Uint64 // names the copies of received files being loaded
 	stats       Stats
 
 	flushCh chan struct{}
@@ -206,6 +209,7 @@ func Open(opts Options) (*Region, error) {
 		man = &manifest{Format: 1, Region: opts.Name, NextVersion: 1, Schema: map[string]tsfile.DataType{}}
 	}
 	r.man = man
+	r.recvSeq.Store(man.ReceivedSeq)
 	if err := r.openFiles(); err != nil {
 		r.closeFiles()
 		return nil, err

@@ -94,8 +94,11 @@ type Extractor struct {
 	sub      *engine.Subscription
 	cum      pipe.ProgressIndex
 	skipTo   pipe.ProgressIndex // MovedState's: what another replica already shipped
-	recv     []engine.FileInfo  // moved or history: files received from other replicas, by version, not yet passed
-	withRecv bool               // the task ships received files (kept in its state across restarts)
+	recv     []engine.FileInfo  // files received from other replicas to ship, by version, not yet passed
+	withRecv bool               // the task ships the received files the region holds (kept in its state across restarts)
+	liveRecv bool               // the task ships the files the region receives after it opened (forwarding, realtime)
+	recvSeen uint64             // the region's ReceivedSeq when x.recv was last filled
+	recvFrom uint64             // received files with a Seq up to this predate the task (StartState)
 	fresh    bool               // the position or stopAt was taken from the region at this Open (StartState saves it)
 	queue    []*pipe.Event
 	skipped  int
@@ -126,6 +129,9 @@ type state struct {
 	// Stop is, with realtime disabled, the last index to ship: what the region held when
 	// the task first opened (kept, so that a restart does not ship the writes made since).
 	Stop *uint64 `json:"stop,omitempty"`
+	// RecvFrom is the region's ReceivedSeq when the task first opened: a task that does not
+	// ship the region's received files (Received false) ships those listed after it only.
+	RecvFrom uint64 `json:"recv_from,omitempty"`
 }
 
 // MovedState is the extractor state that resumes a region's task on another replica of
@@ -216,7 +222,7 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 		if err := json.Unmarshal(env.State, &st); err != nil {
 			return fmt.Errorf("extractor state: %w", err)
 		}
-		x.pos, x.cum, x.skipTo, x.withRecv = st.Pos, st.Progress, st.Skip, st.Received
+		x.pos, x.cum, x.skipTo, x.withRecv, x.recvFrom = st.Pos, st.Progress, st.Skip, st.Received, st.RecvFrom
 		if x.cum == nil {
 			x.cum = pipe.ProgressIndex{}
 		}
@@ -238,17 +244,27 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
 	x.withRecv = x.forwarding && (x.withRecv || len(x.skipTo) > 0 || len(env.State) == 0 && history)
-	if x.withRecv {
-		// moved here, or shipping the history: what other replicas shipped to this one as
-		// sealed files has no local WAL range, so the walk over local indexes would never
-		// reach it
-		for _, f := range x.r.Files() {
-			if f.MaxIndex == 0 {
-				x.recv = append(x.recv, f)
-			}
-		}
-		sort.Slice(x.recv, func(i, j int) bool { return x.recv[i].Version < x.recv[j].Version })
+	x.liveRecv = x.forwarding && x.realtime
+	// What other replicas shipped to this one as sealed files has no local WAL range, so
+	// the walk over local indexes would never reach it: the task queues those it ships
+	// and passes each at its place (queueReceived).
+	recv, seq := x.r.ReceivedFiles(0)
+	if len(env.State) == 0 {
+		x.recvFrom = seq
 	}
+	for _, f := range recv {
+		switch {
+		case x.withRecv:
+			// moved here, or shipping the history: every received file the progress does
+			// not cover
+			x.recv = append(x.recv, f)
+		case x.liveRecv && f.Placed() && f.Seq > x.recvFrom && f.After >= x.pos:
+			// listed after the task first opened, at or after where it resumes (those at
+			// its position that it shipped, its progress covers)
+			x.recv = append(x.recv, f)
+		}
+	}
+	x.recvSeen = seq
 	x.seal = make(chan struct{}, 1)
 	x.unseal = x.r.AddSealListener(func(engine.FileInfo) {
 		select {
@@ -305,7 +321,7 @@ func (x *Extractor) next(ctx context.Context) (*pipe.Event, error) {
 			return e, nil
 		}
 		if x.stopAt > 0 && x.pos >= x.stopAt || !x.realtime && x.stopAt == 0 {
-			if x.queueReceived(math.MaxUint64) {
+			if x.queueReceived(math.MaxUint64, math.MaxUint64) {
 				continue
 			}
 			<-ctx.Done() // history done, realtime disabled: nothing more to ship
@@ -418,7 +434,7 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			if x.pos >= x.r.LastIndex() && x.queueReceived(math.MaxUint64) {
+			if x.pos >= x.r.LastIndex() && x.queueReceived(x.pos+1, math.MaxUint64) {
 				return nil, nil
 			}
 			return x.heartbeatIfSkipped(), nil
@@ -428,8 +444,8 @@ func (x *Extractor) nextTablet(ctx context.Context) (*pipe.Event, error) {
 		return nil, err
 	}
 	defer en.Release()
-	if x.queueReceived(en.Epoch) {
-		// the received files of earlier epochs go first, then this entry
+	if x.queueReceived(en.Index, en.Epoch) {
+		// the received files placed before this entry go first, then this entry
 		if e := x.tabletEvent(en); e != nil {
 			x.queue = append(x.queue, e)
 		}
@@ -467,12 +483,42 @@ func (x *Extractor) tabletEvent(en engine.Entry) *pipe.Event {
 	return e
 }
 
-// queueReceived queues the files received from other replicas (a moved task's, or
-// history's) whose version is below epoch, in version order, skipping those the progress
-// covers. It reports whether it queued anything.
-func (x *Extractor) queueReceived(epoch uint64) bool {
+// refreshRecv adds to x.recv the files the region received from other replicas since it
+// last looked (a task that ships realtime with forwarding). It costs an atomic load when
+// there are none. The region counts a file (ReceivedSeq) before any write after it is
+// readable, so a file placed before an entry is known once the entry is.
+func (x *Extractor) refreshRecv() {
+	if !x.liveRecv || x.r.ReceivedSeq() == x.recvSeen {
+		return
+	}
+	files, seq := x.r.ReceivedFiles(x.recvSeen)
+	for _, f := range files {
+		if f.Placed() && f.Seq > x.recvSeen {
+			x.recv = append(x.recv, f)
+		}
+	}
+	x.recvSeen = seq
+	sort.SliceStable(x.recv, func(i, j int) bool { return x.recv[i].Version < x.recv[j].Version })
+}
+
+// due reports whether received file f goes before the local write of index idx and epoch
+// epoch: a file whose place the region recorded (FileInfo.After) goes after the write of
+// index After and before the next one; one listed before places were recorded, before the
+// first write of a higher epoch than its version.
+func due(f engine.FileInfo, idx, epoch uint64) bool {
+	if f.Placed() {
+		return f.After < idx
+	}
+	return f.Version < epoch
+}
+
+// queueReceived queues the files received from other replicas that go before the local
+// write of index idx and epoch epoch (see due), in version order, skipping those the
+// progress covers. It reports whether it queued anything.
+func (x *Extractor) queueReceived(idx, epoch uint64) bool {
+	x.refreshRecv()
 	queued := false
-	for len(x.recv) > 0 && x.recv[0].Version < epoch {
+	for len(x.recv) > 0 && due(x.recv[0], idx, epoch) {
 		f := x.recv[0]
 		x.recv = x.recv[1:]
 		fp := pipe.ProgressIndex(f.Progress)
@@ -489,10 +535,13 @@ func (x *Extractor) queueReceived(epoch uint64) bool {
 			continue
 		}
 		// It covers no local index (MinIndex 0): it goes after the local writes up to
-		// x.pos, whose epochs are below its version, and before the next one, whose epoch is
-		// above. Its version (f.Epoch) tells it from the events of x.pos and from the other
-		// files received between the same local writes; a replay from any checkpoint before
-		// it ships it at the same (x.pos, version) again (see pipe.Event.FromReceivedFile).
+		// x.pos (f.After, for a file whose place the region recorded and that the task
+		// knew of in time: always, but for one listed before a task of an older version
+		// ran past it), whose epochs are below its version, and before the next one, whose
+		// epoch is above. Its version (f.Epoch) tells it from the events of x.pos and from
+		// the other files received between the same local writes; a replay from any
+		// checkpoint before it ships it at the same (x.pos, version) again (see
+		// pipe.Event.FromReceivedFile).
 		epoch := f.Epoch
 		if epoch == 0 {
 			epoch = f.Version // the same, in every manifest the engine writes; never 0
@@ -540,10 +589,10 @@ func (x *Extractor) markEpoch(epoch uint64, c EpochCarrier) {
 
 func (x *Extractor) nextFile(ctx context.Context) (*pipe.Event, error) {
 	f, ok := x.fileCovering(x.pos + 1)
-	if !ok && x.pos >= x.r.LastIndex() && x.queueReceived(math.MaxUint64) {
+	if !ok && x.pos >= x.r.LastIndex() && x.queueReceived(x.pos+1, math.MaxUint64) {
 		return nil, nil
 	}
-	if ok && x.queueReceived(f.Epoch) {
+	if ok && x.queueReceived(x.pos+1, f.Epoch) {
 		return nil, nil
 	}
 	if !ok {
@@ -702,7 +751,7 @@ func (x *Extractor) Committed(e *pipe.Event) []byte {
 
 // stateLocked is the state to save at the committed position (x.mu held).
 func (x *Extractor) stateLocked() []byte {
-	st := state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv}
+	st := state{Pos: x.committed, Progress: x.commitProg, Skip: x.skipTo, Received: x.withRecv, RecvFrom: x.recvFrom}
 	if !x.realtime {
 		stop := x.stopAt
 		st.Stop = &stop
