@@ -217,6 +217,10 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 	}
 	x.epochs = map[uint64]EpochCarrier{}
 	x.cum = pipe.ProgressIndex{}
+	// the received files listed up to now have a place at or before the position (or
+	// stopAt) taken below from the region: one listed later, at or after it
+	seqBefore := x.r.ReceivedSeq()
+	stopTaken := false // stopAt is taken from the region at this Open
 	if len(env.State) > 0 {
 		var st state
 		if err := json.Unmarshal(env.State, &st); err != nil {
@@ -237,23 +241,37 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 			_ = json.Unmarshal(env.State, &st) // it parsed above
 			if st.Stop != nil {
 				x.stopAt = *st.Stop
+			} else {
+				stopTaken = true
 			}
 		} else {
 			x.fresh = true
+			stopTaken = true
 		}
 	}
 	x.committed, x.commitProg = x.pos, x.cum.Clone()
+	if testHookOpen != nil {
+		testHookOpen()
+	}
 	x.withRecv = x.forwarding && (x.withRecv || len(x.skipTo) > 0 || len(env.State) == 0 && history)
 	x.liveRecv = x.forwarding && x.realtime
 	// What other replicas shipped to this one as sealed files has no local WAL range, so
 	// the walk over local indexes would never reach it: the task queues those it ships
 	// and passes each at its place (queueReceived).
 	recv, seq := x.r.ReceivedFiles(0)
-	if len(env.State) == 0 {
+	switch {
+	case len(env.State) == 0 && x.realtime:
+		// (not seq: a file listed since the position was taken is placed after it)
+		x.recvFrom = seqBefore
+	case stopTaken:
+		// with realtime disabled, the task ships the files held when it started (those
+		// listed since, at stopAt or after, are not history)
 		x.recvFrom = seq
 	}
 	for _, f := range recv {
 		switch {
+		case x.withRecv && !x.realtime && f.Placed() && f.Seq > x.recvFrom:
+			// received after a task that ships no realtime started
 		case x.withRecv:
 			// moved here, or shipping the history: every received file the progress does
 			// not cover
@@ -285,6 +303,10 @@ func (x *Extractor) Open(ctx context.Context, env *pipe.Env) error {
 	}
 	return nil
 }
+
+// testHookOpen, set by tests, runs in Open between taking the position and listing the
+// region's received files.
+var testHookOpen func()
 
 // moved reports whether a write was shipped by the replica the pipe moved from.
 func (x *Extractor) moved(origin uint32, idx uint64) bool {
