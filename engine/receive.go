@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/weir-dev/weir/tsfile"
@@ -138,6 +139,11 @@ func (r *Region) ReceivedFiles(afterSeq uint64) ([]FileInfo, uint64) {
 	return out, r.man.ReceivedSeq
 }
 
+// stageSeq names the copies of received files being loaded: process-wide, so that a load
+// still copying into a region closed meanwhile never shares a name with one into the
+// region opened again on the same directory.
+var stageSeq atomic.Uint64
+
 func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, crc uint32) (FileInfo, error) {
 	what := "load"
 	if adopt {
@@ -170,7 +176,7 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	} else {
 		// copied into the region's directory under a temporary name (removed at the next
 		// open if the process dies), renamed into place once it has its version
-		staged = filepath.Join(r.opts.Dir, fmt.Sprintf("receive-%d.tsfile.tmp", r.stageN.Add(1)))
+		staged = filepath.Join(r.opts.Dir, fmt.Sprintf("receive-%d.tsfile.tmp", stageSeq.Add(1)))
 		in, err := os.Open(src)
 		if err != nil {
 			return FileInfo{}, fmt.Errorf("%s %s: %w", what, src, err)

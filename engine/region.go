@@ -154,7 +154,6 @@ type Region struct {
 	progress    map[uint32]uint64
 	times       []indexTime
 	recvSeq     atomic.Uint64 // man.ReceivedSeq, read without the lock (ReceivedSeq)
-	stageN      atomic.Uint64 // names the copies of received files being loaded
 	stats       Stats
 
 	flushCh chan struct{}
