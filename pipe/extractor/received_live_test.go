@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/weir-dev/weir/engine"
-	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
 	"github.com/weir-dev/weir/pipe/pipetest"
 	"github.com/weir-dev/weir/tsfile"
@@ -33,11 +32,7 @@ func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 		t.Run(fmt.Sprintf("%s-%v-adopt=%v", c.kind, c.params, c.adopt), func(t *testing.T) {
 			p := openPair(t, 0)
 			defer p.close()
-			other, err := engine.Open(engine.Options{Dir: t.TempDir(), Name: "other", Origin: 9, Durability: wal.Async, FlushAge: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer other.Close()
+			other := otherRegion(t)
 			write := func(r *engine.Region, dev string, ts int64) {
 				b := tsfile.NewTabletBuilder(nil, dev, []tsfile.Column{{Name: "a", Type: tsfile.Int64}})
 				_ = b.AppendRow(ts, ts)

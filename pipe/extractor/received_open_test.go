@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/weir-dev/weir/engine"
-	"github.com/weir-dev/weir/engine/wal"
 	"github.com/weir-dev/weir/pipe"
 )
 
@@ -61,11 +60,7 @@ func nextData(t *testing.T, x *Extractor, wait time.Duration) *pipe.Event {
 func TestNoHistoryShipsFileReceivedWhileOpening(t *testing.T) {
 	p := openPair(t, 0)
 	defer p.close()
-	other, err := engine.Open(engine.Options{Dir: t.TempDir(), Name: "other", Origin: 9, Durability: wal.Async, FlushAge: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := otherRegion(t)
 	writeRow(t, p.src, 1) // history, not shipped
 	var f engine.FileInfo
 	testHookOpen = func() {
@@ -73,7 +68,7 @@ func TestNoHistoryShipsFileReceivedWhileOpening(t *testing.T) {
 		f = receiveInto(t, other, p.src, 3)
 	}
 	x := &Extractor{kind: "wal"}
-	err = x.Open(context.Background(), newEnv(p, map[string]string{"history.enable": "false"}, nil))
+	err := x.Open(context.Background(), newEnv(p, map[string]string{"history.enable": "false"}, nil))
 	testHookOpen = nil
 	if err != nil {
 		t.Fatal(err)
@@ -99,11 +94,7 @@ func TestNoHistoryShipsFileReceivedWhileOpening(t *testing.T) {
 func TestHistoryOnlySkipsFileReceivedAfterStartAcrossRestart(t *testing.T) {
 	p := openPair(t, 0)
 	defer p.close()
-	other, err := engine.Open(engine.Options{Dir: t.TempDir(), Name: "other", Origin: 9, Durability: wal.Async, FlushAge: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := otherRegion(t)
 	params := map[string]string{"realtime.enable": "false", "realtime.mode": "stream"}
 	writeRow(t, p.src, 1)
 	before := receiveInto(t, other, p.src, 2) // held at the start: shipped

@@ -13,17 +13,25 @@ import (
 	"github.com/weir-dev/weir/tsfile"
 )
 
+// otherRegion opens, until the test ends, a region of another replica (origin 9) whose
+// sealed files the tests hand to their source region as received.
+func otherRegion(t *testing.T) *engine.Region {
+	t.Helper()
+	r, err := engine.Open(engine.Options{Dir: t.TempDir(), Name: "other", Origin: 9, Durability: wal.Async, FlushAge: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 // A task shipping a region's history ships the files the region received from another
 // replica (they have no local WAL range) in their place among the local writes, and goes
 // on doing so after a restart from its saved state.
 func TestHistoryShipsReceivedFilesAcrossRestart(t *testing.T) {
 	p := openPair(t, 0)
 	defer p.close()
-	other, err := engine.Open(engine.Options{Dir: t.TempDir(), Name: "other", Origin: 9, Durability: wal.Async, FlushAge: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := otherRegion(t)
 	cols := []tsfile.Column{{Name: "a", Type: tsfile.Int64}}
 	write := func(r *engine.Region, dev string, ts int64) {
 		b := tsfile.NewTabletBuilder(nil, dev, cols)
