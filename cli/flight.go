@@ -11,6 +11,10 @@ import (
 // region i of a sender's database lands in region i of the local one.
 func init() {
 	node.RegisterFlight(func(ctx context.Context, env node.FlightEnv) (string, func() error, error) {
-		return receiver.Serve(ctx, env.Addr, node.RegionResolver(env.Databases), env.Logger)
+		s, err := receiver.New(receiver.Options{Resolve: node.RegionResolver(env.Databases), Admit: env.Admit, Logger: env.Logger})
+		if err != nil {
+			return "", nil, err
+		}
+		return s.Serve(ctx, env.Addr)
 	})
 }

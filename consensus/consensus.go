@@ -22,6 +22,7 @@ import (
 	"maps"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,6 +204,17 @@ type ReplicaSet struct {
 
 // PipeName is the name of the replication pipe to a follower.
 func PipeName(protocol, follower string) string { return "replicate-" + protocol + "-to-" + follower }
+
+// PipeFollower returns the follower a pipe named by PipeName ships to; false for a name
+// PipeName does not make.
+func PipeFollower(name string) (string, bool) {
+	rest, ok := strings.CutPrefix(name, "replicate-")
+	if !ok {
+		return "", false
+	}
+	_, f, ok := strings.Cut(rest, "-to-")
+	return f, ok && f != ""
+}
 
 // Open starts (or resumes, from their durable progress) the replication pipes.
 func Open(o SetOptions) (*ReplicaSet, error) {

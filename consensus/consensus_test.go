@@ -209,3 +209,20 @@ func indexOf(s, sub string) int {
 	}
 	return -1
 }
+
+func TestPipeFollower(t *testing.T) {
+	for _, c := range []struct {
+		name, want string
+		ok         bool
+	}{
+		{PipeName(IoTV2, "node-2"), "node-2", true},
+		{PipeName(Fast, "r-to-x"), "r-to-x", true},
+		{"replicate-iot-to-", "", false},
+		{"replicate-iot", "", false},
+		{"to2", "", false},
+	} {
+		if got, ok := PipeFollower(c.name); got != c.want || ok != c.ok {
+			t.Errorf("PipeFollower(%q) = %q, %v; want %q, %v", c.name, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -40,6 +40,27 @@ import (
 // replication pipe to it is consensus.PipeName(protocol, FollowerID(id)).
 func FollowerID(id uint32) string { return "node-" + strconv.FormatUint(uint64(id), 10) }
 
+// admitPeer refuses a peer stream into a database the cluster replicates, unless it is a
+// replication pipe to this node (consensus.PipeName of this node's FollowerID) from
+// another node of the cluster (the sender region's origin carries its node's id): the
+// receiver writes into this node's own replica, which a stream from outside the cluster
+// would make differ from the others (at a follower), or never reach them (at a leader,
+// whose replication pipes ship no other origin's writes).
+func (n *Node) admitPeer(database, pipeName string, origin uint32) error {
+	if n.cl == nil {
+		return nil
+	}
+	if _, replicated := n.cl.c.Database(database); !replicated {
+		return nil
+	}
+	from := origin >> 16
+	to, replication := consensus.PipeFollower(pipeName)
+	if _, member := n.cl.c.Node(from); member && from != n.o.ID && replication && to == FollowerID(n.o.ID) {
+		return nil
+	}
+	return fmt.Errorf("database %s is replicated by the cluster, and only its replication pipes write into a replica: send the pipe into a database of this node alone (not in the cluster file), or write through the HTTP API, which routes to the leaders", database)
+}
+
 // leaderSet is a region this node leads. Client writes of the region hold wmu for reading
 // while they are admitted and applied; a leadership move holds it for writing while the
 // followers drain, and sets closed.

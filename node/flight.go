@@ -31,6 +31,9 @@ type FlightEnv struct {
 	Databases DatabaseResolver
 	NodeID    uint32
 	Logger    *slog.Logger
+	// Admit refuses the streams the node must not take (receiver.Options.Admit): in a
+	// cluster, a peer pipe from outside it into a database the cluster replicates.
+	Admit func(database, pipe string, origin uint32) error
 }
 
 // FlightFunc starts a Flight receiver (the server side of the peer connector) listening
@@ -40,7 +43,11 @@ type FlightEnv struct {
 // receiver.Serve of package pipe/receiver has this shape:
 //
 //	node.RegisterFlight(func(ctx context.Context, env node.FlightEnv) (string, func() error, error) {
-//		return receiver.Serve(ctx, env.Addr, node.RegionResolver(env.Databases), env.Logger)
+//		s, err := receiver.New(receiver.Options{Resolve: node.RegionResolver(env.Databases), Admit: env.Admit, Logger: env.Logger})
+//		if err != nil {
+//			return "", nil, err
+//		}
+//		return s.Serve(ctx, env.Addr)
 //	})
 type FlightFunc func(ctx context.Context, env FlightEnv) (bound string, stop func() error, err error)
 

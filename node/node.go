@@ -445,7 +445,7 @@ func (n *Node) Start() error {
 		if n.o.Flight == nil {
 			n.log.Warn("no Flight receiver compiled in; not listening on the flight address", "flight", n.o.FlightAddr)
 		} else {
-			bound, stop, err := n.o.Flight(ctx, FlightEnv{Addr: n.o.FlightAddr, Databases: n, NodeID: n.o.ID, Logger: n.log.With("component", "flight")})
+			bound, stop, err := n.o.Flight(ctx, FlightEnv{Addr: n.o.FlightAddr, Databases: n, NodeID: n.o.ID, Logger: n.log.With("component", "flight"), Admit: n.admitPeer})
 			if err != nil {
 				cancel()
 				ln.Close()

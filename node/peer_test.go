@@ -85,3 +85,30 @@ func TestPeerReceiverKilled(t *testing.T) {
 		})
 	}
 }
+
+// A peer pipe from outside the cluster into a database the cluster replicates is refused,
+// naming why: it would write into the receiving replica alone. The cluster's own
+// replication (through the same receiver) goes on.
+func TestPeerIntoReplicatedDatabaseRefused(t *testing.T) {
+	c := ctx(t)
+	_, cl := clusterFile(t, 2, "  - {name: root.demo, protocol: iotv2, replication: 2, regions: 1}\n")
+	startMembers(t, cl)
+	cn2, _ := cl.Node(2)
+	sender := startNode(t, node.Options{ID: 9, Regions: 1})
+	spec := fmt.Sprintf("name: in\nsource: {pattern: root.demo.**}\nsink: {plugin: peer, node-urls: %q}\n", cn2.Flight)
+	if _, err := sender.c.CreatePipe(c, []byte(spec), client.CreateOptions{Start: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sender.c.Write(c, strings.NewReader("root.demo.d1 v=1i 1\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the pipe refused", 30*time.Second, func() (bool, string) {
+		p, err := sender.c.Pipe(c, "in")
+		return err == nil && strings.Contains(p.LastError, "database root.demo is replicated by the cluster"), fmt.Sprint(p.LastError, err)
+	})
+	member := client.New(cn2.URL())
+	if _, err := member.Write(c, strings.NewReader("root.demo.d2 v=2i 2\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicasEqual(t, cl, regionOf(t, member, "root.demo/0"), 1) // the cluster's write only
+}

@@ -59,6 +59,10 @@ type Options struct {
 	MaxMessageBytes int
 	// HelloTimeout is how long a new stream may take to say who it is; default 30s.
 	HelloTimeout time.Duration
+	// Admit, when set, is asked about each stream once it said who it is, before its
+	// region is resolved: the database it writes into, the sending pipe and the sender
+	// region's origin. An error refuses the stream with that error.
+	Admit func(database, pipe string, origin uint32) error
 }
 
 // Stats are the receiver's counters (for metrics).

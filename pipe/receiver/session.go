@@ -148,6 +148,11 @@ func (s *Server) exchange(stream flight.FlightService_DoExchangeServer) error {
 	if db == "" {
 		db = peerwire.DatabaseOf(hello.Region)
 	}
+	if s.o.Admit != nil {
+		if err := s.o.Admit(db, hello.Pipe, hello.Origin); err != nil {
+			return fmt.Errorf("refused: pipe %q into database %q: %w", hello.Pipe, db, err)
+		}
+	}
 	region, err := s.o.Resolve(db, hello.Region)
 	if err != nil {
 		return fmt.Errorf("resolve database %q region %q: %w", db, hello.Region, err)
