@@ -38,6 +38,9 @@ type tomb struct {
 	// Origin and OriginIndex identify the deletion at the replica that first took it.
 	Origin      uint32 `json:"origin,omitempty"`
 	OriginIndex uint64 `json:"origin_index,omitempty"`
+	// File names the received file the deletion came with (Index 0: it has no WAL entry;
+	// Version is the file's).
+	File string `json:"file,omitempty"`
 }
 
 const maxOutRows = 65536

@@ -95,7 +95,18 @@ func (r *Region) Origin() uint32 { return r.opts.Origin }
 // one after it a higher one. Its FileInfo records that place (After) and the region's count
 // of files received (Seq), for sources that ship received files (see ReceivedFiles).
 func (r *Region) LoadFile(src string, progress map[uint32]uint64) (FileInfo, error) {
-	return r.loadFile(src, progress, false, 0)
+	return r.loadFile(src, progress, false, 0, nil)
+}
+
+// LoadFileWith is LoadFile for a file that came with deletions taken during its epoch at
+// the replica that wrote it (Origin and OriginIndex as taken there; Index is ignored). They
+// are recorded as tombstones of the file, in the same manifest update that lists it, so a
+// crash leaves both or neither: they hide what the region held before the file (a lower
+// version), not the file's rows, and advance the region's progress as the file does. They
+// take no WAL index: Deletions does not list them; FileDeletions lists them with the file,
+// for a source that ships it on.
+func (r *Region) LoadFileWith(src string, progress map[uint32]uint64, dels []IndexedDeletion) (FileInfo, error) {
+	return r.loadFile(src, progress, false, 0, dels)
 }
 
 // AdoptFile is LoadFile for a file staged inside the region's directory (so on its
@@ -114,7 +125,16 @@ func (r *Region) AdoptFile(src string, crc uint32, progress map[uint32]uint64) (
 	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
 		return FileInfo{}, fmt.Errorf("adopt %s: not inside the region's directory %s", src, r.opts.Dir)
 	}
-	return r.loadFile(src, progress, true, crc)
+	return r.loadFile(src, progress, true, crc, nil)
+}
+
+// AdoptFileWith is AdoptFile for a file that came with deletions (see LoadFileWith).
+func (r *Region) AdoptFileWith(src string, crc uint32, progress map[uint32]uint64, dels []IndexedDeletion) (FileInfo, error) {
+	rel, err := filepath.Rel(r.opts.Dir, src)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return FileInfo{}, fmt.Errorf("adopt %s: not inside the region's directory %s", src, r.opts.Dir)
+	}
+	return r.loadFile(src, progress, true, crc, dels)
 }
 
 // ReceivedSeq returns how many files the region has received from other replicas and
@@ -144,10 +164,18 @@ func (r *Region) ReceivedFiles(afterSeq uint64) ([]FileInfo, uint64) {
 // region opened again on the same directory.
 var stageSeq atomic.Uint64
 
-func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, crc uint32) (FileInfo, error) {
+func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, crc uint32, dels []IndexedDeletion) (FileInfo, error) {
 	what := "load"
 	if adopt {
 		what = "adopt"
+	}
+	for _, d := range dels {
+		if d.Pattern.IsZero() {
+			return FileInfo{}, fmt.Errorf("%s %s: deletion: empty pattern", what, src)
+		}
+		if d.MinTime > d.MaxTime {
+			return FileInfo{}, fmt.Errorf("%s %s: deletion: start time %d after end time %d", what, src, d.MinTime, d.MaxTime)
+		}
 	}
 	rd, err := tsfile.OpenFile(src)
 	if err != nil {
@@ -280,9 +308,17 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	if r.nextVersion > r.man.NextVersion {
 		r.man.NextVersion = r.nextVersion
 	}
+	// the file's deletions, listed in the same update: of the file's version, they hide
+	// what the region held before it (lower versions) and not the file's rows
+	ntomb := len(r.man.Tombstones)
+	for _, d := range dels {
+		r.man.Tombstones = append(r.man.Tombstones, tomb{Pattern: d.Pattern, MinTime: d.MinTime, MaxTime: d.MaxTime,
+			Version: version, Origin: d.Origin, OriginIndex: d.OriginIndex, File: name})
+	}
 	if err := saveManifest(r.opts.FS, r.opts.Dir, r.man); err != nil {
 		// left in place: the manifest on disk may name it (its rename may have happened)
 		r.man.dropFile(name)
+		r.man.Tombstones = r.man.Tombstones[:ntomb]
 		r.man.ReceivedSeq = info.Seq - 1
 		r.mu.Unlock()
 		nrd.Close()
@@ -291,6 +327,12 @@ func (r *Region) loadFile(src string, progress map[uint32]uint64, adopt bool, cr
 	r.recvSeq.Store(info.Seq)
 	r.files[name] = &fileHandle{info: info, rd: nrd}
 	mergeProgress(r.progress, progress)
+	for _, d := range dels {
+		if d.OriginIndex > r.progress[d.Origin] {
+			r.progress[d.Origin] = d.OriginIndex
+		}
+	}
+	r.stats.Deletes += int64(len(dels))
 	listeners := make([]func(FileInfo), 0, len(r.listeners))
 	for _, l := range r.listeners {
 		listeners = append(listeners, l)
@@ -319,12 +361,13 @@ type IndexedDeletion struct {
 }
 
 // Deletions lists the region's deletions with local index in (after, upTo], in index order.
+// The deletions that came with a received file have no local index: FileDeletions lists them.
 func (r *Region) Deletions(after, upTo uint64) []IndexedDeletion {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []IndexedDeletion
 	for _, t := range r.man.Tombstones {
-		if t.Index > after && t.Index <= upTo {
+		if t.File == "" && t.Index > after && t.Index <= upTo {
 			o, oi := t.Origin, t.OriginIndex
 			if o == 0 {
 				o, oi = r.opts.Origin, t.Index
@@ -333,6 +376,20 @@ func (r *Region) Deletions(after, upTo uint64) []IndexedDeletion {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// FileDeletions lists the deletions that came with the received file of that name
+// (LoadFileWith, AdoptFileWith), in the order they were given (Index 0).
+func (r *Region) FileDeletions(name string) []IndexedDeletion {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []IndexedDeletion
+	for _, t := range r.man.Tombstones {
+		if t.File == name && name != "" {
+			out = append(out, IndexedDeletion{Deletion: Deletion{Pattern: t.Pattern, MinTime: t.MinTime, MaxTime: t.MaxTime}, Origin: t.Origin, OriginIndex: t.OriginIndex})
+		}
+	}
 	return out
 }
 

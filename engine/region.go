@@ -259,6 +259,12 @@ func (r *Region) openFiles() error {
 		r.files[fi.Name] = &fileHandle{info: fi, rd: rd}
 		keep = append(keep, fi)
 		mergeProgress(r.progress, fi.Progress)
+		for _, t := range r.man.Tombstones {
+			// the deletions that came with a received file count as it does
+			if t.File == fi.Name && t.OriginIndex > r.progress[t.Origin] {
+				r.progress[t.Origin] = t.OriginIndex
+			}
+		}
 		if fi.Version >= r.man.NextVersion {
 			r.man.NextVersion = fi.Version + 1
 		}

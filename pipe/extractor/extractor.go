@@ -548,7 +548,21 @@ func (x *Extractor) queueReceived(idx, epoch uint64) bool {
 			continue
 		}
 		x.cum = x.cum.Merge(fp)
-		if f.Points == 0 || f.MaxTime < x.minT || f.MinTime > x.maxT {
+		// The deletions that came with the file are part of it (the region holds them
+		// with the file, at no local index): they travel inside its event, applied before
+		// it, never as events of their own, which a receiver would apply and then find
+		// the file's progress covered.
+		dels := x.r.FileDeletions(f.Name)
+		if len(x.skipTo) > 0 {
+			kept := dels[:0]
+			for _, d := range dels {
+				if !x.moved(d.Origin, d.OriginIndex) {
+					kept = append(kept, d)
+				}
+			}
+			dels = kept
+		}
+		if len(dels) == 0 && (f.Points == 0 || f.MaxTime < x.minT || f.MinTime > x.maxT) {
 			continue
 		}
 		pin, err := x.r.PinFile(f.Name)
@@ -570,7 +584,7 @@ func (x *Extractor) queueReceived(idx, epoch uint64) bool {
 		}
 		e := &pipe.Event{Kind: pipe.KindTsFile, Region: x.r.Name(), MinIndex: 0, MaxIndex: x.pos, Epoch: epoch,
 			Progress: x.cum.Clone(), EventTime: time.Now().UnixMilli(), Bytes: f.Size,
-			File: &pipe.FileRef{Path: x.r.FilePath(f.Name), Info: f, Pattern: x.pattern, MinTime: x.minT, MaxTime: x.maxT}}
+			File: &pipe.FileRef{Path: x.r.FilePath(f.Name), Info: f, Pattern: x.pattern, MinTime: x.minT, MaxTime: x.maxT, Deletions: dels}}
 		e.OnRelease(pin.Release)
 		x.queue = append(x.queue, e)
 		queued = true

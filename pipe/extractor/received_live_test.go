@@ -17,7 +17,8 @@ import (
 // A running forwarding source ships a file its region received after the task opened,
 // without a restart, at the place the region listed it: after the local write that came
 // before it (MaxIndex) and before the next one; MinIndex 0 and Epoch the file's version.
-// Also on the file carrier, and for a task that does not ship history.
+// Also on the file carrier, and for a task that does not ship history. The deletions that
+// came with a received file go inside its event, not as events of their own.
 func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 	for _, c := range []struct {
 		kind   string
@@ -43,7 +44,7 @@ func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 					}
 				}
 			}
-			receive := func(ts int64) engine.FileInfo {
+			receive := func(ts int64, dels []engine.IndexedDeletion) engine.FileInfo {
 				write(other, "root.src.r", ts)
 				if err := other.Flush(); err != nil {
 					t.Fatal(err)
@@ -51,7 +52,7 @@ func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 				fs := other.Files()
 				f := fs[len(fs)-1]
 				if !c.adopt {
-					info, err := p.src.LoadFile(other.FilePath(f.Name), f.Progress)
+					info, err := p.src.LoadFileWith(other.FilePath(f.Name), f.Progress, dels)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -61,7 +62,7 @@ func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 				if err := copyFile(other.FilePath(f.Name), staged); err != nil {
 					t.Fatal(err)
 				}
-				info, err := p.src.AdoptFile(staged, f.CRC32C, f.Progress)
+				info, err := p.src.AdoptFileWith(staged, f.CRC32C, f.Progress, dels)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -109,13 +110,18 @@ func TestRunningSourceShipsFileReceivedMeanwhile(t *testing.T) {
 			for before.MaxIndex < p.src.LastIndex() {
 				before = next()
 			}
-			f1 := receive(3)
-			f2 := receive(4)
+			f1 := receive(3, nil)
+			del := engine.IndexedDeletion{Deletion: engine.Deletion{Pattern: tsfile.MustPattern("root.src.r"), MinTime: 0, MaxTime: 3},
+				Origin: other.Origin(), OriginIndex: other.LastIndex() + 1}
+			f2 := receive(4, []engine.IndexedDeletion{del})
 			write(p.src, "root.src.l", 5)
-			for _, f := range []engine.FileInfo{f1, f2} {
+			for i, f := range []engine.FileInfo{f1, f2} {
 				e := next()
 				if !e.FromReceivedFile() || e.File == nil || e.File.Info.Name != f.Name || e.MinIndex != 0 || e.MaxIndex != before.MaxIndex || e.Epoch != f.Version {
 					t.Fatalf("got %v %d..%d epoch %d file %+v, want the received file %s (version %d) after index %d", e.Kind, e.MinIndex, e.MaxIndex, e.Epoch, e.File, f.Name, f.Version, before.MaxIndex)
+				}
+				if ds := e.File.Deletions; i == 0 && len(ds) != 0 || i == 1 && (len(ds) != 1 || ds[0].Origin != del.Origin || ds[0].OriginIndex != del.OriginIndex || ds[0].Pattern.String() != "root.src.r") {
+					t.Fatalf("file %s carries deletions %+v", f.Name, ds)
 				}
 			}
 			if e := next(); e.FromReceivedFile() || e.MinIndex != before.MaxIndex+1 {

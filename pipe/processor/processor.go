@@ -123,8 +123,13 @@ func (o *Out) Deletions() {
 	}
 	for _, d := range in.File.Deletions {
 		dd := d.Deletion
+		idx := d.Index
+		if idx == 0 {
+			// one that came with a received file has no local index: the file's place
+			idx = in.MaxIndex
+		}
 		o.outs = append(o.outs, &pipe.Event{Kind: pipe.KindDeletion, Region: in.Region, Deletion: &dd,
-			Origin: d.Origin, OriginIndex: d.OriginIndex, MinIndex: d.Index, MaxIndex: d.Index, Epoch: in.Epoch,
+			Origin: d.Origin, OriginIndex: d.OriginIndex, MinIndex: idx, MaxIndex: idx, Epoch: in.Epoch,
 			Progress: pipe.ProgressIndex{d.Origin: d.OriginIndex}, EventTime: in.EventTime, Bytes: 64})
 	}
 }

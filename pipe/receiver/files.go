@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/weir-dev/weir/engine"
 	"github.com/weir-dev/weir/pipe/peerwire"
 	"github.com/weir-dev/weir/tsfile"
 )
@@ -196,24 +197,26 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 		if err := os.MkdirAll(ss.dir, 0o755); err != nil {
 			return 0, fmt.Errorf("file %s: staging dir: %w", fm.FileID, err)
 		}
-		// only deletions applied before the load can make the file look loaded when it is
-		// not: without any to apply, there is nothing to record
-		var dels []peerwire.Deletion
+		// The deletions of the file's epoch that the region does not cover go in with the
+		// file, in the manifest update that lists it (a crash leaves both or neither): they
+		// are part of the received file, not writes of their own, so a source that ships
+		// the file on ships them inside it, and nothing applied before the load can make
+		// the file look loaded when it is not.
+		var dels []engine.IndexedDeletion
 		for _, d := range fm.Deletions {
-			if !ss.covered(d.Origin, d.OriginIndex) {
-				dels = append(dels, d)
+			if ss.covered(d.Origin, d.OriginIndex) {
+				continue
 			}
-		}
-		if len(dels) > 0 {
-			if err := ss.beginLoad(fm.FileID, fm.Progress); err != nil {
-				return 0, err
+			p, err := tsfile.ParsePattern(d.Pattern)
+			if err != nil {
+				return 0, badInput("file %s: deletion: pattern: %w", fm.FileID, err)
 			}
-		}
-		for _, d := range dels {
+			if d.MinTime > d.MaxTime {
+				return 0, badInput("file %s: deletion: start time %d after end time %d", fm.FileID, d.MinTime, d.MaxTime)
+			}
 			ss.trace("file deletion", fm, "deletion_origin_index", d.OriginIndex, "pattern", d.Pattern)
-			if err := ss.applyDeletion(fm.Seq, d); err != nil {
-				return 0, err
-			}
+			dels = append(dels, engine.IndexedDeletion{Deletion: engine.Deletion{Pattern: p, MinTime: d.MinTime, MaxTime: d.MaxTime},
+				Origin: d.Origin, OriginIndex: d.OriginIndex})
 		}
 		if testHookBeforeLoad != nil {
 			if err := testHookBeforeLoad(); err != nil {
@@ -222,7 +225,7 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 		}
 		// the staged file is in the region's directory: the region takes it over (renames
 		// it into place) rather than copying it; the CRC32C is the one just checked
-		info, err := ss.region.AdoptFile(in.path, in.crc, fm.Progress)
+		info, err := ss.region.AdoptFileWith(in.path, in.crc, fm.Progress, dels)
 		ss.trace("file loaded", fm, "file", fm.FileID, "version", info.Version, "progress", fmt.Sprint(fm.Progress), "err", err)
 		if err != nil {
 			var fe *tsfile.FormatError
@@ -234,12 +237,18 @@ func (ss *session) endFile(m *peerwire.Msg) (uint64, error) {
 			// kept whole: a new stream resumes at its end and loads it again
 			return 0, fmt.Errorf("file %s: %w", fm.FileID, err)
 		}
-		ss.applied(fm.Progress) // its own pending load ends: the file is the state up to its progress
+		ss.applied(fm.Progress) // a pending load (left by an older version) ends with it
+		ss.s.stats.deletions.Add(int64(len(dels)))
 		ss.s.stats.files.Add(1)
 		ss.s.stats.fileBytes.Add(fm.Size)
 	}
 	_ = os.Remove(in.path)
 	ss.file = nil
+	if testHookAfterLoad != nil {
+		if err := testHookAfterLoad(); err != nil {
+			return 0, err
+		}
+	}
 	return fm.Seq, nil
 }
 
@@ -265,5 +274,6 @@ func (ss *session) closeFile() {
 	}
 }
 
-// testHookBeforeLoad, set by tests, runs between a file's deletions and its load.
-var testHookBeforeLoad func() error
+// testHookBeforeLoad, set by tests, runs before a file's load; testHookAfterLoad after
+// it, before the file is acknowledged.
+var testHookBeforeLoad, testHookAfterLoad func() error

@@ -11,19 +11,23 @@ import (
 	"strings"
 )
 
-// A file travels with the deletions of its epoch, applied before it is loaded. Applying a
-// deletion advances the region's progress to the deletion's index, and when the epoch ends
-// with deletions, that is the file's own progress: were the receiver to stop between the
-// deletions and the load, the file would look covered afterwards and never be loaded.
+// A file travels with the deletions of its epoch. A receiver of an older version applied
+// them before it loaded the file, as deletions of their own; that advanced the region's
+// progress to the deletions' indexes, and when the epoch ended with deletions, to the
+// file's own progress: were the receiver to stop between the deletions and the load, the
+// file would look covered afterwards and never be loaded. So it recorded the load as
+// pending first (a small file beside the staged ones, with the region's progress until
+// then).
 //
-// So before the deletions, the receiver records the load as pending (a small file beside
-// the staged ones, with the region's progress until then). While a load is pending, the
-// progress the session goes by — to skip events, and the one the welcome reports — is that
-// recorded one for the file's origins, advanced only by what the session applies: every
-// event after it is applied again, in order, which gives the sender's state whatever was
-// applied before the interruption (re-applying an ordered suffix of writes and deletions is
-// idempotent). The record goes once the file is loaded, or once the session has applied
-// everything up to the file's progress by another route (tablets).
+// The receiver now hands the deletions to the region with the file (AdoptFileWith: one
+// manifest update records both), so it records no pending load; it still honours a record
+// an older version left: while a load is pending, the progress the session goes by — to
+// skip events, and the one the welcome reports — is that recorded one for the file's
+// origins, advanced only by what the session applies: every event after it is applied
+// again, in order, which gives the sender's state whatever was applied before the
+// interruption (re-applying an ordered suffix of writes and deletions is idempotent). The
+// record goes once the file is loaded, or once the session has applied everything up to
+// the file's progress by another route (tablets).
 const pendingSuffix = ".loading"
 
 // pendingLoad is a file whose deletions may have been applied and whose load may not.
@@ -110,61 +114,10 @@ func (ss *session) applied(progress map[uint32]uint64) {
 	}
 }
 
-// beginLoad records the load of a file as pending (durably) before its deletions are
-// applied, unless it is already; a pending load of another file gives way to it (what
-// was applied in order carries over).
-func (ss *session) beginLoad(fileID string, progress map[uint32]uint64) error {
-	if ss.pending != nil && ss.pending.FileID == fileID {
-		return nil
-	}
-	p := &pendingLoad{FileID: fileID, Progress: progress, Applied: ss.progress(),
-		path: filepath.Join(ss.dir, fileID+pendingSuffix)}
-	ss.dropPending()
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if err := writeSynced(p.path, b); err != nil {
-		return fmt.Errorf("file %s: record the pending load: %w", fileID, err)
-	}
-	ss.pending = p
-	return nil
-}
-
 // dropPending forgets the pending load.
 func (ss *session) dropPending() {
 	if ss.pending != nil {
 		_ = os.Remove(ss.pending.path)
 		ss.pending = nil
 	}
-}
-
-// writeSynced writes b to path atomically and durably: a temporary file, fsync, rename,
-// fsync of the directory.
-func writeSynced(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

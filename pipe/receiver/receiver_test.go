@@ -406,9 +406,12 @@ func TestCoveredEventsSkipped(t *testing.T) {
 	}
 }
 
-// TestInterruptedLoadNotCovered: a receiver stopped between a file's deletions and its
-// load must not take the file for loaded, though the deletions advanced its progress to
-// the file's: the next welcome does not cover it, and sending it again loads it.
+// TestInterruptedLoadNotCovered: a file whose epoch ended with a deletion (so the file's
+// progress is the deletion's index) is applied once, with its deletion, however the
+// receiver stops around the load: stopped before it, neither the deletion nor the file is
+// applied, the next welcome does not cover the file, and sending it again loads it; stopped
+// after it (before the acknowledgement), the file sent again is found covered. The
+// deletion is held with the file (not a write of its own), once.
 func TestInterruptedLoadNotCovered(t *testing.T) {
 	e := setup(t)
 	// an epoch that ends with a deletion: the file's progress is the deletion's index
@@ -448,8 +451,8 @@ func TestInterruptedLoadNotCovered(t *testing.T) {
 	if !strings.Contains(st.Message(), "stopped before the load") {
 		t.Fatalf("stream ended with %v", st)
 	}
-	if p := e.dst.Progress(); p[1] < f.Progress[1] {
-		t.Fatalf("the deletion was not applied first: progress %v", p)
+	if p := e.dst.Progress(); p[1] >= f.Progress[1] {
+		t.Fatalf("the deletion was applied without the file: progress %v", p)
 	}
 
 	c = dial(t, e.addr)
@@ -457,19 +460,45 @@ func TestInterruptedLoadNotCovered(t *testing.T) {
 	if covers(w.Progress, f.Progress) {
 		t.Fatalf("welcome progress %v covers the file that was not loaded (%v)", w.Progress, f.Progress)
 	}
+	receiver.SetAfterLoadHook(func() error { return errors.New("stopped after the load") })
 	send(c, 1, f, id, body, wd)
+	st = c.waitErr()
+	receiver.SetAfterLoadHook(nil)
+	if !strings.Contains(st.Message(), "stopped after the load") {
+		t.Fatalf("stream ended with %v", st)
+	}
+	c = dial(t, e.addr)
+	if w := c.hello(); !covers(w.Progress, f.Progress) {
+		t.Fatalf("after the load the welcome says %v", w.Progress)
+	}
+	send(c, 1, f, id, body, wd) // sent again: covered
 	c.waitAck(1)
 	if got, want := digestOf(t, e.dst), digestOf(t, e.src); got != want {
 		t.Fatalf("digest %v, want %v", got, want)
 	}
-	if w := dial(t, e.addr).hello(); !covers(w.Progress, f.Progress) {
-		t.Fatalf("after the load the welcome says %v", w.Progress)
+	loaded := 0
+	for _, g := range e.dst.Files() {
+		if g.CRC32C == f.CRC32C && g.Size == f.Size {
+			loaded++
+			if fd := e.dst.FileDeletions(g.Name); len(fd) != 1 || fd[0].Origin != dels[0].Origin || fd[0].OriginIndex != dels[0].OriginIndex {
+				t.Errorf("the file's deletions %+v, sent %+v", fd, dels)
+			}
+		}
+	}
+	if loaded != 1 {
+		t.Fatalf("the file was loaded %d times: %+v", loaded, e.dst.Files())
+	}
+	if d := e.dst.Deletions(0, e.dst.LastIndex()); len(d) != 0 {
+		t.Fatalf("deletions of their own: %+v", d)
+	}
+	if s := e.srv.Stats(); s.Deletions != 1 || s.Files != 2 {
+		t.Fatalf("stats %+v", s)
 	}
 }
 
 // TestFileAdoptedInPlace: a received file is not copied into the region: the staged file
-// itself (the same inode) becomes the region's file, and nothing stays staged. A file
-// without deletions is loaded without a pending-load record.
+// itself (the same inode) becomes the region's file, and nothing stays staged. No
+// pending-load record is written.
 func TestFileAdoptedInPlace(t *testing.T) {
 	e := setup(t)
 	var staged os.FileInfo
@@ -478,7 +507,7 @@ func TestFileAdoptedInPlace(t *testing.T) {
 		if len(parts) != 1 {
 			return fmt.Errorf("staged files %v", parts)
 		}
-		// no deletions to apply before the load: nothing to record as pending
+		// deletions go in with the file: nothing to record as pending
 		if rec, _ := filepath.Glob(filepath.Join(e.dst.Dir(), "incoming", "*", "*.loading")); len(rec) != 0 {
 			return fmt.Errorf("pending-load record %v for a file without deletions", rec)
 		}

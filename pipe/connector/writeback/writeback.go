@@ -168,6 +168,10 @@ func (c *Applier) Apply(e *pipe.Event) error {
 		if pipe.ProgressIndex(c.Target.Progress()).Covers(e.Progress) {
 			return nil
 		}
+		// The file's deletions go in with it, in the manifest update that lists it (a kill
+		// leaves both or neither), with their origin index: the target holds them as part
+		// of the file, and a source that ships the file on ships them inside it.
+		var dels []engine.IndexedDeletion
 		for _, d := range e.File.Deletions {
 			if c.covered(d.Origin, d.OriginIndex) {
 				continue
@@ -176,29 +180,25 @@ func (c *Applier) Apply(e *pipe.Event) error {
 			if err != nil {
 				return fmt.Errorf("apply deletion: %w", err)
 			}
-			// Index 0: the deletion does not advance the target's progress. The file's load
-			// does; were the process killed between the two, a redelivered file must not look
-			// covered by its own deletions (re-applying a deletion is harmless).
 			for _, p := range ps {
-				if _, err := c.Target.DeleteReplicated(d.Origin, 0, p, d.MinTime, d.MaxTime); err != nil {
-					return fmt.Errorf("apply to %s: %w", c.Target.Name(), err)
-				}
+				dels = append(dels, engine.IndexedDeletion{Deletion: engine.Deletion{Pattern: p, MinTime: d.MinTime, MaxTime: d.MaxTime},
+					Origin: d.Origin, OriginIndex: d.OriginIndex})
 			}
 		}
-		return c.loadFile(e)
+		return c.loadFile(e, dels)
 	}
 	return nil
 }
 
 // loadFile loads a shipped file into the target: as is when the pipe wants all of it and
 // the database name is the same, else rewritten with the selected rows and renamed devices.
-func (c *Applier) loadFile(e *pipe.Event) error {
+func (c *Applier) loadFile(e *pipe.Event, dels []engine.IndexedDeletion) error {
 	f := e.File
 	if f.Whole() && (c.DB == "" || sameDatabase(c.DB, f.Path)) {
-		if ok, err := c.linkFile(e); ok || err != nil {
+		if ok, err := c.linkFile(e, dels); ok || err != nil {
 			return err
 		}
-		if _, err := c.Target.LoadFile(f.Path, e.Progress); err != nil {
+		if _, err := c.Target.LoadFileWith(f.Path, e.Progress, dels); err != nil {
 			return fmt.Errorf("write-back load %s: %w", f.Path, err)
 		}
 		return nil
@@ -225,7 +225,7 @@ func (c *Applier) loadFile(e *pipe.Event) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if _, err := c.Target.LoadFile(tmp.Name(), e.Progress); err != nil {
+	if _, err := c.Target.LoadFileWith(tmp.Name(), e.Progress, dels); err != nil {
 		return fmt.Errorf("write-back load %s: %w", f.Path, err)
 	}
 	return nil
@@ -238,7 +238,7 @@ var linkSeq atomic.Uint64
 // which the target adopts (sealed files are never changed, and the CRC32C is the one the
 // source region recorded): no copy. It reports false, with no error, when it cannot link
 // (another filesystem, or no recorded CRC); the caller copies then.
-func (c *Applier) linkFile(e *pipe.Event) (bool, error) {
+func (c *Applier) linkFile(e *pipe.Event, dels []engine.IndexedDeletion) (bool, error) {
 	f := e.File
 	if f.Info.CRC32C == 0 {
 		return false, nil
@@ -247,7 +247,7 @@ func (c *Applier) linkFile(e *pipe.Event) (bool, error) {
 	if err := os.Link(f.Path, staged); err != nil {
 		return false, nil
 	}
-	if _, err := c.Target.AdoptFile(staged, f.Info.CRC32C, e.Progress); err != nil {
+	if _, err := c.Target.AdoptFileWith(staged, f.Info.CRC32C, e.Progress, dels); err != nil {
 		_ = os.Remove(staged)
 		return true, fmt.Errorf("write-back load %s: %w", f.Path, err)
 	}
