@@ -47,26 +47,7 @@ func TestNewReplicaGetsReceivedFileDeletions(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitCaughtUp(t, a)
-			if err := a.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if rs.digest(t, "n2") != rs.digest(t, "n1") {
-				t.Fatal("n2 differs from n1 before the move")
-			}
-			// the leadership moves to n2, which then gets a new replica n4
-			b := rs.open(t, proto, "n2", true, "n1", "n3")
-			defer b.Close()
-			rs.add(t, proto, "n4", 4)
-			f := LocalFollower("n4")
-			f.New = true
-			if err := b.AddPeer(f); err != nil {
-				t.Fatal(err)
-			}
-			waitCaughtUp(t, b)
-			if got, want := rs.digest(t, "n4"), rs.digest(t, "n2"); got != want {
-				t.Fatalf("the new replica n4 %+v, its leader n2 %+v: %+v", got, want, b.Status())
-			}
+			rs.moveToN2AddN4(t, proto, a)
 		})
 	}
 }

@@ -84,6 +84,32 @@ func waitCaughtUp(t *testing.T, s *ReplicaSet) {
 	}
 }
 
+// moveToN2AddN4 waits until n1's replica set a has shipped everything and closes it,
+// checks that n2 equals n1, moves the leadership to n2 and adds a new replica n4 there (a
+// New follower: shipped every origin's writes); n4 must end equal to n2.
+func (rs *replicas) moveToN2AddN4(t *testing.T, proto Protocol, a *ReplicaSet) {
+	t.Helper()
+	waitCaughtUp(t, a)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rs.digest(t, "n2") != rs.digest(t, "n1") {
+		t.Fatal("n2 differs from n1 before the move")
+	}
+	b := rs.open(t, proto, "n2", true, "n1", "n3")
+	defer b.Close()
+	rs.add(t, proto, "n4", 4)
+	f := LocalFollower("n4")
+	f.New = true
+	if err := b.AddPeer(f); err != nil {
+		t.Fatal(err)
+	}
+	waitCaughtUp(t, b)
+	if got, want := rs.digest(t, "n4"), rs.digest(t, "n2"); got != want {
+		t.Fatalf("the new replica n4 %+v differs from its leader n2 %+v (WaitCaughtUp returned): %+v", got, want, b.Status())
+	}
+}
+
 func (rs *replicas) digest(t *testing.T, id string) engine.Digest {
 	t.Helper()
 	d, err := rs.r[id].Digest()
@@ -120,26 +146,7 @@ func TestWaitCaughtUpNewReplicaReceivedFiles(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitCaughtUp(t, a)
-			if err := a.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if rs.digest(t, "n2") != rs.digest(t, "n1") {
-				t.Fatal("n2 differs from n1 before the move")
-			}
-			// the leadership moves to n2, which then gets a new replica n4
-			b := rs.open(t, proto, "n2", true, "n1", "n3")
-			defer b.Close()
-			rs.add(t, proto, "n4", 4)
-			f := LocalFollower("n4")
-			f.New = true
-			if err := b.AddPeer(f); err != nil {
-				t.Fatal(err)
-			}
-			waitCaughtUp(t, b)
-			if got, want := rs.digest(t, "n4"), rs.digest(t, "n2"); got != want {
-				t.Fatalf("WaitCaughtUp returned while the new replica n4 lacks what the leader holds: %+v", b.Status())
-			}
+			rs.moveToN2AddN4(t, proto, a)
 		})
 	}
 }
