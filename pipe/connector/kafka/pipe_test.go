@@ -139,16 +139,19 @@ func TestPipeAtLeastOnceUnderCrashes(t *testing.T) {
 	runPipeUnderCrashes(t, "wal", AtLeastOnce, true)
 }
 
-func runPipeUnderCrashes(t *testing.T, source, delivery string, flush bool) {
-	_, addr := broker(t)
+// startCrashRun starts what a run under crashes needs: a broker (its address), the run's
+// random source (its seed logged), faults installed with probability 0.2, a node in dir, and
+// the pipe "export" from root.src.** to the topic x.root.src, started.
+func startCrashRun(t *testing.T, source, delivery string, flush bool) (addr string, rng *rand.Rand, f *faults, dir string, n *node) {
+	t.Helper()
+	_, addr = broker(t)
 	seed := time.Now().UnixNano()
 	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
-	f := &faults{rng: rand.New(rand.NewSource(seed + 1)), p: 0.2, hits: map[string]int{}}
+	rng = rand.New(rand.NewSource(seed))
+	f = &faults{rng: rand.New(rand.NewSource(seed + 1)), p: 0.2, hits: map[string]int{}}
 	f.install(t)
-	dir := t.TempDir()
-	n := openNode(t, dir, flush)
-	exact := delivery == ExactlyOnce
+	dir = t.TempDir()
+	n = openNode(t, dir, flush)
 	extra := ""
 	if source == "hybrid" {
 		extra = ", selector.max-pending-events: 12, selector.resume-ratio: 0.2"
@@ -158,6 +161,12 @@ name: export
 source: {plugin: %s, pattern: root.src.**%s}
 sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.max-events: 4, batch.linger: 1ms, timeout: 10s, transaction.timeout: 10s}
 `, source, extra, addr, delivery), true)
+	return addr, rng, f, dir, n
+}
+
+func runPipeUnderCrashes(t *testing.T, source, delivery string, flush bool) {
+	addr, rng, f, dir, n := startCrashRun(t, source, delivery, flush)
+	exact := delivery == ExactlyOnce
 	next := map[string]int64{}
 	retries := int64(0)
 	for round := 0; round < 8; round++ {

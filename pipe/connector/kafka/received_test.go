@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"fmt"
 	"math/rand"
 	"path/filepath"
 	"testing"
@@ -69,26 +68,10 @@ func TestPipeFilesReceivedWhileRunning(t *testing.T) {
 }
 
 func runReceivedUnderCrashes(t *testing.T, source, delivery string, flush bool) {
-	_, addr := broker(t)
-	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
-	rng := rand.New(rand.NewSource(seed))
-	f := &faults{rng: rand.New(rand.NewSource(seed + 1)), p: 0.2, hits: map[string]int{}}
-	f.install(t)
-	dir := t.TempDir()
-	n := openNode(t, dir, flush)
+	addr, rng, f, dir, n := startCrashRun(t, source, delivery, flush)
 	other := pipetest.OpenRegion(t, engine.Options{Dir: filepath.Join(dir, "other"), Name: "other", Origin: 9,
 		Durability: wal.Batch, FlushAge: -1, MemtableSize: 1 << 30})
 	defer other.Close()
-	extra := ""
-	if source == "hybrid" {
-		extra = ", selector.max-pending-events: 12, selector.resume-ratio: 0.2"
-	}
-	pipetest.CreatePipe(t, n.mgr, fmt.Sprintf(`
-name: export
-source: {plugin: %s, pattern: root.src.**%s}
-sink: {plugin: kafka, brokers: "%s", delivery: %s, topic: "x.{database}", batch.max-events: 4, batch.linger: 1ms, timeout: 10s, transaction.timeout: 10s}
-`, source, extra, addr, delivery), true)
 	next := map[string]int64{} // one time line per device across both regions: every row is fresh
 	received, retries := 0, int64(0)
 	// ops writes locally and receives files, in random order
